@@ -1,0 +1,55 @@
+//! IP allowlist policies for [tower] services: per-user and per-group policies,
+//! enforced by a layer that runs after authentication.
+//!
+//! An organization's administrators assign **policies** (allowed addresses and ranges)
+//! to users and user groups. When one or more policies apply to the caller, a request is
+//! accepted only if its source address is inside at least one of them; otherwise it is
+//! refused with 403 Forbidden (gRPC: `PERMISSION_DENIED`). Callers to whom no policy
+//! applies are not affected.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`source`] | allowed-source parsing and validation |
+//! | [`policy`] | policies, targets, organizations and the group hierarchy |
+//! | [`snapshot`] | the compiled, immutable decision structure and its shared handle |
+//! | [`client_ip`] | which address a request comes from: the peer, or trusted proxies' headers |
+//! | [`principal`] | who the caller is, read from the request extensions |
+//! | [`layer`] | the tower layer that enforces it all |
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_ip_allowlist::{layer::AllowlistLayer, policy::{OrgId, OrgPolicies, Policy}, snapshot::SnapshotHandle};
+//!
+//! let mut org = OrgPolicies::default();
+//! org.insert_policy(Policy::builder("vpn").sources(["203.0.113.0/24"])?.user("alice").build()?);
+//! let handle = SnapshotHandle::default();
+//! handle.set_org(OrgId::default(), &org);
+//!
+//! // Routes first, then the allowlist, then (outermost) your authentication layer.
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(AllowlistLayer::new(handle.clone()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | reads the peer address from axum's `ConnectInfo<SocketAddr>`; `ClientIp` as an axum extractor |
+//! | `tonic` | reads the peer address from tonic's `TcpConnectInfo` |
+//!
+//! # Security
+//!
+//! The client address is the TCP peer unless you configure trusted proxies: see
+//! [`client_ip`] before deploying behind a load balancer.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod client_ip;
+pub mod layer;
+pub mod policy;
+pub mod principal;
+pub mod snapshot;
+pub mod source;

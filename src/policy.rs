@@ -1,0 +1,546 @@
+//! Policies, their targets, and the group hierarchy of an organization.
+//!
+//! This is the authoritative, uncompiled form of the rules, as an administrator edits
+//! them. The [`snapshot`](crate::snapshot) module compiles it into the structure the
+//! layer decides with.
+//!
+//! - A [`Policy`] has an id, an optional name, a non-empty list of
+//!   [allowed sources](crate::source), and targets: user ids and group ids. A policy with
+//!   no targets is kept but inactive.
+//! - A policy applies to a caller when the caller's user id is one of its users, or one
+//!   of the caller's groups, or any ancestor of those groups, is one of its groups.
+//! - [`GroupHierarchy`] records each group's parents: a DAG, several parents allowed,
+//!   cycles refused.
+//! - Everything belongs to one organization ([`OrgId`]); single-tenant applications use
+//!   [`OrgId::default()`] without thinking about it.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_ip_allowlist::policy::{GroupHierarchy, OrgPolicies, Policy};
+//!
+//! let mut org = OrgPolicies::default();
+//! let policy = Policy::builder("admin-vpn-only")
+//!     .name("Admins from the VPN only")
+//!     .sources(["203.0.113.10/32", "198.51.100.0/24"])?
+//!     .user("admin_user")
+//!     .group("adminGroup")
+//!     .build()?;
+//! assert!(policy.is_active());
+//! org.insert_policy(policy);
+//!
+//! // Members of child groups are covered too.
+//! org.groups.set_parents("oncallAdmins", ["adminGroup"])?;
+//! assert!(org.groups.set_parents("adminGroup", ["oncallAdmins"]).is_err()); // a cycle
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use crate::source::{parse_sources, AllowedSource, SourceError, SourceListError};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// The id as text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(id: &str) -> Self {
+                Self(Arc::from(id))
+            }
+        }
+
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(Arc::from(id))
+            }
+        }
+
+        impl From<&String> for $name {
+            fn from(id: &String) -> Self {
+                Self(Arc::from(id.as_str()))
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+    };
+}
+
+id_type! {
+    /// An organization (tenant). Policies and groups belong to exactly one.
+    ///
+    /// The default, `"default"`, is the organization of callers that carry none.
+    OrgId
+}
+id_type! {
+    /// A user, as the authentication layer names it (a JWT `sub`, say).
+    UserId
+}
+id_type! {
+    /// A user group.
+    GroupId
+}
+id_type! {
+    /// A policy's id, unique within its organization.
+    PolicyId
+}
+
+impl OrgId {
+    /// The id of the default organization, used when a caller carries none.
+    pub const DEFAULT: &'static str = "default";
+}
+
+impl Default for OrgId {
+    fn default() -> Self {
+        Self::from(Self::DEFAULT)
+    }
+}
+
+/// One IP allowlist policy: allowed sources and the users and groups it applies to.
+///
+/// Build one with [`Policy::builder`]; see the [module docs](self) for the semantics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    id: PolicyId,
+    name: Option<String>,
+    sources: Vec<AllowedSource>,
+    users: BTreeSet<UserId>,
+    groups: BTreeSet<GroupId>,
+}
+
+impl Policy {
+    /// Starts a policy with the given id.
+    #[must_use]
+    pub fn builder(id: impl Into<PolicyId>) -> PolicyBuilder {
+        PolicyBuilder {
+            policy: Policy {
+                id: id.into(),
+                name: None,
+                sources: Vec::new(),
+                users: BTreeSet::new(),
+                groups: BTreeSet::new(),
+            },
+        }
+    }
+
+    /// The policy's id.
+    #[must_use]
+    pub fn id(&self) -> &PolicyId {
+        &self.id
+    }
+
+    /// The human-readable name, if any.
+    #[must_use]
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The allowed sources; never empty.
+    #[must_use]
+    pub fn sources(&self) -> &[AllowedSource] {
+        &self.sources
+    }
+
+    /// Users the policy is assigned to directly.
+    #[must_use]
+    pub fn users(&self) -> &BTreeSet<UserId> {
+        &self.users
+    }
+
+    /// Groups the policy is assigned to (their descendants are covered too).
+    #[must_use]
+    pub fn groups(&self) -> &BTreeSet<GroupId> {
+        &self.groups
+    }
+
+    /// Number of direct targets: users plus groups. Members of groups do not count.
+    #[must_use]
+    pub fn target_count(&self) -> usize {
+        self.users.len() + self.groups.len()
+    }
+
+    /// A policy with no targets is kept but affects nobody.
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        self.target_count() > 0
+    }
+
+    /// Renames the policy (`None` removes the name).
+    pub fn set_name(&mut self, name: Option<String>) {
+        self.name = name;
+    }
+
+    /// Replaces the allowed sources.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::Empty`] for an empty list; the policy is left unchanged.
+    pub fn set_sources(&mut self, sources: Vec<AllowedSource>) -> Result<(), SourceError> {
+        if sources.is_empty() {
+            return Err(SourceError::Empty);
+        }
+        self.sources = sources;
+        Ok(())
+    }
+
+    /// Assigns users and groups; already assigned ones are left as they are.
+    /// Returns whether anything changed.
+    pub fn add_targets(
+        &mut self,
+        users: impl IntoIterator<Item = UserId>,
+        groups: impl IntoIterator<Item = GroupId>,
+    ) -> bool {
+        let mut changed = false;
+        for user in users {
+            changed |= self.users.insert(user);
+        }
+        for group in groups {
+            changed |= self.groups.insert(group);
+        }
+        changed
+    }
+
+    /// Unassigns users and groups; missing ones are ignored. Returns whether anything
+    /// changed. Removing the last target leaves the policy inactive, not deleted.
+    pub fn remove_targets<'a>(
+        &mut self,
+        users: impl IntoIterator<Item = &'a UserId>,
+        groups: impl IntoIterator<Item = &'a GroupId>,
+    ) -> bool {
+        let mut changed = false;
+        for user in users {
+            changed |= self.users.remove(user);
+        }
+        for group in groups {
+            changed |= self.groups.remove(group);
+        }
+        changed
+    }
+
+    /// Replaces both target sets.
+    pub fn set_targets(&mut self, users: BTreeSet<UserId>, groups: BTreeSet<GroupId>) {
+        self.users = users;
+        self.groups = groups;
+    }
+}
+
+/// Builds a [`Policy`]; created by [`Policy::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PolicyBuilder {
+    policy: Policy,
+}
+
+impl PolicyBuilder {
+    /// Sets the human-readable name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.policy.name = Some(name.into());
+        self
+    }
+
+    /// Parses and adds allowed sources.
+    ///
+    /// # Errors
+    ///
+    /// The first source that does not parse, with its index in `sources`.
+    pub fn sources<I, S>(mut self, sources: I) -> Result<Self, SourceListError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let parsed = parse_sources(sources)?;
+        self.policy.sources.extend(parsed);
+        Ok(self)
+    }
+
+    /// Adds an already validated source.
+    pub fn source(mut self, source: AllowedSource) -> Self {
+        self.policy.sources.push(source);
+        self
+    }
+
+    /// Assigns a user.
+    pub fn user(mut self, user: impl Into<UserId>) -> Self {
+        self.policy.users.insert(user.into());
+        self
+    }
+
+    /// Assigns a group (and so its descendants).
+    pub fn group(mut self, group: impl Into<GroupId>) -> Self {
+        self.policy.groups.insert(group.into());
+        self
+    }
+
+    /// Finishes the policy.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::Empty`] when no source was given.
+    pub fn build(self) -> Result<Policy, SourceError> {
+        if self.policy.sources.is_empty() {
+            return Err(SourceError::Empty);
+        }
+        Ok(self.policy)
+    }
+}
+
+/// The parents of each group of one organization: a DAG, several parents allowed.
+///
+/// A policy assigned to a group applies to members of every descendant group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupHierarchy {
+    parents: BTreeMap<GroupId, BTreeSet<GroupId>>,
+}
+
+impl GroupHierarchy {
+    /// The direct parents of `group` (empty for an unknown group).
+    pub fn parents(&self, group: &str) -> impl Iterator<Item = &GroupId> + '_ {
+        self.parents.get(group).into_iter().flatten()
+    }
+
+    /// Every group that has parents, with them.
+    pub fn iter(&self) -> impl Iterator<Item = (&GroupId, &BTreeSet<GroupId>)> + '_ {
+        self.parents.iter()
+    }
+
+    /// Replaces the parents of `child`. An empty list removes the group's parents.
+    ///
+    /// # Errors
+    ///
+    /// [`CycleError`] when a parent is `child` itself or one of its descendants; the
+    /// hierarchy is left unchanged.
+    pub fn set_parents<I, G>(&mut self, child: impl Into<GroupId>, parents: I) -> Result<(), CycleError>
+    where
+        I: IntoIterator<Item = G>,
+        G: Into<GroupId>,
+    {
+        let child = child.into();
+        let parents: BTreeSet<GroupId> = parents.into_iter().map(Into::into).collect();
+        for parent in &parents {
+            if parent == &child || self.is_ancestor(child.as_str(), parent.as_str()) {
+                return Err(CycleError {
+                    child,
+                    parent: parent.clone(),
+                });
+            }
+        }
+        if parents.is_empty() {
+            self.parents.remove(&child);
+        } else {
+            self.parents.insert(child, parents);
+        }
+        Ok(())
+    }
+
+    /// Removes `group`'s own parent links (its children keep pointing at it).
+    pub fn remove(&mut self, group: &str) -> bool {
+        self.parents.remove(group).is_some()
+    }
+
+    /// Whether `ancestor` is reachable upwards from `group`.
+    #[must_use]
+    pub fn is_ancestor(&self, ancestor: &str, group: &str) -> bool {
+        let mut stack: Vec<&str> = vec![group];
+        let mut seen = BTreeSet::new();
+        while let Some(current) = stack.pop() {
+            for parent in self.parents(current) {
+                if parent.as_str() == ancestor {
+                    return true;
+                }
+                if seen.insert(parent.as_str()) {
+                    stack.push(parent.as_str());
+                }
+            }
+        }
+        false
+    }
+
+    /// `group` and all its ancestors, each once.
+    #[must_use]
+    pub fn with_ancestors<'a>(&'a self, group: &'a str) -> BTreeSet<&'a str> {
+        let mut seen = BTreeSet::from([group]);
+        let mut stack = vec![group];
+        while let Some(current) = stack.pop() {
+            for parent in self.parents(current) {
+                if seen.insert(parent.as_str()) {
+                    stack.push(parent.as_str());
+                }
+            }
+        }
+        seen
+    }
+
+    /// Number of groups that have parents.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.parents.len()
+    }
+
+    /// Whether no group has parents.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.parents.is_empty()
+    }
+}
+
+/// Setting these parents would make a group its own ancestor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CycleError {
+    /// The group whose parents were being set.
+    pub child: GroupId,
+    /// The parent that would close the cycle.
+    pub parent: GroupId,
+}
+
+impl fmt::Display for CycleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.child == self.parent {
+            write!(f, "group `{}` cannot be its own parent", self.child)
+        } else {
+            write!(
+                f,
+                "group `{}` cannot have `{}` as a parent: `{}` is already a descendant of `{}`, which would make a cycle",
+                self.child, self.parent, self.parent, self.child
+            )
+        }
+    }
+}
+
+impl std::error::Error for CycleError {}
+
+/// Everything the allowlist knows about one organization: its policies and its group
+/// hierarchy. The [`snapshot`](crate::snapshot) compiles one of these per organization.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgPolicies {
+    /// Policies by id.
+    pub policies: BTreeMap<PolicyId, Policy>,
+    /// The organization's group hierarchy.
+    pub groups: GroupHierarchy,
+}
+
+impl OrgPolicies {
+    /// Adds or replaces a policy, returning the one it replaced.
+    pub fn insert_policy(&mut self, policy: Policy) -> Option<Policy> {
+        self.policies.insert(policy.id.clone(), policy)
+    }
+
+    /// The policies that apply to a caller, found the slow, obvious way: the reference
+    /// the compiled snapshot is tested against, and what `explain`-style tools use.
+    pub fn applicable<'a, G>(&'a self, user: &str, groups: G) -> Vec<&'a Policy>
+    where
+        G: IntoIterator<Item = &'a str>,
+    {
+        let mut reach = BTreeSet::new();
+        for group in groups {
+            reach.extend(self.groups.with_ancestors(group));
+        }
+        self.policies
+            .values()
+            .filter(|policy| {
+                policy.users.iter().any(|u| u.as_str() == user)
+                    || policy.groups.iter().any(|g| reach.contains(g.as_str()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_needs_a_source() {
+        assert_eq!(
+            Policy::builder("p").user("u").build().unwrap_err(),
+            SourceError::Empty
+        );
+    }
+
+    #[test]
+    fn targets_are_idempotent() {
+        let mut policy = Policy::builder("p")
+            .sources(["10.0.0.0/8"])
+            .unwrap()
+            .user("a")
+            .build()
+            .unwrap();
+        assert!(!policy.add_targets([UserId::from("a")], []));
+        assert!(policy.add_targets([], [GroupId::from("g")]));
+        assert_eq!(policy.target_count(), 2);
+        assert!(!policy.remove_targets([&UserId::from("missing")], []));
+        assert!(policy.remove_targets([&UserId::from("a")], [&GroupId::from("g")]));
+        assert!(!policy.is_active());
+        assert_eq!(policy.sources().len(), 1);
+    }
+
+    #[test]
+    fn cycles_are_refused() {
+        let mut h = GroupHierarchy::default();
+        h.set_parents("c", ["b"]).unwrap();
+        h.set_parents("b", ["a"]).unwrap();
+        assert!(h.set_parents("a", ["c"]).is_err());
+        assert!(h.set_parents("a", ["a"]).is_err());
+        let err = h.set_parents("a", ["x", "b"]).unwrap_err();
+        assert_eq!(err.parent.as_str(), "b");
+        // Unchanged after the refusal; a diamond is fine.
+        assert_eq!(h.parents("a").count(), 0);
+        h.set_parents("d", ["b", "c"]).unwrap();
+        assert!(h.is_ancestor("a", "d"));
+        assert_eq!(
+            h.with_ancestors("d").into_iter().collect::<Vec<_>>(),
+            ["a", "b", "c", "d"]
+        );
+        h.set_parents("d", Vec::<GroupId>::new()).unwrap();
+        assert!(!h.is_ancestor("a", "d"));
+    }
+
+    #[test]
+    fn applicable_follows_ancestors() {
+        let mut org = OrgPolicies::default();
+        org.groups.set_parents("child", ["parent"]).unwrap();
+        org.groups.set_parents("grandchild", ["child"]).unwrap();
+        let p = Policy::builder("p")
+            .sources(["10.0.0.0/8"])
+            .unwrap()
+            .group("parent")
+            .build()
+            .unwrap();
+        org.insert_policy(p);
+        assert_eq!(org.applicable("u", ["grandchild"]).len(), 1);
+        assert_eq!(org.applicable("u", ["other"]).len(), 0);
+    }
+}

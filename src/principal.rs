@@ -1,0 +1,126 @@
+//! Who the caller is, and how the layer reads it from the request extensions.
+//!
+//! An authentication layer that runs before the allowlist inserts the caller into the
+//! request extensions. The layer reads any type that implements [`Identity`]:
+//!
+//! - [`Principal`], this crate's own type, which the [`jwt`](crate) layer inserts;
+//! - or an application's own user type, by implementing [`Identity`] for it and naming it
+//!   in [`AllowlistLayer::with_identity`](crate::layer::AllowlistLayer::with_identity).
+//!   No wrapping and no copying: the layer borrows it from the extensions.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_ip_allowlist::principal::{Identity, Principal};
+//!
+//! // An application's own user type, as its session middleware inserts it.
+//! #[derive(Clone)]
+//! struct SessionUser { login: String, teams: Vec<String>, tenant: String }
+//!
+//! impl Identity for SessionUser {
+//!     fn user_id(&self) -> &str { &self.login }
+//!     fn group_ids(&self) -> impl Iterator<Item = &str> { self.teams.iter().map(String::as_str) }
+//!     fn organization_id(&self) -> Option<&str> { Some(&self.tenant) }
+//! }
+//!
+//! let principal = Principal::new("alice").with_groups(["admins"]).with_organization("acme");
+//! assert_eq!(principal.group_ids().collect::<Vec<_>>(), ["admins"]);
+//! assert_eq!(principal.organization_id(), Some("acme"));
+//! ```
+
+use crate::policy::{GroupId, OrgId, UserId};
+
+/// What the allowlist needs to know about a caller.
+///
+/// Implement it for the type your authentication layer puts in the request extensions;
+/// see the [module docs](self).
+pub trait Identity: Send + Sync + 'static {
+    /// The caller's user id.
+    fn user_id(&self) -> &str;
+
+    /// The groups the caller belongs to directly. Ancestors are found through the
+    /// organization's group hierarchy; do not list them here.
+    fn group_ids(&self) -> impl Iterator<Item = &str>;
+
+    /// The caller's organization; `None` means the default organization.
+    fn organization_id(&self) -> Option<&str>;
+}
+
+/// An authenticated caller: user, direct groups, organization and permissions.
+///
+/// This crate's JWT layer inserts one into the request extensions; any other
+/// authentication layer can too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user id.
+    pub user: UserId,
+    /// The groups the user belongs to directly.
+    pub groups: Vec<GroupId>,
+    /// The organization; `None` is the default organization.
+    pub organization: Option<OrgId>,
+    /// Permissions granted to the caller (`MANAGE` lets it manage the allowlist).
+    pub permissions: Vec<String>,
+}
+
+impl Principal {
+    /// A principal with only a user id.
+    #[must_use]
+    pub fn new(user: impl Into<UserId>) -> Self {
+        Self {
+            user: user.into(),
+            groups: Vec::new(),
+            organization: None,
+            permissions: Vec::new(),
+        }
+    }
+
+    /// Sets the direct groups.
+    #[must_use]
+    pub fn with_groups<G: Into<GroupId>>(mut self, groups: impl IntoIterator<Item = G>) -> Self {
+        self.groups = groups.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the organization.
+    #[must_use]
+    pub fn with_organization(mut self, organization: impl Into<OrgId>) -> Self {
+        self.organization = Some(organization.into());
+        self
+    }
+
+    /// Sets the permissions.
+    #[must_use]
+    pub fn with_permissions<P: Into<String>>(
+        mut self,
+        permissions: impl IntoIterator<Item = P>,
+    ) -> Self {
+        self.permissions = permissions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether the caller holds `permission`.
+    #[must_use]
+    pub fn has_permission(&self, permission: &str) -> bool {
+        self.permissions.iter().any(|p| p == permission)
+    }
+
+    /// The organization, or the default one.
+    #[must_use]
+    pub fn organization_or_default(&self) -> OrgId {
+        self.organization.clone().unwrap_or_default()
+    }
+}
+
+impl Identity for Principal {
+    fn user_id(&self) -> &str {
+        self.user.as_str()
+    }
+
+    fn group_ids(&self) -> impl Iterator<Item = &str> {
+        self.groups.iter().map(GroupId::as_str)
+    }
+
+    fn organization_id(&self) -> Option<&str> {
+        self.organization.as_ref().map(OrgId::as_str)
+    }
+}

@@ -1,0 +1,215 @@
+//! The address index: non-overlapping ranges, each tagged with the set of policies
+//! whose sources cover it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Key space of one address family: IPv4 as `u32`, IPv6 as `u128`.
+pub(crate) trait Key: Copy + Ord + std::hash::Hash {
+    fn checked_next(self) -> Option<Self>;
+}
+
+impl Key for u32 {
+    fn checked_next(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+}
+
+impl Key for u128 {
+    fn checked_next(self) -> Option<Self> {
+        self.checked_add(1)
+    }
+}
+
+/// Sorted interval starts; `set_ids[i]` is the policy set covering
+/// `starts[i]..starts[i + 1]`. Addresses before the first start are covered by nothing.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RangeIndex<K> {
+    starts: Box<[K]>,
+    set_ids: Box<[u32]>,
+}
+
+impl<K: Key> RangeIndex<K> {
+    /// The id of the policy set covering `key` (0, the empty set, when none does).
+    #[inline]
+    pub(crate) fn lookup(&self, key: K) -> u32 {
+        let i = self.starts.partition_point(|start| *start <= key);
+        match i.checked_sub(1) {
+            Some(i) => self.set_ids[i],
+            None => 0,
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.starts.len() * std::mem::size_of::<K>() + self.set_ids.len() * 4
+    }
+
+    pub(crate) fn intervals(&self) -> usize {
+        self.starts.len()
+    }
+}
+
+/// Deduplicated bitsets of policy indexes, stored flat with a fixed stride.
+/// Set 0 is always the empty set.
+#[derive(Debug)]
+pub(crate) struct SetTable {
+    words: usize,
+    flat: Vec<u64>,
+    ids: HashMap<Box<[u64]>, u32, foldhash::fast::RandomState>,
+}
+
+impl SetTable {
+    pub(crate) fn new(policies: usize) -> Self {
+        let words = policies.div_ceil(64).max(1);
+        let mut table = Self {
+            words,
+            flat: Vec::new(),
+            ids: HashMap::default(),
+        };
+        table.intern(&vec![0; words]);
+        table
+    }
+
+    pub(crate) fn words(&self) -> usize {
+        self.words
+    }
+
+    pub(crate) fn intern(&mut self, set: &[u64]) -> u32 {
+        debug_assert_eq!(set.len(), self.words);
+        if let Some(&id) = self.ids.get(set) {
+            return id;
+        }
+        let id = u32::try_from(self.flat.len() / self.words).unwrap_or(u32::MAX);
+        self.flat.extend_from_slice(set);
+        self.ids.insert(set.into(), id);
+        id
+    }
+
+    pub(crate) fn finish(self) -> Box<[u64]> {
+        self.flat.into_boxed_slice()
+    }
+}
+
+/// Sweeps the ranges of every (policy, range) pair into non-overlapping intervals.
+pub(crate) fn build<K: Key>(
+    ranges: impl Iterator<Item = (usize, K, K)>,
+    sets: &mut SetTable,
+) -> RangeIndex<K> {
+    // +1 opens policy p at a position, -1 closes it after the range's last key.
+    let mut events: Vec<(K, i32, u32)> = Vec::new();
+    for (policy, first, last) in ranges {
+        let policy = u32::try_from(policy).unwrap_or(u32::MAX);
+        events.push((first, 1, policy));
+        if let Some(after) = last.checked_next() {
+            events.push((after, -1, policy));
+        }
+    }
+    events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+
+    let words = sets.words();
+    let mut counts: Vec<u32> = Vec::new();
+    let mut current = vec![0u64; words];
+    let mut starts = Vec::new();
+    let mut set_ids = Vec::new();
+    let mut last_id = 0;
+    let mut i = 0;
+    while i < events.len() {
+        let at = events[i].0;
+        while i < events.len() && events[i].0 == at {
+            let (_, delta, policy) = events[i];
+            let p = policy as usize;
+            if counts.len() <= p {
+                counts.resize(p + 1, 0);
+            }
+            if delta > 0 {
+                counts[p] += 1;
+            } else {
+                counts[p] -= 1;
+            }
+            let bit = 1u64 << (p % 64);
+            if counts[p] > 0 {
+                current[p / 64] |= bit;
+            } else {
+                current[p / 64] &= !bit;
+            }
+            i += 1;
+        }
+        let id = sets.intern(&current);
+        if id != last_id || starts.is_empty() {
+            starts.push(at);
+            set_ids.push(id);
+            last_id = id;
+        }
+    }
+    RangeIndex {
+        starts: starts.into_boxed_slice(),
+        set_ids: set_ids.into_boxed_slice(),
+    }
+}
+
+/// The first and last address of a network, as keys.
+pub(crate) fn v4_bounds(net: &ipnet::Ipv4Net) -> (u32, u32) {
+    (u32::from(net.network()), u32::from(net.broadcast()))
+}
+
+/// The first and last address of a network, as keys.
+pub(crate) fn v6_bounds(net: &ipnet::Ipv6Net) -> (u128, u128) {
+    (u128::from(net.network()), u128::from(net.broadcast()))
+}
+
+/// Splits networks by family.
+pub(crate) fn split(net: &IpNet) -> Result<(u32, u32), (u128, u128)> {
+    match net {
+        IpNet::V4(v4) => Ok(v4_bounds(v4)),
+        IpNet::V6(v6) => Err(v6_bounds(v6)),
+    }
+}
+
+/// The key of an already normalized address.
+#[inline]
+pub(crate) fn key(addr: IpAddr) -> Result<u32, u128> {
+    match addr {
+        IpAddr::V4(v4) => Ok(u32::from(v4)),
+        IpAddr::V6(v6) => Err(u128::from(v6)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_merges_and_splits() {
+        let mut sets = SetTable::new(2);
+        // p0: 10..=20, p1: 15..=30, p0 again: 18..=25 (overlapping itself)
+        let index = build(
+            [(0, 10u32, 20), (1, 15, 30), (0, 18, 25)].into_iter(),
+            &mut sets,
+        );
+        let flat = sets.finish();
+        let set = |k: u32| {
+            let id = index.lookup(k) as usize;
+            flat[id]
+        };
+        assert_eq!(set(0), 0);
+        assert_eq!(set(9), 0);
+        assert_eq!(set(10), 0b01);
+        assert_eq!(set(15), 0b11);
+        assert_eq!(set(25), 0b11);
+        assert_eq!(set(26), 0b10);
+        assert_eq!(set(30), 0b10);
+        assert_eq!(set(31), 0);
+        assert_eq!(set(u32::MAX), 0);
+    }
+
+    #[test]
+    fn range_to_the_top_of_the_space() {
+        let mut sets = SetTable::new(1);
+        let index = build([(0, u32::MAX - 1, u32::MAX)].into_iter(), &mut sets);
+        assert_eq!(index.lookup(u32::MAX), 1);
+        assert_eq!(index.lookup(u32::MAX - 2), 0);
+        assert_eq!(index.intervals(), 1);
+    }
+}

@@ -1,0 +1,204 @@
+//! The compiled, immutable decision structure, and the handle that publishes it.
+//!
+//! A [`Snapshot`] holds one [`CompiledOrg`] per organization. It is never changed in
+//! place: a change to one organization builds a new snapshot that shares every other
+//! organization's compiled form ([`Snapshot::with_org`]) and is published atomically
+//! through a [`SnapshotHandle`]. The layer does one `load()` per request, so a request
+//! sees the old snapshot or the new one, never a mix, and every request that starts
+//! after [`SnapshotHandle::publish`] returns sees the new one.
+//!
+//! The decision itself is pure and knows nothing of HTTP:
+//!
+//! - no policy applies to the caller: [`Decision::NoPolicy`], the request goes on;
+//! - some apply and the address is inside the union of their sources: [`Decision::Allowed`];
+//! - some apply and the address is outside, or unknown: [`Decision::Denied`].
+//!
+//! # Example
+//!
+//! ```
+//! use tower_ip_allowlist::policy::{OrgPolicies, OrgId, Policy};
+//! use tower_ip_allowlist::snapshot::{Decision, DenyReason, SnapshotHandle};
+//!
+//! let mut org = OrgPolicies::default();
+//! org.insert_policy(
+//!     Policy::builder("office").sources(["198.51.100.0/24"])?.group("staff").build()?,
+//! );
+//! org.groups.set_parents("interns", ["staff"])?;
+//!
+//! let handle = SnapshotHandle::default();
+//! handle.set_org(OrgId::default(), &org);
+//!
+//! let snapshot = handle.load();
+//! let office = Some("198.51.100.7".parse()?);
+//! let cafe = Some("192.0.2.1".parse()?);
+//! assert_eq!(snapshot.decide(None, "ann", ["interns"], office), Decision::Allowed);
+//! assert_eq!(snapshot.decide(None, "ann", ["interns"], cafe), Decision::Denied(DenyReason::IpNotAllowed));
+//! assert_eq!(snapshot.decide(None, "ann", ["interns"], None), Decision::Denied(DenyReason::ClientIpUnknown));
+//! assert_eq!(snapshot.decide(None, "bob", ["sales"], cafe), Decision::NoPolicy);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod handle;
+mod index;
+mod org;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+pub use handle::SnapshotHandle;
+pub use org::CompiledOrg;
+
+use crate::policy::{OrgId, OrgPolicies};
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decision {
+    /// No policy applies to the caller: access works as usual.
+    NoPolicy,
+    /// At least one policy applies and the address is inside one of them.
+    Allowed,
+    /// At least one policy applies and the request must be refused.
+    Denied(DenyReason),
+}
+
+impl Decision {
+    /// Whether the request may go on.
+    #[must_use]
+    pub fn is_allowed(self) -> bool {
+        !matches!(self, Self::Denied(_))
+    }
+}
+
+/// Why a request was refused. The layer puts it in the response extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DenyReason {
+    /// The client address is outside every applicable policy.
+    IpNotAllowed,
+    /// A policy applies but the client address could not be determined (no peer
+    /// address, or a malformed forwarded chain). The layer never fails open.
+    ClientIpUnknown,
+}
+
+impl DenyReason {
+    /// The machine-readable code in the 403 body: `ipNotAllowed` or `clientIpUnknown`.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::IpNotAllowed => "ipNotAllowed",
+            Self::ClientIpUnknown => "clientIpUnknown",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::IpNotAllowed => "the client address is not allowed for this caller",
+            Self::ClientIpUnknown => "the client address could not be determined",
+        })
+    }
+}
+
+/// Every organization's compiled policies at one moment. Immutable; see the
+/// [module docs](self).
+#[derive(Clone, Default)]
+pub struct Snapshot {
+    orgs: HashMap<OrgId, Arc<CompiledOrg>, foldhash::fast::RandomState>,
+}
+
+impl Snapshot {
+    /// A snapshot with no policies: every decision is [`Decision::NoPolicy`].
+    #[must_use]
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Compiles every organization.
+    pub fn from_orgs<'a>(orgs: impl IntoIterator<Item = (OrgId, &'a OrgPolicies)>) -> Self {
+        let mut snapshot = Self::default();
+        for (id, org) in orgs {
+            snapshot.insert(id, org);
+        }
+        snapshot
+    }
+
+    /// A new snapshot in which only `id` is recompiled; every other organization's
+    /// compiled form is shared with `self`.
+    #[must_use]
+    pub fn with_org(&self, id: OrgId, org: &OrgPolicies) -> Self {
+        let mut next = self.clone();
+        next.insert(id, org);
+        next
+    }
+
+    /// A new snapshot without `id`.
+    #[must_use]
+    pub fn without_org(&self, id: &str) -> Self {
+        let mut next = self.clone();
+        next.orgs.remove(id);
+        next
+    }
+
+    /// Sets an organization's compiled form (compiled elsewhere, or shared with
+    /// another snapshot).
+    pub fn insert_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
+        if org.active_policies() == 0 {
+            // Nothing can apply: keep the map small and the look-up a miss.
+            self.orgs.remove(id.as_str());
+        } else {
+            self.orgs.insert(id, org);
+        }
+    }
+
+    fn insert(&mut self, id: OrgId, org: &OrgPolicies) {
+        self.insert_compiled(id, Arc::new(CompiledOrg::compile(org)));
+    }
+
+    /// The compiled organization, if it has any active policy.
+    #[must_use]
+    pub fn org(&self, id: &str) -> Option<&Arc<CompiledOrg>> {
+        self.orgs.get(id)
+    }
+
+    /// Number of organizations with at least one active policy.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.orgs.len()
+    }
+
+    /// Whether no organization has an active policy.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.orgs.is_empty()
+    }
+
+    /// Decides for a caller of `organization` (`None`: the default organization).
+    #[must_use]
+    #[inline]
+    pub fn decide<'a>(
+        &self,
+        organization: Option<&str>,
+        user: &str,
+        groups: impl IntoIterator<Item = &'a str>,
+        addr: Option<IpAddr>,
+    ) -> Decision {
+        match self.org(organization.unwrap_or(OrgId::DEFAULT)) {
+            Some(org) => org.decide(user, groups, addr),
+            None => Decision::NoPolicy,
+        }
+    }
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("organizations", &self.orgs.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

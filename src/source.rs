@@ -1,0 +1,449 @@
+//! Allowed sources: the addresses and ranges a policy admits, parsed and validated.
+//!
+//! An allowed source is an IPv4 or IPv6 address (meaning a `/32` or `/128`) or a CIDR
+//! range. Parsing trims white space and refuses, each with its own [`SourceError`]
+//! variant, everything the product refuses: malformed input, DNS host names, match-all
+//! ranges, ranges with host bits set and zone ids. A list of sources must not be empty.
+//!
+//! IPv4-mapped IPv6 (`::ffff:a.b.c.d`, and ranges inside `::ffff:0:0/96` with a prefix of
+//! at least 96) is normalized to IPv4, in sources here and in client addresses through
+//! [`normalize_ip`], so a dual-stack socket can never slip past a rule written for IPv4.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_ip_allowlist::source::{AllowedSource, SourceError};
+//!
+//! let office: AllowedSource = " 198.51.100.0/24 ".parse()?;
+//! assert_eq!(office.to_string(), "198.51.100.0/24");
+//! assert!(office.contains("198.51.100.7".parse()?));
+//! // An IPv4-mapped client address is the same client.
+//! assert!(office.contains("::ffff:198.51.100.7".parse()?));
+//!
+//! let err = "198.51.100.7/24".parse::<AllowedSource>().unwrap_err();
+//! assert!(matches!(err, SourceError::HostBitsSet { .. }));
+//! assert!(err.to_string().contains("198.51.100.0/24"));
+//!
+//! let err = "vpn.example.com".parse::<AllowedSource>().unwrap_err();
+//! assert!(matches!(err, SourceError::Hostname { .. }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+
+/// One validated allowed source: a single address or a CIDR network, IPv4-mapped
+/// IPv6 already folded into IPv4.
+///
+/// Displays in canonical form: a single address as `a.b.c.d` or `x::y`, a range as
+/// `network/prefix`. See the [module docs](self) for the rules and an example.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AllowedSource {
+    net: IpNet,
+}
+
+impl AllowedSource {
+    /// The network this source admits (a single address is a `/32` or `/128`).
+    #[must_use]
+    pub fn net(&self) -> IpNet {
+        self.net
+    }
+
+    /// Whether `addr` is inside this source, after [`normalize_ip`].
+    #[must_use]
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.net.contains(&normalize_ip(addr))
+    }
+
+    /// Validates a network built in code with the same rules as parsed text: no match-all
+    /// range and no host bits set. IPv4-mapped IPv6 is folded into IPv4.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::MatchAll`] or [`SourceError::HostBitsSet`].
+    pub fn from_net(net: IpNet) -> Result<Self, SourceError> {
+        let net = normalize_net(net);
+        if net.prefix_len() == 0 {
+            return Err(SourceError::MatchAll {
+                input: net.to_string(),
+            });
+        }
+        if net.trunc() != net {
+            return Err(SourceError::HostBitsSet {
+                input: net.to_string(),
+                network: net.trunc().to_string(),
+            });
+        }
+        Ok(Self { net })
+    }
+}
+
+impl From<IpAddr> for AllowedSource {
+    /// A single address: always valid.
+    fn from(addr: IpAddr) -> Self {
+        Self {
+            net: IpNet::from(normalize_ip(addr)),
+        }
+    }
+}
+
+impl FromStr for AllowedSource {
+    type Err = SourceError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let text = input.trim();
+        if text.is_empty() {
+            return Err(SourceError::Malformed {
+                input: input.to_owned(),
+            });
+        }
+        if text.contains('%') {
+            return Err(SourceError::ZoneId {
+                input: text.to_owned(),
+            });
+        }
+        if let Ok(addr) = text.parse::<IpAddr>() {
+            return Ok(Self::from(addr));
+        }
+        match parse_cidr(text) {
+            Some(net) => Self::from_net(net).map_err(|err| err.with_input(text)),
+            None if looks_like_hostname(text) => Err(SourceError::Hostname {
+                input: text.to_owned(),
+            }),
+            None => Err(SourceError::Malformed {
+                input: text.to_owned(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for AllowedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.net.prefix_len() == self.net.max_prefix_len() {
+            self.net.addr().fmt(f)
+        } else {
+            self.net.fmt(f)
+        }
+    }
+}
+
+impl fmt::Debug for AllowedSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AllowedSource({self})")
+    }
+}
+
+/// Parses `addr/prefix` without accepting anything `ipnet` would be lenient about
+/// (a prefix longer than the family allows is refused there already).
+fn parse_cidr(text: &str) -> Option<IpNet> {
+    let (addr, prefix) = text.split_once('/')?;
+    if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_digit()) || prefix.len() > 3 {
+        return None;
+    }
+    let prefix: u8 = prefix.parse().ok()?;
+    match addr.parse::<IpAddr>().ok()? {
+        IpAddr::V4(v4) => Ipv4Net::new(v4, prefix).ok().map(IpNet::V4),
+        IpAddr::V6(v6) => Ipv6Net::new(v6, prefix).ok().map(IpNet::V6),
+    }
+}
+
+/// A DNS name: dot-separated labels of letters, digits and hyphens, with at least one
+/// letter somewhere (so `1.2.3` stays "malformed", not "hostname").
+fn looks_like_hostname(text: &str) -> bool {
+    let name = text.strip_suffix('.').unwrap_or(text);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.bytes().any(|b| b.is_ascii_alphabetic())
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// Folds an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) into the IPv4 address it carries;
+/// every other address is returned as it is.
+///
+/// The layer applies this to every client address, and sources are stored folded, so
+/// a rule for `198.51.100.0/24` admits a dual-stack peer seen as `::ffff:198.51.100.7`.
+#[must_use]
+#[inline]
+pub fn normalize_ip(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
+/// Folds an IPv6 network inside `::ffff:0:0/96` with a prefix of at least 96 into IPv4.
+fn normalize_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        _ => net,
+    }
+}
+
+/// Parses a whole list of sources, as a policy or a site list holds them.
+///
+/// # Errors
+///
+/// [`SourceListError`] naming the index of the first bad entry, or
+/// [`SourceError::Empty`] (with no index) when the list has no entries.
+pub fn parse_sources<I, S>(inputs: I) -> Result<Vec<AllowedSource>, SourceListError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let sources = inputs
+        .into_iter()
+        .enumerate()
+        .map(|(index, text)| {
+            text.as_ref()
+                .parse::<AllowedSource>()
+                .map_err(|error| SourceListError {
+                    index: Some(index),
+                    error,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if sources.is_empty() {
+        return Err(SourceListError {
+            index: None,
+            error: SourceError::Empty,
+        });
+    }
+    Ok(sources)
+}
+
+/// Why a text is not a valid allowed source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// Neither an IP address nor a CIDR range.
+    Malformed {
+        /// The text as given.
+        input: String,
+    },
+    /// A DNS host name: only addresses and ranges are supported.
+    Hostname {
+        /// The text as given.
+        input: String,
+    },
+    /// `0.0.0.0/0` or `::/0` (or an IPv4-mapped equivalent): it would admit everyone.
+    MatchAll {
+        /// The text as given.
+        input: String,
+    },
+    /// The range has bits set after the prefix, such as `198.51.100.7/24`.
+    HostBitsSet {
+        /// The text as given.
+        input: String,
+        /// The network the range most likely meant, such as `198.51.100.0/24`.
+        network: String,
+    },
+    /// An IPv6 zone id such as `fe80::1%eth0`: zones are local to one host.
+    ZoneId {
+        /// The text as given.
+        input: String,
+    },
+    /// The list of sources is empty.
+    Empty,
+}
+
+impl SourceError {
+    /// The machine-readable code the admin API reports for this error.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } | Self::ZoneId { .. } => "invalidSource",
+            Self::Hostname { .. } => "hostnameNotAllowed",
+            Self::MatchAll { .. } => "matchAllNotAllowed",
+            Self::HostBitsSet { .. } => "hostBitsSet",
+            Self::Empty => "emptyAllowedSources",
+        }
+    }
+
+    fn with_input(self, text: &str) -> Self {
+        let input = text.to_owned();
+        match self {
+            Self::MatchAll { .. } => Self::MatchAll { input },
+            Self::HostBitsSet { network, .. } => Self::HostBitsSet { input, network },
+            other => other,
+        }
+    }
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed { input } => write!(
+                f,
+                "`{input}` is not an IP address or CIDR range: use a form such as 203.0.113.10, 198.51.100.0/24 or 2001:db8::/48"
+            ),
+            Self::Hostname { input } => write!(
+                f,
+                "`{input}` looks like a host name, and host names are not supported: use the address or CIDR range"
+            ),
+            Self::MatchAll { input } => write!(
+                f,
+                "`{input}` matches every address, which would make the list pointless: list the networks that should have access"
+            ),
+            Self::HostBitsSet { input, network } => write!(
+                f,
+                "`{input}` has host bits set after the prefix: did you mean `{network}`?"
+            ),
+            Self::ZoneId { input } => write!(
+                f,
+                "`{input}` has an IPv6 zone id, which only means something on one host: remove the `%zone` part"
+            ),
+            Self::Empty => write!(
+                f,
+                "the list of allowed sources is empty: give at least one address or CIDR range"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// A [`SourceError`] in a list, with the position of the offending entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceListError {
+    /// Zero-based position of the bad entry; `None` when the list itself is wrong (empty).
+    pub index: Option<usize>,
+    /// What is wrong with it.
+    pub error: SourceError,
+}
+
+impl fmt::Display for SourceListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.index {
+            Some(index) => write!(f, "allowed source {index}: {}", self.error),
+            None => self.error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SourceListError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Case {
+        name: &'static str,
+        input: &'static str,
+        want: Result<&'static str, &'static str>,
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn parse_table() {
+        let cases = [
+            Case { name: "v4 address", input: "203.0.113.10", want: Ok("203.0.113.10") },
+            Case { name: "v4 /32 is an address", input: "203.0.113.10/32", want: Ok("203.0.113.10") },
+            Case { name: "v4 range", input: "198.51.100.0/24", want: Ok("198.51.100.0/24") },
+            Case { name: "v6 range", input: "2001:db8:abcd::/48", want: Ok("2001:db8:abcd::/48") },
+            Case { name: "v6 /128", input: "2001:db8::1/128", want: Ok("2001:db8::1") },
+            Case { name: "white space trimmed", input: "\t 203.0.113.10 \n", want: Ok("203.0.113.10") },
+            Case { name: "v4-mapped address folded", input: "::ffff:203.0.113.10", want: Ok("203.0.113.10") },
+            Case { name: "v4-mapped range folded", input: "::ffff:198.51.100.0/120", want: Ok("198.51.100.0/24") },
+            Case { name: "v4-mapped /128 folded", input: "::ffff:198.51.100.1/128", want: Ok("198.51.100.1") },
+            Case { name: "v6 /1", input: "8000::/1", want: Ok("8000::/1") },
+            Case { name: "v4 /31", input: "192.0.2.0/31", want: Ok("192.0.2.0/31") },
+            Case { name: "v4 match-all", input: "0.0.0.0/0", want: Err("matchAllNotAllowed") },
+            Case { name: "v6 match-all", input: "::/0", want: Err("matchAllNotAllowed") },
+            Case { name: "v4-mapped match-all", input: "::ffff:0:0/96", want: Err("matchAllNotAllowed") },
+            Case { name: "host bits", input: "198.51.100.7/24", want: Err("hostBitsSet") },
+            Case { name: "v6 host bits", input: "2001:db8::1/64", want: Err("hostBitsSet") },
+            Case { name: "hostname", input: "vpn.example.com", want: Err("hostnameNotAllowed") },
+            Case { name: "single label hostname", input: "localhost", want: Err("hostnameNotAllowed") },
+            Case { name: "zone id", input: "fe80::1%eth0", want: Err("invalidSource") },
+            Case { name: "empty", input: "   ", want: Err("invalidSource") },
+            Case { name: "garbage", input: "1.2.3", want: Err("invalidSource") },
+            Case { name: "prefix too long", input: "10.0.0.0/33", want: Err("invalidSource") },
+            Case { name: "signed prefix", input: "10.0.0.0/+8", want: Err("invalidSource") },
+            Case { name: "empty prefix", input: "10.0.0.0/", want: Err("invalidSource") },
+            Case { name: "address with port", input: "203.0.113.10:80", want: Err("invalidSource") },
+            Case { name: "leading zeros refused", input: "010.0.0.1", want: Err("invalidSource") },
+            Case { name: "url", input: "http://203.0.113.10/", want: Err("invalidSource") },
+        ];
+        for case in cases {
+            let got = case
+                .input
+                .parse::<AllowedSource>()
+                .map(|s| s.to_string())
+                .map_err(|e| e.code());
+            assert_eq!(got, case.want.map(str::to_owned), "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn host_bits_names_the_network() {
+        let err = "198.51.100.7/24".parse::<AllowedSource>().unwrap_err();
+        assert_eq!(
+            err,
+            SourceError::HostBitsSet {
+                input: "198.51.100.7/24".into(),
+                network: "198.51.100.0/24".into()
+            }
+        );
+        assert!(err.to_string().contains("did you mean `198.51.100.0/24`"));
+    }
+
+    #[test]
+    fn hostname_message_says_unsupported() {
+        let err = "office.example.com".parse::<AllowedSource>().unwrap_err();
+        assert!(err.to_string().contains("host names are not supported"));
+    }
+
+    #[test]
+    fn list_errors_name_the_index() {
+        let err = parse_sources(["203.0.113.10", "198.51.100.0/24", "nope!"]).unwrap_err();
+        assert_eq!(err.index, Some(2));
+        assert_eq!(err.error.code(), "invalidSource");
+        let err = parse_sources(Vec::<String>::new()).unwrap_err();
+        assert_eq!(err.index, None);
+        assert_eq!(err.error, SourceError::Empty);
+    }
+
+    #[test]
+    fn mapped_clients_match_v4_sources() {
+        let src: AllowedSource = "198.51.100.0/24".parse().unwrap();
+        assert!(src.contains("::ffff:198.51.100.200".parse().unwrap()));
+        assert!(!src.contains("::ffff:198.51.101.1".parse().unwrap()));
+        // The IPv4-compatible (deprecated) form is not a mapped address.
+        assert!(!src.contains("::198.51.100.200".parse().unwrap()));
+    }
+
+    #[test]
+    fn from_net_validates() {
+        let net: IpNet = "10.0.0.1/8".parse().unwrap();
+        assert!(matches!(
+            AllowedSource::from_net(net),
+            Err(SourceError::HostBitsSet { .. })
+        ));
+        let net: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(matches!(
+            AllowedSource::from_net(net),
+            Err(SourceError::MatchAll { .. })
+        ));
+    }
+}
