@@ -47,7 +47,9 @@
 //! [`client_ip`] before deploying behind a load balancer.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod body;
 pub mod client_ip;
+mod grpc;
 pub mod layer;
 pub mod policy;
 pub mod principal;

@@ -404,6 +404,20 @@ impl GroupHierarchy {
         seen
     }
 
+    /// A hierarchy built without the cycle check, as corrupt storage could hold it.
+    #[cfg(test)]
+    pub(crate) fn with_unchecked_edges<'a>(edges: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut hierarchy = Self::default();
+        for (child, parent) in edges {
+            hierarchy
+                .parents
+                .entry(GroupId::from(child))
+                .or_default()
+                .insert(GroupId::from(parent));
+        }
+        hierarchy
+    }
+
     /// Number of groups that have parents.
     #[must_use]
     pub fn len(&self) -> usize {

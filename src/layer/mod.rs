@@ -1,1 +1,90 @@
-//! x
+//! The tower layer that enforces IP allowlist policies.
+//!
+//! [`AllowlistLayer`] runs **after** authentication. For each request it
+//!
+//! 1. resolves the client address with its [`ClientIpResolver`](crate::client_ip::ClientIpResolver)
+//!    (the TCP peer by default) and inserts the [`ClientIp`](crate::client_ip::ClientIp)
+//!    into the request extensions, for handlers to use;
+//! 2. reads the caller's [`Identity`](crate::principal::Identity) from the request
+//!    extensions: no identity means authentication did not happen or the route is
+//!    public, and the request goes on (said at debug level);
+//! 3. loads the current [`Snapshot`](crate::snapshot::Snapshot) once and decides. No
+//!    applicable policy: the request goes on. Applicable policies and an address inside
+//!    one of them: the request goes on. Otherwise, and also when the address cannot be
+//!    determined, the request is refused: never fail open.
+//!
+//! A refused HTTP request gets 403 with a short JSON body naming the reason
+//! (`ipNotAllowed`, `clientIpUnknown`) and no hint of which addresses would be allowed;
+//! a gRPC request gets a trailers-only response with status 7 `PERMISSION_DENIED`, which
+//! tonic clients see as `Code::PermissionDenied`. The [`DenyReason`](crate::snapshot::DenyReason)
+//! is in the response extensions; the response itself is replaceable with
+//! [`AllowlistLayer::rejection`].
+//!
+//! The layer keeps the inner service's error type and does not box its future.
+//!
+//! # Example
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use http::{Request, Response, StatusCode};
+//! use tower::{service_fn, Layer, ServiceExt};
+//! use tower_ip_allowlist::{layer::AllowlistLayer, principal::Principal};
+//! use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
+//! use tower_ip_allowlist::snapshot::{DenyReason, SnapshotHandle};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut org = OrgPolicies::default();
+//! org.insert_policy(Policy::builder("vpn").sources(["203.0.113.0/24"])?.user("alice").build()?);
+//! let handle = SnapshotHandle::default();
+//! handle.set_org(OrgId::default(), &org);
+//!
+//! let app = service_fn(|_req: Request<String>| async {
+//!     Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
+//! });
+//! let app = AllowlistLayer::new(handle).layer(app);
+//!
+//! // What an authentication layer and the server would have put in the extensions.
+//! let request = |peer: &str| {
+//!     let mut request = Request::new(String::new());
+//!     request.extensions_mut().insert(Principal::new("alice"));
+//!     request.extensions_mut().insert(peer.parse::<SocketAddr>().unwrap());
+//!     request
+//! };
+//!
+//! let response = app.clone().oneshot(request("203.0.113.7:50000")).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! let response = app.oneshot(request("192.0.2.1:50000")).await?;
+//! assert_eq!(response.status(), StatusCode::FORBIDDEN);
+//! assert_eq!(response.extensions().get::<DenyReason>(), Some(&DenyReason::IpNotAllowed));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Where to put it
+//!
+//! With axum, `Router::layer` wraps every route, including a fallback; `route_layer`
+//! only the routes added before it, so a request to an unknown path gets its 404 without
+//! the allowlist being consulted. Either way the authentication layer must sit outside
+//! (be added after) the allowlist layer so the identity is in the extensions when it
+//! runs. With tonic, add it with `Server::builder().layer(...)`.
+//!
+//! # Security
+//!
+//! The decision is only as good as the identity and the address it is given: the
+//! identity must come from a layer that verified it, and the address from a strategy
+//! that cannot be spoofed. The default reads the TCP peer and trusts no header; read
+//! [`client_ip`](crate::client_ip#security) before trusting proxies.
+
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod response;
+mod service;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::AllowlistLayer;
+pub use self::response::{DefaultRejection, Denial, Rejection};
+pub use self::service::AllowlistService;
+pub use crate::body::ResponseBody;

@@ -46,6 +46,7 @@ impl<K: Key> RangeIndex<K> {
         self.starts.len() * std::mem::size_of::<K>() + self.set_ids.len() * 4
     }
 
+    #[cfg(test)]
     pub(crate) fn intervals(&self) -> usize {
         self.starts.len()
     }

@@ -1,1 +1,366 @@
+//! The decision, table-driven, and the compiled structure against a naive model.
 
+use std::net::IpAddr;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::policy::{GroupHierarchy, GroupId, Policy, PolicyId, UserId};
+use crate::source::{normalize_ip, AllowedSource};
+
+fn policy(id: &str, sources: &[&str], users: &[&str], groups: &[&str]) -> Policy {
+    let mut builder = Policy::builder(id).sources(sources).unwrap();
+    for user in users {
+        builder = builder.user(*user);
+    }
+    for group in groups {
+        builder = builder.group(*group);
+    }
+    builder.build().unwrap()
+}
+
+/// acme: office (users ann, grp staff), vpn (group admins), v6lab (user v6),
+/// idle (no targets). Hierarchy: interns -> staff; oncall -> admins, staff;
+/// night -> oncall. Org "other" has a policy for ann too.
+fn fixture() -> Snapshot {
+    let mut acme = OrgPolicies::default();
+    acme.insert_policy(policy("office", &["198.51.100.0/24"], &["ann"], &["staff"]));
+    acme.insert_policy(policy("vpn", &["203.0.113.10", "192.0.2.0/31"], &[], &["admins"]));
+    acme.insert_policy(policy("v6lab", &["2001:db8:abcd::/48"], &["v6"], &[]));
+    acme.insert_policy(policy("idle", &["10.0.0.0/8"], &[], &[]));
+    acme.groups.set_parents("interns", ["staff"]).unwrap();
+    acme.groups.set_parents("oncall", ["admins", "staff"]).unwrap();
+    acme.groups.set_parents("night", ["oncall"]).unwrap();
+
+    let mut other = OrgPolicies::default();
+    other.insert_policy(policy("elsewhere", &["100.64.0.0/10"], &["ann"], &[]));
+
+    let mut default = OrgPolicies::default();
+    default.insert_policy(policy("single-tenant", &["172.16.0.0/12"], &["solo"], &[]));
+
+    Snapshot::from_orgs([
+        (OrgId::from("acme"), &acme),
+        (OrgId::from("other"), &other),
+        (OrgId::default(), &default),
+    ])
+}
+
+struct Case {
+    name: &'static str,
+    org: Option<&'static str>,
+    user: &'static str,
+    groups: &'static [&'static str],
+    addr: Option<&'static str>,
+    want: Decision,
+}
+
+const ALLOWED: Decision = Decision::Allowed;
+const NO_POLICY: Decision = Decision::NoPolicy;
+const NOT_ALLOWED: Decision = Decision::Denied(DenyReason::IpNotAllowed);
+const UNKNOWN: Decision = Decision::Denied(DenyReason::ClientIpUnknown);
+
+#[test]
+#[rustfmt::skip]
+fn decision_table() {
+    let cases = [
+        Case { name: "user target, inside", org: Some("acme"), user: "ann", groups: &[], addr: Some("198.51.100.9"), want: ALLOWED },
+        Case { name: "user target, outside", org: Some("acme"), user: "ann", groups: &[], addr: Some("198.51.101.9"), want: NOT_ALLOWED },
+        Case { name: "no policy applies: untouched", org: Some("acme"), user: "bob", groups: &["sales"], addr: Some("192.0.2.200"), want: NO_POLICY },
+        Case { name: "no policy applies, address unknown: untouched", org: Some("acme"), user: "bob", groups: &[], addr: None, want: NO_POLICY },
+        Case { name: "direct group target", org: Some("acme"), user: "x", groups: &["staff"], addr: Some("198.51.100.1"), want: ALLOWED },
+        Case { name: "child group inherits", org: Some("acme"), user: "x", groups: &["interns"], addr: Some("198.51.100.1"), want: ALLOWED },
+        Case { name: "child group inherits the denial", org: Some("acme"), user: "x", groups: &["interns"], addr: Some("203.0.113.10"), want: NOT_ALLOWED },
+        Case { name: "grandchild through two parents: union (admins' vpn)", org: Some("acme"), user: "x", groups: &["night"], addr: Some("203.0.113.10"), want: ALLOWED },
+        Case { name: "grandchild through two parents: union (staff's office)", org: Some("acme"), user: "x", groups: &["night"], addr: Some("198.51.100.77"), want: ALLOWED },
+        Case { name: "grandchild, outside every applicable policy", org: Some("acme"), user: "x", groups: &["night"], addr: Some("192.0.2.2"), want: NOT_ALLOWED },
+        Case { name: "/31 both addresses", org: Some("acme"), user: "x", groups: &["admins"], addr: Some("192.0.2.1"), want: ALLOWED },
+        Case { name: "user and group policies combine", org: Some("acme"), user: "ann", groups: &["admins"], addr: Some("203.0.113.10"), want: ALLOWED },
+        Case { name: "one of several groups suffices", org: Some("acme"), user: "x", groups: &["sales", "admins"], addr: Some("203.0.113.10"), want: ALLOWED },
+        Case { name: "applies, address unknown: deny", org: Some("acme"), user: "ann", groups: &[], addr: None, want: UNKNOWN },
+        Case { name: "inactive policy affects nobody", org: Some("acme"), user: "y", groups: &[], addr: Some("10.1.2.3"), want: NO_POLICY },
+        Case { name: "v6 policy inside", org: Some("acme"), user: "v6", groups: &[], addr: Some("2001:db8:abcd:1::5"), want: ALLOWED },
+        Case { name: "v6 policy, v4 address", org: Some("acme"), user: "v6", groups: &[], addr: Some("198.51.100.1"), want: NOT_ALLOWED },
+        Case { name: "v4-mapped client matches a v4 rule", org: Some("acme"), user: "ann", groups: &[], addr: Some("::ffff:198.51.100.9"), want: ALLOWED },
+        Case { name: "v4-mapped client outside a v4 rule", org: Some("acme"), user: "ann", groups: &[], addr: Some("::ffff:198.51.101.9"), want: NOT_ALLOWED },
+        Case { name: "organizations do not mix: ann in other", org: Some("other"), user: "ann", groups: &[], addr: Some("198.51.100.9"), want: NOT_ALLOWED },
+        Case { name: "organizations do not mix: ann's other policy", org: Some("other"), user: "ann", groups: &[], addr: Some("100.64.1.1"), want: ALLOWED },
+        Case { name: "organizations do not mix: groups", org: Some("other"), user: "x", groups: &["staff"], addr: Some("192.0.2.200"), want: NO_POLICY },
+        Case { name: "unknown organization", org: Some("nobody"), user: "ann", groups: &[], addr: Some("192.0.2.200"), want: NO_POLICY },
+        Case { name: "no organization is the default one", org: None, user: "solo", groups: &[], addr: Some("192.0.2.200"), want: NOT_ALLOWED },
+        Case { name: "the default organization by name", org: Some("default"), user: "solo", groups: &[], addr: Some("172.20.0.1"), want: ALLOWED },
+    ];
+    let snapshot = fixture();
+    for case in cases {
+        let addr = case.addr.map(|a| a.parse::<IpAddr>().unwrap());
+        let got = snapshot.decide(case.org, case.user, case.groups.iter().copied(), addr);
+        assert_eq!(got, case.want, "{}", case.name);
+    }
+}
+
+#[test]
+fn applicable_policy_ids() {
+    let snapshot = fixture();
+    let org = snapshot.org("acme").unwrap();
+    let mut ids = org.applicable_policies("ann", ["night"]);
+    ids.sort();
+    assert_eq!(ids, [PolicyId::from("office"), PolicyId::from("vpn")]);
+    assert!(org.applicable_policies("bob", ["sales"]).is_empty());
+}
+
+#[test]
+fn recompiling_one_org_shares_the_rest() {
+    let snapshot = fixture();
+    let mut acme = OrgPolicies::default();
+    acme.insert_policy(policy("new", &["192.0.2.0/24"], &["ann"], &[]));
+    let next = snapshot.with_org(OrgId::from("acme"), &acme);
+    assert!(Arc::ptr_eq(
+        snapshot.org("other").unwrap(),
+        next.org("other").unwrap()
+    ));
+    assert!(!Arc::ptr_eq(
+        snapshot.org("acme").unwrap(),
+        next.org("acme").unwrap()
+    ));
+    // An organization left with no active policy drops out.
+    let empty = next.with_org(OrgId::from("acme"), &OrgPolicies::default());
+    assert!(empty.org("acme").is_none());
+    assert_eq!(empty.len(), 2);
+}
+
+#[test]
+fn handle_publishes_atomically() {
+    let handle = SnapshotHandle::default();
+    let addr = Some("192.0.2.1".parse().unwrap());
+    assert_eq!(handle.load().decide(None, "u", [], addr), NO_POLICY);
+    let mut org = OrgPolicies::default();
+    org.insert_policy(policy("p", &["198.51.100.0/24"], &["u"], &[]));
+    handle.set_org(OrgId::default(), &org);
+    assert_eq!(handle.load().decide(None, "u", [], addr), NOT_ALLOWED);
+    handle.remove_org(OrgId::DEFAULT);
+    assert_eq!(handle.load().decide(None, "u", [], addr), NO_POLICY);
+}
+
+#[test]
+fn a_cycle_in_stored_data_cannot_hang_the_compiler() {
+    // Editing refuses cycles; the compiler must still terminate on whatever storage holds.
+    let mut org = OrgPolicies::default();
+    org.groups = GroupHierarchy::with_unchecked_edges([("a", "b"), ("b", "c"), ("c", "a")]);
+    org.insert_policy(policy("p", &["192.0.2.0/24"], &[], &["b"]));
+    let compiled = CompiledOrg::compile(&org);
+    for group in ["a", "b", "c"] {
+        assert!(compiled
+            .decide("u", [group], Some("192.0.2.1".parse().unwrap()))
+            .is_allowed());
+    }
+}
+
+#[test]
+fn deep_hierarchy_compiles_without_recursion() {
+    let mut org = OrgPolicies::default();
+    let depth = 3_000;
+    for i in 1..depth {
+        org.groups
+            .set_parents(format!("g{i}"), [format!("g{}", i - 1)])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    org.insert_policy(policy("root", &["192.0.2.0/24"], &[], &["g0"]));
+    let compiled = CompiledOrg::compile(&org);
+    let leaf = format!("g{}", depth - 1);
+    assert_eq!(
+        compiled.decide("u", [leaf.as_str()], Some("192.0.2.1".parse().unwrap())),
+        ALLOWED
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Property test: the compiled snapshot decides exactly like the naive model.
+
+/// The naive reference: find applicable policies the obvious way, then scan sources.
+fn naive(org: &OrgPolicies, user: &str, groups: &[String], addr: Option<IpAddr>) -> Decision {
+    let applicable = org.applicable(user, groups.iter().map(String::as_str));
+    if applicable.is_empty() {
+        return NO_POLICY;
+    }
+    let Some(addr) = addr else { return UNKNOWN };
+    let addr = normalize_ip(addr);
+    if applicable
+        .iter()
+        .any(|p| p.sources().iter().any(|s| s.net().contains(&addr)))
+    {
+        ALLOWED
+    } else {
+        NOT_ALLOWED
+    }
+}
+
+/// Addresses drawn from a small pool of prefixes so ranges overlap and addresses hit.
+fn addr_strategy() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        (any::<u8>(), any::<u8>()).prop_map(|(a, b)| IpAddr::from([10, 0, a & 3, b])),
+        any::<u32>().prop_map(|v| IpAddr::from(v.to_be_bytes())),
+        (any::<u16>(), any::<u16>()).prop_map(|(a, b)| {
+            IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, a & 7, b])
+        }),
+        any::<u128>().prop_map(|v| IpAddr::from(v.to_be_bytes())),
+        (any::<u8>(), any::<u8>()).prop_map(|(a, b)| {
+            // IPv4-mapped forms of the 10.0.x.y pool.
+            IpAddr::from(std::net::Ipv4Addr::new(10, 0, a & 3, b).to_ipv6_mapped())
+        }),
+    ]
+}
+
+fn source_strategy() -> impl Strategy<Value = AllowedSource> {
+    (addr_strategy(), any::<u8>()).prop_filter_map("match-all", |(addr, p)| {
+        let addr = normalize_ip(addr);
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        // Bias towards long prefixes (/31, /32, /127, /128 included) but cover 1..=max.
+        let prefix = match p % 4 {
+            0 => max,
+            1 => max - (p / 4) % 3,
+            _ => 1 + p % max,
+        };
+        let net = ipnet::IpNet::new(addr, prefix).ok()?.trunc();
+        AllowedSource::from_net(net).ok()
+    })
+}
+
+prop_compose! {
+    fn org_strategy()(
+        policies in prop::collection::vec(
+            (
+                prop::collection::vec(source_strategy(), 1..6),
+                prop::collection::btree_set(0u8..6, 0..3),
+                prop::collection::btree_set(0u8..8, 0..3),
+            ),
+            0..12,
+        ),
+        edges in prop::collection::vec((0u8..8, 0u8..8), 0..12),
+    ) -> OrgPolicies {
+        let mut org = OrgPolicies::default();
+        for (i, (sources, users, groups)) in policies.into_iter().enumerate() {
+            let mut b = Policy::builder(format!("p{i}"));
+            for s in sources { b = b.source(s); }
+            for u in users { b = b.user(format!("u{u}")); }
+            for g in groups { b = b.group(format!("g{g}")); }
+            org.insert_policy(b.build().unwrap());
+        }
+        for (child, parent) in edges {
+            let parents: Vec<GroupId> = org.groups.parents(&format!("g{child}")).cloned()
+                .chain([GroupId::from(format!("g{parent}"))]).collect();
+            // Cycles are refused, as the store would refuse them.
+            let _ = org.groups.set_parents(format!("g{child}"), parents);
+        }
+        org
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn compiled_matches_naive(
+        org in org_strategy(),
+        queries in prop::collection::vec(
+            (0u8..7, prop::collection::vec(0u8..9, 0..4), prop::option::weighted(0.95, addr_strategy())),
+            1..24,
+        ),
+        more in prop::collection::vec(source_strategy(), 0..4),
+    ) {
+        let compiled = CompiledOrg::compile(&org);
+        // Query addresses include the edges of every source.
+        let mut addrs: Vec<Option<IpAddr>> = queries.iter().map(|q| q.2).collect();
+        for policy in org.policies.values() {
+            for s in policy.sources().iter().chain(&more) {
+                let net = s.net();
+                addrs.push(Some(net.network()));
+                addrs.push(Some(net.broadcast()));
+            }
+        }
+        for (i, (user, groups, _)) in queries.iter().enumerate() {
+            let user = UserId::from(format!("u{user}"));
+            let groups: Vec<String> = groups.iter().map(|g| format!("g{g}")).collect();
+            for addr in addrs.iter().skip(i % 3).step_by(3) {
+                let want = naive(&org, user.as_str(), &groups, *addr);
+                let got = compiled.decide(user.as_str(), groups.iter().map(String::as_str), *addr);
+                prop_assert_eq!(got, want, "user {} groups {:?} addr {:?}", user, groups, addr);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Readers deciding while a writer publishes: every decision is the old one or the new.
+
+#[test]
+fn readers_see_old_or_new_never_a_mix() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::thread;
+
+    // Two states that disagree on every probe: A admits 198.51.100.0/24 via user and
+    // group policies, B admits only 192.0.2.0/24. A mix (user bits of one, index of the
+    // other) would give a third answer on at least one probe.
+    let state_a = {
+        let mut org = OrgPolicies::default();
+        org.insert_policy(policy("u", &["198.51.100.0/24"], &["ann"], &[]));
+        org.insert_policy(policy("g", &["198.51.100.0/24"], &[], &["staff"]));
+        org
+    };
+    let state_b = {
+        let mut org = OrgPolicies::default();
+        org.insert_policy(policy("u", &["192.0.2.0/24"], &["ann"], &[]));
+        org.insert_policy(policy("g", &["192.0.2.0/24"], &[], &["staff"]));
+        org
+    };
+    let probes: [(&str, &[&str], IpAddr); 4] = [
+        ("ann", &[], "198.51.100.1".parse().unwrap()),
+        ("ann", &[], "192.0.2.1".parse().unwrap()),
+        ("x", &["staff"], "198.51.100.1".parse().unwrap()),
+        ("x", &["staff"], "192.0.2.1".parse().unwrap()),
+    ];
+    let expect = |org: &OrgPolicies| -> Vec<Decision> {
+        probes
+            .iter()
+            .map(|(u, g, a)| naive(org, u, &g.iter().map(|s| s.to_string()).collect::<Vec<_>>(), Some(*a)))
+            .collect()
+    };
+    let (want_a, want_b) = (expect(&state_a), expect(&state_b));
+    assert_ne!(want_a, want_b);
+
+    let handle = SnapshotHandle::default();
+    handle.set_org(OrgId::default(), &state_a);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let handle = handle.clone();
+            let stop = Arc::clone(&stop);
+            let (want_a, want_b) = (want_a.clone(), want_b.clone());
+            thread::spawn(move || {
+                let mut checked = 0u64;
+                while !stop.load(Ordering::Relaxed) || checked == 0 {
+                    let snapshot = handle.load();
+                    let got: Vec<Decision> = probes
+                        .iter()
+                        .map(|(u, g, a)| snapshot.decide(None, u, g.iter().copied(), Some(*a)))
+                        .collect();
+                    assert!(got == want_a || got == want_b, "mixed decision {got:?}");
+                    checked += 1;
+                }
+                checked
+            })
+        })
+        .collect();
+    for i in 0..2_000 {
+        handle.set_org(OrgId::default(), if i % 2 == 0 { &state_b } else { &state_a });
+        // The next load after publish returns sees what was published.
+        let now = handle.load();
+        let got: Vec<Decision> = probes
+            .iter()
+            .map(|(u, g, a)| now.decide(None, u, g.iter().copied(), Some(*a)))
+            .collect();
+        assert_eq!(got, if i % 2 == 0 { want_b.clone() } else { want_a.clone() });
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        assert!(reader.join().unwrap() > 0);
+    }
+}

@@ -1,0 +1,133 @@
+use std::fmt;
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::{Denial, ResponseFuture, Rejection};
+use crate::body::ResponseBody;
+use crate::client_ip::ClientIpResolver;
+use crate::grpc;
+use crate::policy::OrgId;
+use crate::principal::Identity;
+use crate::snapshot::{Decision, SnapshotHandle};
+
+/// The service produced by [`AllowlistLayer`](super::AllowlistLayer).
+pub struct AllowlistService<S, I, R> {
+    pub(super) inner: S,
+    pub(super) handle: SnapshotHandle,
+    pub(super) client_ip: ClientIpResolver,
+    pub(super) rejection: R,
+    pub(super) identity: PhantomData<fn() -> I>,
+}
+
+impl<S, I, R> AllowlistService<S, I, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, I, R, ReqBody, ResBody> Service<Request<ReqBody>> for AllowlistService<S, I, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    I: Identity,
+    R: Rejection,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let client_ip = self
+            .client_ip
+            .resolve(request.extensions(), request.headers());
+        if let Ok(ip) = client_ip {
+            request.extensions_mut().insert(ip);
+        }
+
+        let Some(caller) = request.extensions().get::<I>() else {
+            tracing::debug!("no caller identity in the request: the allowlist does not apply");
+            return ResponseFuture::future(self.inner.call(request));
+        };
+        let snapshot = self.handle.load();
+        let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
+        let organization = caller.organization_id();
+        let decision = snapshot.decide(organization, caller.user_id(), caller.group_ids(), addr);
+
+        let Decision::Denied(reason) = decision else {
+            tracing::trace!(
+                organization = organization.unwrap_or(OrgId::DEFAULT),
+                user = caller.user_id(),
+                client_ip = ?addr,
+                decision = ?decision,
+                "allowlist: allowed"
+            );
+            return ResponseFuture::future(self.inner.call(request));
+        };
+
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let policies = snapshot
+                .org(organization.unwrap_or(OrgId::DEFAULT))
+                .map(|org| org.applicable_policies(caller.user_id(), caller.group_ids()))
+                .unwrap_or_default();
+            tracing::debug!(
+                organization = organization.unwrap_or(OrgId::DEFAULT),
+                user = caller.user_id(),
+                client_ip = ?addr,
+                client_ip_source = ?client_ip.as_ref().map(|ip| ip.source),
+                reason = reason.code(),
+                policies = ?policies,
+                "allowlist: request denied"
+            );
+        }
+        let denial = Denial {
+            reason,
+            grpc: grpc::is_grpc(request.headers()),
+            client_ip: client_ip.ok(),
+        };
+        let mut response = self.rejection.reject(&denial);
+        response.extensions_mut().insert(reason);
+        ResponseFuture::rejected(response)
+    }
+}
+
+impl<S: Clone, I, R: Clone> Clone for AllowlistService<S, I, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            handle: self.handle.clone(),
+            client_ip: self.client_ip.clone(),
+            rejection: self.rejection.clone(),
+            identity: PhantomData,
+        }
+    }
+}
+
+impl<S: fmt::Debug, I, R: fmt::Debug> fmt::Debug for AllowlistService<S, I, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AllowlistService")
+            .field("inner", &self.inner)
+            .field("handle", &self.handle)
+            .field("client_ip", &self.client_ip)
+            .field("rejection", &self.rejection)
+            .field("identity", &std::any::type_name::<I>())
+            .finish()
+    }
+}
