@@ -23,10 +23,19 @@ use tower_ip_allowlist::snapshot::SnapshotHandle;
 /// Stand-in for a real authentication layer: trusts the `x-user` header. Never do this
 /// in production; see the `jwt` module for a real one.
 async fn header_auth(mut request: Request, next: Next) -> Response {
-    let header = |name| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    if let Some(user) = header("x-user") {
-        let groups = header("x-groups").unwrap_or_default();
-        let principal = Principal::new(user).with_groups(groups.split(',').filter(|g| !g.is_empty()));
+    let (user, groups) = {
+        let header = |name| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (header("x-user"), header("x-groups").unwrap_or_default())
+    };
+    if let Some(user) = user {
+        let principal =
+            Principal::new(user).with_groups(groups.split(',').filter(|g| !g.is_empty()));
         request.extensions_mut().insert(principal);
     }
     next.run(request).await
@@ -39,13 +48,20 @@ async fn hello(ip: ClientIp) -> String {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "tower_ip_allowlist=debug".into()))
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "tower_ip_allowlist=debug".into()),
+        )
         .init();
 
     // alice may only come from 127.0.0.1; members of "contractors" (and its child group
     // "interns") only from 192.0.2.0/24; everybody else is unrestricted.
     let mut org = OrgPolicies::default();
-    org.insert_policy(Policy::builder("alice-local").sources(["127.0.0.1"])?.user("alice").build()?);
+    org.insert_policy(
+        Policy::builder("alice-local")
+            .sources(["127.0.0.1"])?
+            .user("alice")
+            .build()?,
+    );
     org.insert_policy(
         Policy::builder("contractors-office")
             .name("Contractors from their office only")
@@ -62,7 +78,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(AllowlistLayer::new(handle))
         .layer(middleware::from_fn(header_auth));
 
-    let addr: SocketAddr = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3001".into()).parse()?;
+    let addr: SocketAddr = std::env::var("LISTEN")
+        .unwrap_or_else(|_| "127.0.0.1:3001".into())
+        .parse()?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}; try:");
@@ -70,6 +88,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i http://{addr}/ -H 'x-user: bob'                      # 200: no policy applies to bob");
     println!("  curl -i http://{addr}/ -H 'x-user: eve' -H 'x-groups: interns' # 403: interns inherit contractors' office-only policy");
     println!("  curl -i http://{addr}/                                       # 200: anonymous, the allowlist does not apply");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }

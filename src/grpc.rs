@@ -7,9 +7,6 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 /// `PERMISSION_DENIED`.
 pub(crate) const PERMISSION_DENIED: u8 = 7;
-/// `UNAUTHENTICATED`.
-#[cfg_attr(not(feature = "jwt"), allow(dead_code))]
-pub(crate) const UNAUTHENTICATED: u8 = 16;
 
 /// Whether the request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, ...).
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
@@ -52,7 +49,10 @@ mod tests {
     fn recognises_grpc() {
         let mut headers = HeaderMap::new();
         assert!(!is_grpc(&headers));
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         assert!(is_grpc(&headers));
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert!(!is_grpc(&headers));

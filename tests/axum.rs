@@ -22,19 +22,22 @@ use tower_ip_allowlist::snapshot::{DenyReason, SnapshotHandle};
 
 /// Stand-in authentication: `x-user`, `x-groups` (comma-separated) and `x-org` headers.
 async fn header_auth(mut request: Request, next: Next) -> Response {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+    let (user, groups, org) = {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        (header("x-user"), header("x-groups"), header("x-org"))
     };
-    if let Some(user) = header("x-user") {
+    if let Some(user) = user {
         let mut principal = Principal::new(user);
-        if let Some(groups) = header("x-groups") {
+        if let Some(groups) = groups {
             principal = principal.with_groups(groups.split(','));
         }
-        if let Some(org) = header("x-org") {
+        if let Some(org) = org {
             principal = principal.with_organization(org);
         }
         request.extensions_mut().insert(principal);
@@ -51,12 +54,33 @@ async fn whoami(ip: ClientIp) -> String {
 fn policies() -> SnapshotHandle {
     let handle = SnapshotHandle::default();
     let mut org = OrgPolicies::default();
-    org.insert_policy(Policy::builder("alice-desk").sources(["127.0.0.2"]).unwrap().user("alice").build().unwrap());
-    org.insert_policy(Policy::builder("office").sources(["203.0.113.0/24", "2001:db8::/32"]).unwrap().group("staff").build().unwrap());
+    org.insert_policy(
+        Policy::builder("alice-desk")
+            .sources(["127.0.0.2"])
+            .unwrap()
+            .user("alice")
+            .build()
+            .unwrap(),
+    );
+    org.insert_policy(
+        Policy::builder("office")
+            .sources(["203.0.113.0/24", "2001:db8::/32"])
+            .unwrap()
+            .group("staff")
+            .build()
+            .unwrap(),
+    );
     org.groups.set_parents("interns", ["staff"]).unwrap();
     handle.set_org(OrgId::default(), &org);
     let mut acme = OrgPolicies::default();
-    acme.insert_policy(Policy::builder("carol-desk").sources(["127.0.0.3"]).unwrap().user("carol").build().unwrap());
+    acme.insert_policy(
+        Policy::builder("carol-desk")
+            .sources(["127.0.0.3"])
+            .unwrap()
+            .user("carol")
+            .build()
+            .unwrap(),
+    );
     handle.set_org(OrgId::from("acme"), &acme);
     handle
 }
@@ -73,9 +97,12 @@ async fn serve(app: Router) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     addr
 }
@@ -132,18 +159,45 @@ async fn peer_address_over_loopback() {
     assert_eq!(status, StatusCode::OK);
 
     // Groups and their children, and organizations kept apart.
-    let (status, _) = get_from(ip("127.0.0.2"), server, &[("x-user", "dan"), ("x-groups", "interns")]).await;
+    let (status, _) = get_from(
+        ip("127.0.0.2"),
+        server,
+        &[("x-user", "dan"), ("x-groups", "interns")],
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = get_from(ip("127.0.0.3"), server, &[("x-user", "carol"), ("x-org", "acme")]).await;
+    let (status, _) = get_from(
+        ip("127.0.0.3"),
+        server,
+        &[("x-user", "carol"), ("x-org", "acme")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = get_from(ip("127.0.0.2"), server, &[("x-user", "carol"), ("x-org", "acme")]).await;
+    let (status, _) = get_from(
+        ip("127.0.0.2"),
+        server,
+        &[("x-user", "carol"), ("x-org", "acme")],
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = get_from(ip("127.0.0.2"), server, &[("x-user", "alice"), ("x-org", "acme")]).await;
+    let (status, _) = get_from(
+        ip("127.0.0.2"),
+        server,
+        &[("x-user", "alice"), ("x-org", "acme")],
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "alice has no policy in acme");
 
     // A published change is enforced on the very next request.
     let mut org = OrgPolicies::default();
-    org.insert_policy(Policy::builder("alice-desk").sources(["127.0.0.3"]).unwrap().user("alice").build().unwrap());
+    org.insert_policy(
+        Policy::builder("alice-desk")
+            .sources(["127.0.0.3"])
+            .unwrap()
+            .user("alice")
+            .build()
+            .unwrap(),
+    );
     handle.set_org(OrgId::default(), &org);
     let (status, _) = get_from(ip("127.0.0.3"), server, &[("x-user", "alice")]).await;
     assert_eq!(status, StatusCode::OK);
@@ -159,40 +213,104 @@ async fn spoofed_forwarded_headers_are_ignored_by_default() {
         ("forwarded", "for=203.0.113.5"),
         ("x-real-ip", "203.0.113.5"),
     ] {
-        let (status, _) = get_from(ip("127.0.0.3"), server, &[("x-user", "dan"), ("x-groups", "staff"), (name, value)]).await;
+        let (status, _) = get_from(
+            ip("127.0.0.3"),
+            server,
+            &[("x-user", "dan"), ("x-groups", "staff"), (name, value)],
+        )
+        .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{name} must not be trusted");
     }
 }
 
 #[tokio::test]
 async fn forwarded_headers_behind_a_trusted_proxy() {
-    let proxy = ClientIpResolver::trusted_proxies(["127.0.0.2/32".parse().unwrap()], ForwardedHeader::XForwardedFor);
+    let proxy = ClientIpResolver::trusted_proxies(
+        ["127.0.0.2/32".parse().unwrap()],
+        ForwardedHeader::XForwardedFor,
+    );
     let server = serve(app(AllowlistLayer::new(policies()).client_ip(proxy))).await;
     let staff = [("x-user", "dan"), ("x-groups", "staff")];
 
     // Through the proxy: the rightmost untrusted entry is the client.
-    let (status, body) = get_from(ip("127.0.0.2"), server, &[staff[0], staff[1], ("x-forwarded-for", "203.0.113.5")]).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "203.0.113.5 XForwardedFor"));
+    let (status, body) = get_from(
+        ip("127.0.0.2"),
+        server,
+        &[staff[0], staff[1], ("x-forwarded-for", "203.0.113.5")],
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "203.0.113.5 XForwardedFor")
+    );
 
     // A client that prepends an allowed address gains nothing: the proxy appended the real one.
-    let (status, _) = get_from(ip("127.0.0.2"), server, &[staff[0], staff[1], ("x-forwarded-for", "203.0.113.5, 192.0.2.66")]).await;
+    let (status, _) = get_from(
+        ip("127.0.0.2"),
+        server,
+        &[
+            staff[0],
+            staff[1],
+            ("x-forwarded-for", "203.0.113.5, 192.0.2.66"),
+        ],
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Header lines are joined in order.
-    let (status, body) = get_from(ip("127.0.0.2"), server, &[staff[0], staff[1], ("x-forwarded-for", "192.0.2.66"), ("x-forwarded-for", "203.0.113.9")]).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "203.0.113.9 XForwardedFor"));
+    let (status, body) = get_from(
+        ip("127.0.0.2"),
+        server,
+        &[
+            staff[0],
+            staff[1],
+            ("x-forwarded-for", "192.0.2.66"),
+            ("x-forwarded-for", "203.0.113.9"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "203.0.113.9 XForwardedFor")
+    );
 
     // IPv4-mapped IPv6 in the header is the IPv4 client.
-    let (status, body) = get_from(ip("127.0.0.2"), server, &[staff[0], staff[1], ("x-forwarded-for", "::ffff:203.0.113.7")]).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "203.0.113.7 XForwardedFor"));
+    let (status, body) = get_from(
+        ip("127.0.0.2"),
+        server,
+        &[
+            staff[0],
+            staff[1],
+            ("x-forwarded-for", "::ffff:203.0.113.7"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "203.0.113.7 XForwardedFor")
+    );
 
     // A malformed chain: the client is unknown, and a policy applies: deny, never fail open.
-    let (status, body) = get_from(ip("127.0.0.2"), server, &[staff[0], staff[1], ("x-forwarded-for", "203.0.113.5, not-an-ip")]).await;
+    let (status, body) = get_from(
+        ip("127.0.0.2"),
+        server,
+        &[
+            staff[0],
+            staff[1],
+            ("x-forwarded-for", "203.0.113.5, not-an-ip"),
+        ],
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(body.contains("clientIpUnknown"), "{body}");
 
     // The same header from a peer that is not a trusted proxy is ignored.
-    let (status, body) = get_from(ip("127.0.0.3"), server, &[staff[0], staff[1], ("x-forwarded-for", "203.0.113.5")]).await;
+    let (status, body) = get_from(
+        ip("127.0.0.3"),
+        server,
+        &[staff[0], staff[1], ("x-forwarded-for", "203.0.113.5")],
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
 }
 
@@ -208,9 +326,12 @@ async fn dual_stack_socket_cannot_bypass_a_v4_rule() {
     let listener = TcpListener::from_std(listener).unwrap();
     let app = app(AllowlistLayer::new(policies()));
     tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .await
-            .unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     let server: SocketAddr = SocketAddr::new(ip("127.0.0.1"), port);
     let (status, body) = get_from(ip("127.0.0.2"), server, &[("x-user", "alice")]).await;
@@ -224,13 +345,18 @@ async fn oneshot(app: Router, user: &str, headers: &[(&str, &str)]) -> Response 
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    app.oneshot(request.body(Body::empty()).unwrap()).await.unwrap()
+    app.oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn mock_connect_info() {
     let handle = policies();
-    let at = |addr: &str| app(AllowlistLayer::new(handle.clone())).layer(MockConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+    let at = |addr: &str| {
+        app(AllowlistLayer::new(handle.clone()))
+            .layer(MockConnectInfo(addr.parse::<SocketAddr>().unwrap()))
+    };
 
     let response = oneshot(at("127.0.0.2:1234"), "alice", &[]).await;
     assert_eq!(response.status(), StatusCode::OK);
@@ -238,13 +364,21 @@ async fn mock_connect_info() {
     assert_eq!(response.status(), StatusCode::OK, "v4-mapped peer");
     let response = oneshot(at("127.0.0.9:1234"), "alice", &[]).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert_eq!(response.extensions().get::<DenyReason>(), Some(&DenyReason::IpNotAllowed));
+    assert_eq!(
+        response.extensions().get::<DenyReason>(),
+        Some(&DenyReason::IpNotAllowed)
+    );
     assert_eq!(response.headers()["content-type"], "application/json");
     let response = oneshot(at("[2001:db8::5]:1234"), "dan", &[("x-groups", "staff")]).await;
     assert_eq!(response.status(), StatusCode::OK, "v6 range");
 
     // A gRPC request is refused the gRPC way.
-    let response = oneshot(at("127.0.0.9:1234"), "alice", &[("content-type", "application/grpc")]).await;
+    let response = oneshot(
+        at("127.0.0.9:1234"),
+        "alice",
+        &[("content-type", "application/grpc")],
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["grpc-status"], "7");
 }
@@ -255,32 +389,55 @@ async fn no_peer_address_is_unknown_and_denied() {
     let app = app(AllowlistLayer::new(policies()));
     let response = oneshot(app.clone(), "alice", &[]).await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert_eq!(response.extensions().get::<DenyReason>(), Some(&DenyReason::ClientIpUnknown));
+    assert_eq!(
+        response.extensions().get::<DenyReason>(),
+        Some(&DenyReason::ClientIpUnknown)
+    );
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("clientIpUnknown"));
     // Unrestricted users are not affected.
     let response = oneshot(app, "bob", &[]).await;
-    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR, "the handler's ClientIp extractor has nothing to give");
+    assert_eq!(
+        response.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the handler's ClientIp extractor has nothing to give"
+    );
 }
 
 #[tokio::test]
 async fn custom_rejection_and_route_layer() {
-    let layer = AllowlistLayer::new(policies()).rejection(|denial: &tower_ip_allowlist::layer::Denial| {
-        let mut response = http::Response::new(bytes::Bytes::from_static(b"nope"));
-        *response.status_mut() = if denial.grpc { StatusCode::OK } else { StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS };
-        response
-    });
+    let layer =
+        AllowlistLayer::new(policies()).rejection(|denial: &tower_ip_allowlist::layer::Denial| {
+            let mut response = http::Response::new(bytes::Bytes::from_static(b"nope"));
+            *response.status_mut() = if denial.grpc {
+                StatusCode::OK
+            } else {
+                StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS
+            };
+            response
+        });
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .route_layer(layer)
         .layer(middleware::from_fn(header_auth))
-        .layer(MockConnectInfo("127.0.0.9:1".parse::<SocketAddr>().unwrap()));
+        .layer(MockConnectInfo(
+            "127.0.0.9:1".parse::<SocketAddr>().unwrap(),
+        ));
     let response = oneshot(app.clone(), "alice", &[]).await;
     assert_eq!(response.status(), StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS);
-    assert_eq!(response.extensions().get::<DenyReason>(), Some(&DenyReason::IpNotAllowed));
+    assert_eq!(
+        response.extensions().get::<DenyReason>(),
+        Some(&DenyReason::IpNotAllowed)
+    );
     // route_layer does not run for unmatched paths: the 404 is the router's own.
-    let request = http::Request::get("/missing").header("x-user", "alice").body(Body::empty()).unwrap();
-    assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::NOT_FOUND);
+    let request = http::Request::get("/missing")
+        .header("x-user", "alice")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.oneshot(request).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
@@ -303,18 +460,30 @@ async fn own_identity_type() {
     let app = Router::new()
         .route("/", get(|| async { "ok" }))
         .layer(AllowlistLayer::new(policies()).with_identity::<Session>())
-        .layer(middleware::from_fn(|mut request: Request, next: Next| async move {
-            request.extensions_mut().insert(Session { login: "alice".into() });
-            next.run(request).await
-        }))
-        .layer(MockConnectInfo("127.0.0.9:1".parse::<SocketAddr>().unwrap()));
-    let response = app.oneshot(http::Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+        .layer(middleware::from_fn(
+            |mut request: Request, next: Next| async move {
+                request.extensions_mut().insert(Session {
+                    login: "alice".into(),
+                });
+                next.run(request).await
+            },
+        ))
+        .layer(MockConnectInfo(
+            "127.0.0.9:1".parse::<SocketAddr>().unwrap(),
+        ));
+    let response = app
+        .oneshot(http::Request::get("/").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
 }
 
 #[test]
 fn client_ip_source_is_public() {
     // Handlers can match on how the address was found.
-    let ip = ClientIp { addr: ip("192.0.2.1"), source: ClientIpSource::Peer };
+    let ip = ClientIp {
+        addr: ip("192.0.2.1"),
+        source: ClientIpSource::Peer,
+    };
     assert_eq!(ip.source, ClientIpSource::Peer);
 }

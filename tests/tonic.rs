@@ -15,7 +15,9 @@ use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::SnapshotHandle;
 
 /// Stand-in authentication: the `x-user` metadata becomes the principal.
-fn metadata_auth(mut request: http::Request<tonic::body::Body>) -> http::Request<tonic::body::Body> {
+fn metadata_auth(
+    mut request: http::Request<tonic::body::Body>,
+) -> http::Request<tonic::body::Body> {
     let user = request
         .headers()
         .get("x-user")
@@ -52,9 +54,13 @@ async fn check(server: SocketAddr, from: &str, user: Option<&str>) -> Result<(),
         .await
         .unwrap();
     let mut client = HealthClient::new(channel);
-    let mut request = tonic::Request::new(HealthCheckRequest { service: String::new() });
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
     if let Some(user) = user {
-        request.metadata_mut().insert("x-user", user.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-user", user.parse().unwrap());
     }
     client.check(request).await.map(|_| ())
 }
@@ -63,21 +69,43 @@ async fn check(server: SocketAddr, from: &str, user: Option<&str>) -> Result<(),
 async fn tonic_client_sees_permission_denied() {
     let handle = SnapshotHandle::default();
     let mut org = OrgPolicies::default();
-    org.insert_policy(Policy::builder("desk").sources(["127.0.0.2/32"]).unwrap().user("alice").build().unwrap());
+    org.insert_policy(
+        Policy::builder("desk")
+            .sources(["127.0.0.2/32"])
+            .unwrap()
+            .user("alice")
+            .build()
+            .unwrap(),
+    );
     handle.set_org(OrgId::default(), &org);
     let server = serve(handle.clone()).await;
 
-    check(server, "127.0.0.2", Some("alice")).await.expect("allowed from 127.0.0.2");
+    check(server, "127.0.0.2", Some("alice"))
+        .await
+        .expect("allowed from 127.0.0.2");
     let status = check(server, "127.0.0.3", Some("alice")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     // Not restricted: a user without policy, and an anonymous call.
-    check(server, "127.0.0.3", Some("bob")).await.expect("bob has no policy");
-    check(server, "127.0.0.3", None).await.expect("anonymous passes");
+    check(server, "127.0.0.3", Some("bob"))
+        .await
+        .expect("bob has no policy");
+    check(server, "127.0.0.3", None)
+        .await
+        .expect("anonymous passes");
 
     // Published changes apply to the next call.
-    org.insert_policy(Policy::builder("desk").sources(["127.0.0.3/32"]).unwrap().user("alice").build().unwrap());
+    org.insert_policy(
+        Policy::builder("desk")
+            .sources(["127.0.0.3/32"])
+            .unwrap()
+            .user("alice")
+            .build()
+            .unwrap(),
+    );
     handle.set_org(OrgId::default(), &org);
-    check(server, "127.0.0.3", Some("alice")).await.expect("allowed after the change");
+    check(server, "127.0.0.3", Some("alice"))
+        .await
+        .expect("allowed after the change");
     let status = check(server, "127.0.0.2", Some("alice")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
