@@ -1,6 +1,8 @@
 //! IP allowlist policies for [tower] services: per-user and per-group policies,
 //! enforced by a layer that runs after authentication.
 //!
+//! [tower]: https://docs.rs/tower
+//!
 //! An organization's administrators assign **policies** (allowed addresses and ranges)
 //! to users and user groups. When one or more policies apply to the caller, a request is
 //! accepted only if its source address is inside at least one of them; otherwise it is

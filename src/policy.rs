@@ -144,7 +144,6 @@ pub struct Policy {
 
 impl Policy {
     /// Starts a policy with the given id.
-    #[must_use]
     pub fn builder(id: impl Into<PolicyId>) -> PolicyBuilder {
         PolicyBuilder {
             policy: Policy {
@@ -343,7 +342,11 @@ impl GroupHierarchy {
     ///
     /// [`CycleError`] when a parent is `child` itself or one of its descendants; the
     /// hierarchy is left unchanged.
-    pub fn set_parents<I, G>(&mut self, child: impl Into<GroupId>, parents: I) -> Result<(), CycleError>
+    pub fn set_parents<I, G>(
+        &mut self,
+        child: impl Into<GroupId>,
+        parents: I,
+    ) -> Result<(), CycleError>
     where
         I: IntoIterator<Item = G>,
         G: Into<GroupId>,
@@ -406,7 +409,9 @@ impl GroupHierarchy {
 
     /// A hierarchy built without the cycle check, as corrupt storage could hold it.
     #[cfg(test)]
-    pub(crate) fn with_unchecked_edges<'a>(edges: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    pub(crate) fn with_unchecked_edges<'a>(
+        edges: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Self {
         let mut hierarchy = Self::default();
         for (child, parent) in edges {
             hierarchy

@@ -15,7 +15,7 @@
 //!   `_hidden` or `unknown`) met on the walk makes the client unknown: the walk never
 //!   skips it. A trusted peer that sent no header is itself the client.
 //!
-//! Every address is folded with [`normalize_ip`](crate::source::normalize_ip), so an
+//! Every address is folded with [`normalize_ip`], so an
 //! IPv4 client seen through a dual-stack socket as `::ffff:a.b.c.d` is the IPv4 client.
 //! The layer inserts the resulting [`ClientIp`] into the request extensions, and with the
 //! `axum` feature a handler can take it as an extractor.

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::{Denial, ResponseFuture, Rejection};
+use super::{Denial, Rejection, ResponseFuture};
 use crate::body::ResponseBody;
 use crate::client_ip::ClientIpResolver;
 use crate::grpc;

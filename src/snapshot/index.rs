@@ -107,7 +107,7 @@ pub(crate) fn build<K: Key>(
             events.push((after, -1, policy));
         }
     }
-    events.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    events.sort_unstable_by_key(|event| event.0);
 
     let words = sets.words();
     let mut counts: Vec<u32> = Vec::new();

@@ -19,7 +19,7 @@ type Bits = SmallVec<[u64; 4]>;
 ///
 /// Active policies get dense indexes; users and groups map straight to the set of
 /// policies that apply through them (for groups, through every ancestor, resolved at
-/// compile time); addresses map through a [`RangeIndex`] per family to the set of
+/// compile time); addresses map through a range index per family to the set of
 /// policies whose sources cover them. A decision is a few hash look-ups, two binary
 /// searches at most, and a bitwise AND, whatever the number of policies.
 #[derive(Debug)]
@@ -49,10 +49,20 @@ impl CompiledOrg {
         let mut group_bits: HashMap<&str, Vec<u64>> = HashMap::new();
         for (p, policy) in active.iter().enumerate() {
             for user in policy.users() {
-                bit(user_bits.entry(user.as_str()).or_insert_with(|| vec![0; words]), p);
+                bit(
+                    user_bits
+                        .entry(user.as_str())
+                        .or_insert_with(|| vec![0; words]),
+                    p,
+                );
             }
             for group in policy.groups() {
-                bit(group_bits.entry(group.as_str()).or_insert_with(|| vec![0; words]), p);
+                bit(
+                    group_bits
+                        .entry(group.as_str())
+                        .or_insert_with(|| vec![0; words]),
+                    p,
+                );
             }
         }
 

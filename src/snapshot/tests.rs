@@ -25,11 +25,18 @@ fn policy(id: &str, sources: &[&str], users: &[&str], groups: &[&str]) -> Policy
 fn fixture() -> Snapshot {
     let mut acme = OrgPolicies::default();
     acme.insert_policy(policy("office", &["198.51.100.0/24"], &["ann"], &["staff"]));
-    acme.insert_policy(policy("vpn", &["203.0.113.10", "192.0.2.0/31"], &[], &["admins"]));
+    acme.insert_policy(policy(
+        "vpn",
+        &["203.0.113.10", "192.0.2.0/31"],
+        &[],
+        &["admins"],
+    ));
     acme.insert_policy(policy("v6lab", &["2001:db8:abcd::/48"], &["v6"], &[]));
     acme.insert_policy(policy("idle", &["10.0.0.0/8"], &[], &[]));
     acme.groups.set_parents("interns", ["staff"]).unwrap();
-    acme.groups.set_parents("oncall", ["admins", "staff"]).unwrap();
+    acme.groups
+        .set_parents("oncall", ["admins", "staff"])
+        .unwrap();
     acme.groups.set_parents("night", ["oncall"]).unwrap();
 
     let mut other = OrgPolicies::default();
@@ -143,8 +150,10 @@ fn handle_publishes_atomically() {
 #[test]
 fn a_cycle_in_stored_data_cannot_hang_the_compiler() {
     // Editing refuses cycles; the compiler must still terminate on whatever storage holds.
-    let mut org = OrgPolicies::default();
-    org.groups = GroupHierarchy::with_unchecked_edges([("a", "b"), ("b", "c"), ("c", "a")]);
+    let mut org = OrgPolicies {
+        groups: GroupHierarchy::with_unchecked_edges([("a", "b"), ("b", "c"), ("c", "a")]),
+        ..OrgPolicies::default()
+    };
     org.insert_policy(policy("p", &["192.0.2.0/24"], &[], &["b"]));
     let compiled = CompiledOrg::compile(&org);
     for group in ["a", "b", "c"] {
@@ -198,9 +207,8 @@ fn addr_strategy() -> impl Strategy<Value = IpAddr> {
     prop_oneof![
         (any::<u8>(), any::<u8>()).prop_map(|(a, b)| IpAddr::from([10, 0, a & 3, b])),
         any::<u32>().prop_map(|v| IpAddr::from(v.to_be_bytes())),
-        (any::<u16>(), any::<u16>()).prop_map(|(a, b)| {
-            IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, a & 7, b])
-        }),
+        (any::<u16>(), any::<u16>())
+            .prop_map(|(a, b)| { IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, a & 7, b]) }),
         any::<u128>().prop_map(|v| IpAddr::from(v.to_be_bytes())),
         (any::<u8>(), any::<u8>()).prop_map(|(a, b)| {
             // IPv4-mapped forms of the 10.0.x.y pool.
@@ -320,7 +328,14 @@ fn readers_see_old_or_new_never_a_mix() {
     let expect = |org: &OrgPolicies| -> Vec<Decision> {
         probes
             .iter()
-            .map(|(u, g, a)| naive(org, u, &g.iter().map(|s| s.to_string()).collect::<Vec<_>>(), Some(*a)))
+            .map(|(u, g, a)| {
+                naive(
+                    org,
+                    u,
+                    &g.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+                    Some(*a),
+                )
+            })
             .collect()
     };
     let (want_a, want_b) = (expect(&state_a), expect(&state_b));
@@ -350,14 +365,24 @@ fn readers_see_old_or_new_never_a_mix() {
         })
         .collect();
     for i in 0..2_000 {
-        handle.set_org(OrgId::default(), if i % 2 == 0 { &state_b } else { &state_a });
+        handle.set_org(
+            OrgId::default(),
+            if i % 2 == 0 { &state_b } else { &state_a },
+        );
         // The next load after publish returns sees what was published.
         let now = handle.load();
         let got: Vec<Decision> = probes
             .iter()
             .map(|(u, g, a)| now.decide(None, u, g.iter().copied(), Some(*a)))
             .collect();
-        assert_eq!(got, if i % 2 == 0 { want_b.clone() } else { want_a.clone() });
+        assert_eq!(
+            got,
+            if i % 2 == 0 {
+                want_b.clone()
+            } else {
+                want_a.clone()
+            }
+        );
     }
     stop.store(true, Ordering::Relaxed);
     for reader in readers {
