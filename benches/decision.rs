@@ -5,9 +5,9 @@
 
 use std::hint::black_box;
 use std::net::IpAddr;
-use std::thread;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
@@ -21,10 +21,18 @@ use tower_ip_allowlist::source::AllowedSource;
 fn random_source(rng: &mut StdRng) -> AllowedSource {
     let net = if rng.random_bool(0.5) {
         let prefix = rng.random_range(16..=32);
-        IpNet::V4(Ipv4Net::new(rng.random::<u32>().into(), prefix).unwrap().trunc())
+        IpNet::V4(
+            Ipv4Net::new(rng.random::<u32>().into(), prefix)
+                .unwrap()
+                .trunc(),
+        )
     } else {
         let prefix = rng.random_range(32..=128);
-        IpNet::V6(Ipv6Net::new(rng.random::<u128>().into(), prefix).unwrap().trunc())
+        IpNet::V6(
+            Ipv6Net::new(rng.random::<u128>().into(), prefix)
+                .unwrap()
+                .trunc(),
+        )
     };
     AllowedSource::from_net(net).expect("valid by construction")
 }
@@ -58,7 +66,9 @@ fn build_org(rng: &mut StdRng, policies: usize, sources: usize) -> Org {
         groups.push(format!("r{root}"));
         for child in 0..3 {
             let c = format!("r{root}c{child}");
-            org.groups.set_parents(c.clone(), [format!("r{root}")]).unwrap();
+            org.groups
+                .set_parents(c.clone(), [format!("r{root}")])
+                .unwrap();
             groups.push(c.clone());
             for grand in 0..2 {
                 let g = format!("{c}g{grand}");
@@ -86,8 +96,13 @@ fn build_org(rng: &mut StdRng, policies: usize, sources: usize) -> Org {
         let pick: Vec<String> = (0..5)
             .map(|_| grandchildren[rng.random_range(0..grandchildren.len())].clone())
             .collect();
-        let n = org.applicable("caller", pick.iter().map(String::as_str)).len();
-        if best.as_ref().is_none_or(|(_, b)| n.abs_diff(10) < b.abs_diff(10)) {
+        let n = org
+            .applicable("caller", pick.iter().map(String::as_str))
+            .len();
+        if best
+            .as_ref()
+            .is_none_or(|(_, b)| n.abs_diff(10) < b.abs_diff(10))
+        {
             best = Some((pick, n));
         }
     }
@@ -111,7 +126,12 @@ fn build_org(rng: &mut StdRng, policies: usize, sources: usize) -> Org {
             }
         })
         .collect();
-    Org { org, caller_groups, applicable, queries }
+    Org {
+        org,
+        caller_groups,
+        applicable,
+        queries,
+    }
 }
 
 /// The naive baseline: a linear scan of `IpNet::contains` over the applicable policies
@@ -201,7 +221,11 @@ fn applicable_count(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(n), &name, |b, name| {
             b.iter(|| {
                 i = (i + 1) % queries.len();
-                black_box(handle.load().decide(None, "u", [name.as_str()], Some(queries[i])))
+                black_box(
+                    handle
+                        .load()
+                        .decide(None, "u", [name.as_str()], Some(queries[i])),
+                )
             })
         });
     }
@@ -215,7 +239,9 @@ fn many_orgs(c: &mut Criterion) {
     for o in 0..10_000 {
         let mut org = OrgPolicies::default();
         for p in 0..10 {
-            let mut builder = Policy::builder(format!("p{p}")).user("caller").group("staff");
+            let mut builder = Policy::builder(format!("p{p}"))
+                .user("caller")
+                .group("staff");
             for _ in 0..10 {
                 builder = builder.source(random_source(&mut rng));
             }
@@ -235,7 +261,11 @@ fn many_orgs(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % queries.len();
             let org = &names[(i * 7919) % names.len()];
-            black_box(handle.load().decide(Some(org), "caller", ["staff"], Some(queries[i])))
+            black_box(
+                handle
+                    .load()
+                    .decide(Some(org), "caller", ["staff"], Some(queries[i])),
+            )
         })
     });
     // Publishing a change to one of them recompiles only that one.
@@ -278,12 +308,24 @@ fn under_writer(c: &mut Criterion) {
     c.bench_function("decision/100x100_under_writer", |b| {
         b.iter(|| {
             i = (i + 1) % fixture.queries.len();
-            black_box(handle.load().decide(None, "caller", groups.iter().copied(), Some(fixture.queries[i])))
+            black_box(handle.load().decide(
+                None,
+                "caller",
+                groups.iter().copied(),
+                Some(fixture.queries[i]),
+            ))
         })
     });
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
 }
 
-criterion_group!(benches, decision, applicable_count, many_orgs, compile, under_writer);
+criterion_group!(
+    benches,
+    decision,
+    applicable_count,
+    many_orgs,
+    compile,
+    under_writer
+);
 criterion_main!(benches);

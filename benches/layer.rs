@@ -26,7 +26,9 @@ fn request(principal: &Principal, peer: SocketAddr) -> Request<Body> {
 }
 
 fn layer(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
 
     let mut org = OrgPolicies::default();
     for p in 0..100 {
@@ -49,9 +51,17 @@ fn layer(c: &mut Criterion) {
 
     // Both routers answer as expected before anything is timed.
     runtime.block_on(async {
-        let ok = gated.clone().oneshot(request(&principal, allowed)).await.unwrap();
+        let ok = gated
+            .clone()
+            .oneshot(request(&principal, allowed))
+            .await
+            .unwrap();
         assert_eq!(ok.status(), StatusCode::OK);
-        let no = gated.clone().oneshot(request(&principal, denied)).await.unwrap();
+        let no = gated
+            .clone()
+            .oneshot(request(&principal, denied))
+            .await
+            .unwrap();
         assert_eq!(no.status(), StatusCode::FORBIDDEN);
     });
 
@@ -59,21 +69,38 @@ fn layer(c: &mut Criterion) {
     group.bench_function("router_without_layer", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                black_box(bare.clone().oneshot(request(&principal, allowed)).await.unwrap())
+                black_box(
+                    bare.clone()
+                        .oneshot(request(&principal, allowed))
+                        .await
+                        .unwrap(),
+                )
             })
         })
     });
     group.bench_function("router_with_layer_allowed", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                black_box(gated.clone().oneshot(request(&principal, allowed)).await.unwrap())
+                black_box(
+                    gated
+                        .clone()
+                        .oneshot(request(&principal, allowed))
+                        .await
+                        .unwrap(),
+                )
             })
         })
     });
     group.bench_function("router_with_layer_denied", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                black_box(gated.clone().oneshot(request(&principal, denied)).await.unwrap())
+                black_box(
+                    gated
+                        .clone()
+                        .oneshot(request(&principal, denied))
+                        .await
+                        .unwrap(),
+                )
             })
         })
     });
