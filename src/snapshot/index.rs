@@ -9,11 +9,17 @@ use ipnet::IpNet;
 /// Key space of one address family: IPv4 as `u32`, IPv6 as `u128`.
 pub(crate) trait Key: Copy + Ord + std::hash::Hash {
     fn checked_next(self) -> Option<Self>;
+    /// The top `bits` bits, as a bucket number (`bits` is at most 16).
+    fn top(self, bits: u32) -> usize;
 }
 
 impl Key for u32 {
     fn checked_next(self) -> Option<Self> {
         self.checked_add(1)
+    }
+    #[inline]
+    fn top(self, bits: u32) -> usize {
+        self.checked_shr(Self::BITS - bits).unwrap_or(0) as usize
     }
 }
 
@@ -21,21 +27,62 @@ impl Key for u128 {
     fn checked_next(self) -> Option<Self> {
         self.checked_add(1)
     }
+    #[inline]
+    fn top(self, bits: u32) -> usize {
+        self.checked_shr(Self::BITS - bits).unwrap_or(0) as usize
+    }
 }
+
+/// Most bucket bits: 65,536 buckets, 256 KiB, for indexes of 128K intervals and more.
+const MAX_BUCKET_BITS: u32 = 16;
 
 /// Sorted interval starts; `set_ids[i]` is the policy set covering
 /// `starts[i]..starts[i + 1]`. Addresses before the first start are covered by nothing.
-#[derive(Debug, Clone, Default)]
+///
+/// A look-up first reads a bucket table indexed by the key's top bits, which bounds
+/// the binary search to the few starts inside that bucket. The table has about one
+/// bucket per two intervals (at most 65,536), so it costs about two bytes per interval.
+#[derive(Debug, Clone)]
 pub(crate) struct RangeIndex<K> {
     starts: Box<[K]>,
     set_ids: Box<[u32]>,
+    /// `buckets[b]` is the number of starts below the first key of bucket `b`.
+    buckets: Box<[u32]>,
+    bucket_bits: u32,
 }
 
 impl<K: Key> RangeIndex<K> {
+    fn new(starts: Vec<K>, set_ids: Vec<u32>) -> Self {
+        let bucket_bits = (starts.len() / 2)
+            .checked_ilog2()
+            .unwrap_or(0)
+            .min(MAX_BUCKET_BITS);
+        let mut buckets = vec![0u32; (1 << bucket_bits) + 1];
+        for start in &starts {
+            // Every start counts towards each bucket after its own.
+            buckets[start.top(bucket_bits) + 1] += 1;
+        }
+        for b in 1..buckets.len() {
+            buckets[b] += buckets[b - 1];
+        }
+        Self {
+            starts: starts.into_boxed_slice(),
+            set_ids: set_ids.into_boxed_slice(),
+            buckets: buckets.into_boxed_slice(),
+            bucket_bits,
+        }
+    }
+
     /// The id of the policy set covering `key` (0, the empty set, when none does).
     #[inline]
     pub(crate) fn lookup(&self, key: K) -> u32 {
-        let i = self.starts.partition_point(|start| *start <= key);
+        let bucket = key.top(self.bucket_bits);
+        let (Some(&lo), Some(&hi)) = (self.buckets.get(bucket), self.buckets.get(bucket + 1))
+        else {
+            return 0;
+        };
+        let (lo, hi) = (lo as usize, hi as usize);
+        let i = lo + self.starts[lo..hi].partition_point(|start| *start <= key);
         match i.checked_sub(1) {
             Some(i) => self.set_ids[i],
             None => 0,
@@ -43,12 +90,20 @@ impl<K: Key> RangeIndex<K> {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.starts.len() * std::mem::size_of::<K>() + self.set_ids.len() * 4
+        self.starts.len() * std::mem::size_of::<K>()
+            + self.set_ids.len() * 4
+            + self.buckets.len() * 4
     }
 
     #[cfg(test)]
     pub(crate) fn intervals(&self) -> usize {
         self.starts.len()
+    }
+}
+
+impl<K: Key> Default for RangeIndex<K> {
+    fn default() -> Self {
+        Self::new(Vec::new(), Vec::new())
     }
 }
 
@@ -144,10 +199,7 @@ pub(crate) fn build<K: Key>(
             last_id = id;
         }
     }
-    RangeIndex {
-        starts: starts.into_boxed_slice(),
-        set_ids: set_ids.into_boxed_slice(),
-    }
+    RangeIndex::new(starts, set_ids)
 }
 
 /// The first and last address of a network, as keys.
@@ -203,6 +255,31 @@ mod tests {
         assert_eq!(set(30), 0b10);
         assert_eq!(set(31), 0);
         assert_eq!(set(u32::MAX), 0);
+    }
+
+    #[test]
+    fn buckets_match_a_plain_sorted_search() {
+        // Sizes around the bucket-count steps, keys spread over the whole space and
+        // packed into one bucket, every key between and around the starts.
+        for n in (0..40u32).chain([255, 256, 257, 4097]) {
+            for spread in [1u32, 3, 1 << 18] {
+                let starts: Vec<u32> = (0..n).map(|i| 10 + spread * i).collect();
+                let set_ids: Vec<u32> = (0..n).map(|i| 100 + i).collect();
+                let index = RangeIndex::new(starts.clone(), set_ids.clone());
+                let probes = starts.iter().flat_map(|s| [s.saturating_sub(1), *s, s + 1]);
+                for key in probes.chain([0, 9, u32::MAX]) {
+                    let i = starts.partition_point(|s| *s <= key);
+                    let want = i.checked_sub(1).map_or(0, |i| set_ids[i]);
+                    assert_eq!(index.lookup(key), want, "n {n} spread {spread} key {key}");
+                }
+            }
+        }
+        let index = RangeIndex::new(vec![0u128, 1 << 127, u128::MAX], vec![1, 2, 3]);
+        assert_eq!(index.lookup(0), 1);
+        assert_eq!(index.lookup((1 << 127) - 1), 1);
+        assert_eq!(index.lookup(1 << 127), 2);
+        assert_eq!(index.lookup(u128::MAX - 1), 2);
+        assert_eq!(index.lookup(u128::MAX), 3);
     }
 
     #[test]
