@@ -114,6 +114,8 @@ pub(crate) struct SetTable {
     words: usize,
     flat: Vec<u64>,
     ids: HashMap<Box<[u64]>, u32, foldhash::fast::RandomState>,
+    /// Id of the set holding only policy `p` (0: not interned yet).
+    singles: Vec<u32>,
 }
 
 impl SetTable {
@@ -123,6 +125,7 @@ impl SetTable {
             words,
             flat: Vec::new(),
             ids: HashMap::default(),
+            singles: vec![0; words * 64],
         };
         table.intern(&vec![0; words]);
         table
@@ -143,6 +146,22 @@ impl SetTable {
         id
     }
 
+    /// [`intern`](Self::intern) for a set with exactly one member, without hashing.
+    pub(crate) fn intern_single(&mut self, set: &[u64]) -> u32 {
+        let Some((word, bits)) = set.iter().enumerate().find(|(_, w)| **w != 0) else {
+            return 0;
+        };
+        let p = word * 64 + bits.trailing_zeros() as usize;
+        if let Some(&id) = self.singles.get(p).filter(|id| **id != 0) {
+            return id;
+        }
+        let id = self.intern(set);
+        if let Some(slot) = self.singles.get_mut(p) {
+            *slot = id;
+        }
+        id
+    }
+
     pub(crate) fn finish(self) -> Box<[u64]> {
         self.flat.into_boxed_slice()
     }
@@ -150,49 +169,53 @@ impl SetTable {
 
 /// Sweeps the ranges of every (policy, range) pair into non-overlapping intervals.
 pub(crate) fn build<K: Key>(
-    ranges: impl Iterator<Item = (usize, K, K)>,
+    ranges: impl ExactSizeIterator<Item = (usize, K, K)>,
     sets: &mut SetTable,
 ) -> RangeIndex<K> {
-    // +1 opens policy p at a position, -1 closes it after the range's last key.
-    let mut events: Vec<(K, i32, u32)> = Vec::new();
+    // Tag: policy << 1 | 1 opens the policy at a key; | 0 closes it after its last key.
+    let mut events: Vec<(K, u32)> = Vec::with_capacity(ranges.len() * 2);
     for (policy, first, last) in ranges {
-        let policy = u32::try_from(policy).unwrap_or(u32::MAX);
-        events.push((first, 1, policy));
+        let tag = u32::try_from(policy).unwrap_or(u32::MAX >> 1) << 1;
+        events.push((first, tag | 1));
         if let Some(after) = last.checked_next() {
-            events.push((after, -1, policy));
+            events.push((after, tag));
         }
     }
     events.sort_unstable_by_key(|event| event.0);
 
     let words = sets.words();
-    let mut counts: Vec<u32> = Vec::new();
+    // How many ranges of each policy cover the current key (a policy's own ranges may
+    // overlap), and the resulting set.
+    let mut counts = vec![0u32; words * 64];
     let mut current = vec![0u64; words];
+    let mut members = 0usize;
     let mut starts = Vec::new();
     let mut set_ids = Vec::new();
     let mut last_id = 0;
     let mut i = 0;
     while i < events.len() {
         let at = events[i].0;
-        while i < events.len() && events[i].0 == at {
-            let (_, delta, policy) = events[i];
-            let p = policy as usize;
-            if counts.len() <= p {
-                counts.resize(p + 1, 0);
-            }
-            if delta > 0 {
+        while let Some(&(_, tag)) = events.get(i).filter(|event| event.0 == at) {
+            let p = (tag >> 1) as usize;
+            let was = counts[p] > 0;
+            if tag & 1 == 1 {
                 counts[p] += 1;
             } else {
                 counts[p] -= 1;
             }
-            let bit = 1u64 << (p % 64);
-            if counts[p] > 0 {
-                current[p / 64] |= bit;
-            } else {
-                current[p / 64] &= !bit;
+            let is = counts[p] > 0;
+            if was != is {
+                current[p / 64] ^= 1 << (p % 64);
+                members = if is { members + 1 } else { members - 1 };
             }
             i += 1;
         }
-        let id = sets.intern(&current);
+        // Most intervals of real lists are covered by zero or one policy: skip hashing.
+        let id = match members {
+            0 => 0,
+            1 => sets.intern_single(&current),
+            _ => sets.intern(&current),
+        };
         if id != last_id || starts.is_empty() {
             starts.push(at);
             set_ids.push(id);
