@@ -17,6 +17,7 @@
 //! | [`client_ip`] | which address a request comes from: the peer, or trusted proxies' headers |
 //! | [`principal`] | who the caller is, read from the request extensions |
 //! | [`layer`] | the tower layer that enforces it all |
+//! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events |
 //!
 //! # Example
 //!
@@ -57,3 +58,4 @@ pub mod policy;
 pub mod principal;
 pub mod snapshot;
 pub mod source;
+pub mod store;

@@ -1,0 +1,131 @@
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+use super::{BackendError, StoreError};
+use crate::policy::{OrgId, OrgPolicies, PolicyId};
+
+/// A boxed future, so [`Backend`] stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One organization's authoritative state, as a backend stores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgRecord {
+    /// Policies and group hierarchy.
+    pub org: OrgPolicies,
+    /// Each policy's version: 1 when created, bumped by every change to it.
+    pub policy_versions: BTreeMap<PolicyId, u64>,
+    /// The organization's data version, bumped by every committed change.
+    pub version: u64,
+}
+
+/// A change to one organization's record: returns whether it changed anything, or why
+/// it is refused. It may run more than once (a backend may retry), so it must only
+/// modify the record it is given.
+pub type Change<'a> = &'a (dyn Fn(&mut OrgRecord) -> Result<bool, StoreError> + Send + Sync);
+
+/// What [`Backend::update`] did.
+#[derive(Debug, Clone)]
+pub struct Updated {
+    /// The record before the change.
+    pub before: OrgRecord,
+    /// The record after it (equal to `before` when nothing changed).
+    pub after: OrgRecord,
+    /// Whether anything was written.
+    pub changed: bool,
+}
+
+/// Where the store keeps its state.
+///
+/// [`update`](Backend::update) is the heart of it: the backend serializes writers of an
+/// organization (across processes too, for a shared database), loads the **current**
+/// record inside that critical section, runs the change on it, and writes the result
+/// with `version + 1` only if the change succeeded and changed something. Validation
+/// thus runs against the stored state, not a cache that another writer may have made
+/// stale, which is what keeps limits and versions true with several writers.
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// Every organization's record.
+    fn load_all(&self) -> BoxFuture<'_, Result<Vec<(OrgId, OrgRecord)>, BackendError>>;
+
+    /// One organization's record, if it has one.
+    fn load<'a>(&'a self, org: &'a OrgId)
+        -> BoxFuture<'a, Result<Option<OrgRecord>, BackendError>>;
+
+    /// Applies `change` atomically; see the trait docs.
+    fn update<'a>(
+        &'a self,
+        org: &'a OrgId,
+        change: Change<'a>,
+    ) -> BoxFuture<'a, Result<Updated, StoreError>>;
+}
+
+/// Keeps everything in memory: for tests, and for applications that rebuild their
+/// policies at start.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    orgs: Mutex<HashMap<OrgId, OrgRecord>>,
+}
+
+impl MemoryBackend {
+    /// An empty backend.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<OrgId, OrgRecord>>, BackendError> {
+        self.orgs.lock().map_err(|_| {
+            BackendError::new(
+                "the in-memory backend's lock was poisoned by a panic in another thread",
+            )
+        })
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn load_all(&self) -> BoxFuture<'_, Result<Vec<(OrgId, OrgRecord)>, BackendError>> {
+        Box::pin(async move {
+            Ok(self
+                .lock()?
+                .iter()
+                .map(|(id, record)| (id.clone(), record.clone()))
+                .collect())
+        })
+    }
+
+    fn load<'a>(
+        &'a self,
+        org: &'a OrgId,
+    ) -> BoxFuture<'a, Result<Option<OrgRecord>, BackendError>> {
+        Box::pin(async move { Ok(self.lock()?.get(org).cloned()) })
+    }
+
+    fn update<'a>(
+        &'a self,
+        org: &'a OrgId,
+        change: Change<'a>,
+    ) -> BoxFuture<'a, Result<Updated, StoreError>> {
+        Box::pin(async move {
+            let mut orgs = self.lock()?;
+            let before = orgs.get(org).cloned().unwrap_or_default();
+            let mut after = before.clone();
+            let changed = change(&mut after)?;
+            if !changed {
+                return Ok(Updated {
+                    after: before.clone(),
+                    before,
+                    changed,
+                });
+            }
+            after.version = before.version + 1;
+            orgs.insert(org.clone(), after.clone());
+            Ok(Updated {
+                before,
+                after,
+                changed,
+            })
+        })
+    }
+}

@@ -1,0 +1,155 @@
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::policy::CycleError;
+use crate::source::SourceListError;
+
+/// Why the store refused a change. A refused change leaves the stored state and the
+/// published snapshot exactly as they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An allowed source is invalid; `index` names it.
+    InvalidSource(SourceListError),
+    /// The new parents would make a group its own ancestor.
+    Cycle(CycleError),
+    /// An id is empty, too long or has characters that are not allowed.
+    InvalidId {
+        /// `policy`, `user` or `userGroup`.
+        kind: &'static str,
+        /// The id as given (cut to 64 characters).
+        id: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The organization already has the most policies it may have.
+    PolicyLimitExceeded {
+        /// The limit.
+        limit: usize,
+    },
+    /// The policy would have more direct targets (users plus groups) than allowed.
+    TargetLimitExceeded {
+        /// The limit.
+        limit: usize,
+        /// How many it would have.
+        count: usize,
+    },
+    /// A policy with this id already exists.
+    Conflict {
+        /// The id.
+        id: String,
+    },
+    /// No such policy or group in the organization.
+    NotFound {
+        /// `policy` or `userGroup`.
+        kind: &'static str,
+        /// The id.
+        id: String,
+    },
+    /// The change was made against an older version of the policy.
+    VersionMismatch {
+        /// The version the caller had.
+        expected: u64,
+        /// The version stored.
+        actual: u64,
+    },
+    /// The change would deny the acting administrator's own current address.
+    LockoutPrevented {
+        /// The administrator's address, if it is known.
+        addr: Option<IpAddr>,
+    },
+    /// The backend failed.
+    Backend(BackendError),
+}
+
+impl StoreError {
+    /// The machine-readable code the admin API reports for this error.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidSource(err) => err.error.code(),
+            Self::Cycle(_) | Self::InvalidId { .. } => "malformedDocument",
+            Self::PolicyLimitExceeded { .. } => "policyLimitExceeded",
+            Self::TargetLimitExceeded { .. } => "targetLimitExceeded",
+            Self::Conflict { .. } => "conflict",
+            Self::NotFound { .. } => "notFound",
+            Self::VersionMismatch { .. } => "versionMismatch",
+            Self::LockoutPrevented { .. } => "lockoutPrevented",
+            Self::Backend(_) => "backendError",
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidSource(err) => err.fmt(f),
+            Self::Cycle(err) => err.fmt(f),
+            Self::InvalidId { kind, id, reason } => write!(f, "{kind} id `{id}` {reason}"),
+            Self::PolicyLimitExceeded { limit } => write!(
+                f,
+                "the organization already has {limit} policies, the most allowed: delete one, or combine policies"
+            ),
+            Self::TargetLimitExceeded { limit, count } => write!(
+                f,
+                "a policy may have at most {limit} direct users and groups, and this one would have {count}: assign a group instead of many users"
+            ),
+            Self::Conflict { id } => write!(f, "a policy with id `{id}` already exists: choose another id, or replace it"),
+            Self::NotFound { kind, id } => write!(f, "no {kind} `{id}` in this organization"),
+            Self::VersionMismatch { expected, actual } => write!(
+                f,
+                "the policy changed since version {expected} (it is now at version {actual}): fetch it again and retry"
+            ),
+            Self::LockoutPrevented { addr: Some(addr) } => write!(
+                f,
+                "this change would deny your own current address {addr}: add it to the allowed sources, or force the change"
+            ),
+            Self::LockoutPrevented { addr: None } => write!(
+                f,
+                "this change would deny you, and your current address is unknown: force the change if you mean it"
+            ),
+            Self::Backend(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidSource(err) => Some(err),
+            Self::Cycle(err) => Some(err),
+            Self::Backend(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<BackendError> for StoreError {
+    fn from(err: BackendError) -> Self {
+        Self::Backend(err)
+    }
+}
+
+/// A persistence failure: the storage could not be read or written, or what it holds
+/// is not valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendError {
+    message: String,
+}
+
+impl BackendError {
+    /// An error with a message a person can act on.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "storage error: {}", self.message)
+    }
+}
+
+impl std::error::Error for BackendError {}

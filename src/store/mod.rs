@@ -1,0 +1,927 @@
+//! The validated, authoritative store of policies and group hierarchies.
+//!
+//! Every change goes the same way: the [`Backend`] locks the organization and loads its
+//! current record; the change is applied and validated there (sources, ids, limits,
+//! cycles, versions, the lockout guard); the backend writes it with a new data
+//! version; then the store publishes the recompiled organization to its
+//! [`SnapshotHandle`] before the call returns, so the very next request is decided
+//! with it. A refused change leaves the stored state and the snapshot as they were.
+//!
+//! - Limits ([`Limits`]) default to the product's: 100 policies per organization and
+//!   100 direct targets (users plus groups) per policy. Members of groups do not count.
+//! - Adding a target that is already assigned, or removing one that is not, changes
+//!   nothing (no new version, no audit event). Removing the last target keeps the
+//!   policy, inactive.
+//! - Every policy has a version; a change that names a stale one
+//!   ([`StoreError::VersionMismatch`]) is refused.
+//! - The lockout guard: a change after which the acting administrator's own current
+//!   address would be denied is refused ([`StoreError::LockoutPrevented`]) unless the
+//!   [`Actor`] forces it. The product this reproduces only warns.
+//! - Every committed change emits a `tracing` event at `INFO` on the target
+//!   `tower_ip_allowlist::audit` with the organization, actor, operation, policy or
+//!   group, and the state before and after.
+//!
+//! [`MemoryBackend`] keeps everything in memory; persistent backends implement
+//! [`Backend`].
+//!
+//! # Example
+//!
+//! ```
+//! use tower_ip_allowlist::policy::OrgId;
+//! use tower_ip_allowlist::principal::Principal;
+//! use tower_ip_allowlist::snapshot::{Decision, DenyReason};
+//! use tower_ip_allowlist::store::{Actor, PolicyDraft, Store, StoreError, Targets};
+//!
+//! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+//! let store = Store::memory();
+//! let org = OrgId::default();
+//! let admin = Principal::new("admin").with_permissions(["MANAGE"]);
+//! let actor = Actor::new(&admin, Some("127.0.0.1".parse()?));
+//!
+//! let draft = PolicyDraft::new("office-only", ["203.0.113.0/24"]).users(["alice"]);
+//! let stored = store.create_policy(&actor, &org, draft).await?;
+//! assert_eq!(stored.version, 1);
+//!
+//! // Enforced by the next decision.
+//! let snapshot = store.handle().load();
+//! let cafe = Some("192.0.2.1".parse()?);
+//! assert_eq!(snapshot.decide(None, "alice", [], cafe), Decision::Denied(DenyReason::IpNotAllowed));
+//!
+//! // The admin cannot shut themselves out by accident.
+//! let err = store.add_targets(&actor, &org, "office-only", Targets::default().users(["admin"])).await.unwrap_err();
+//! assert!(matches!(err, StoreError::LockoutPrevented { .. }));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+mod backend;
+mod error;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+pub use self::backend::{Backend, BoxFuture, Change, MemoryBackend, OrgRecord, Updated};
+pub use self::error::{BackendError, StoreError};
+use crate::policy::{GroupId, OrgId, OrgPolicies, Policy, PolicyId, UserId};
+use crate::principal::Principal;
+use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
+use crate::source::parse_sources;
+
+/// Limits on what one organization may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Policies per organization (default 100).
+    pub max_policies_per_org: usize,
+    /// Direct targets (users plus groups) per policy (default 100).
+    pub max_targets_per_policy: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_policies_per_org: 100,
+            max_targets_per_policy: 100,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets the most policies an organization may have.
+    #[must_use]
+    pub fn max_policies_per_org(mut self, limit: usize) -> Self {
+        self.max_policies_per_org = limit;
+        self
+    }
+
+    /// Sets the most direct targets a policy may have.
+    #[must_use]
+    pub fn max_targets_per_policy(mut self, limit: usize) -> Self {
+        self.max_targets_per_policy = limit;
+        self
+    }
+}
+
+/// Who makes a change, and from where: what the audit events name and what the lockout
+/// guard checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    identity: Option<Principal>,
+    addr: Option<IpAddr>,
+    force: bool,
+}
+
+impl Actor {
+    /// An administrator acting from `addr` (`None` if it is unknown, which the lockout
+    /// guard treats as denied wherever a policy applies to the administrator).
+    #[must_use]
+    pub fn new(principal: &Principal, addr: Option<IpAddr>) -> Self {
+        Self {
+            identity: Some(principal.clone()),
+            addr,
+            force: false,
+        }
+    }
+
+    /// The application itself (set-up code, migrations, tests): no lockout check.
+    #[must_use]
+    pub fn system() -> Self {
+        Self {
+            identity: None,
+            addr: None,
+            force: false,
+        }
+    }
+
+    /// Skips the lockout guard: the administrator asked for the change knowing it
+    /// denies their current address.
+    #[must_use]
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    fn name(&self) -> &str {
+        self.identity.as_ref().map_or("system", |p| p.user.as_str())
+    }
+}
+
+/// A policy as an administrator writes it: sources as text, parsed and validated by
+/// the store so errors can name the offending entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyDraft {
+    /// The policy id: 1 to 255 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`.
+    pub id: String,
+    /// A human-readable name.
+    pub name: Option<String>,
+    /// Allowed sources: addresses and CIDR ranges.
+    pub allowed_sources: Vec<String>,
+    /// Assigned users.
+    pub users: BTreeSet<UserId>,
+    /// Assigned groups.
+    pub groups: BTreeSet<GroupId>,
+}
+
+impl PolicyDraft {
+    /// A draft with an id and sources, no name and no targets.
+    #[must_use]
+    pub fn new<S: Into<String>>(
+        id: impl Into<String>,
+        sources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            allowed_sources: sources.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Assigns users.
+    #[must_use]
+    pub fn users<U: Into<UserId>>(mut self, users: impl IntoIterator<Item = U>) -> Self {
+        self.users.extend(users.into_iter().map(Into::into));
+        self
+    }
+
+    /// Assigns groups.
+    #[must_use]
+    pub fn groups<G: Into<GroupId>>(mut self, groups: impl IntoIterator<Item = G>) -> Self {
+        self.groups.extend(groups.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// A partial update: only the fields that are `Some` change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyPatch {
+    /// New name (`Some(None)` removes it).
+    pub name: Option<Option<String>>,
+    /// New allowed sources.
+    pub allowed_sources: Option<Vec<String>>,
+    /// New set of users.
+    pub users: Option<BTreeSet<UserId>>,
+    /// New set of groups.
+    pub groups: Option<BTreeSet<GroupId>>,
+}
+
+/// Users and groups to assign to, or unassign from, a policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    /// Users.
+    pub users: Vec<UserId>,
+    /// Groups.
+    pub groups: Vec<GroupId>,
+}
+
+impl Targets {
+    /// Adds users.
+    #[must_use]
+    pub fn users<U: Into<UserId>>(mut self, users: impl IntoIterator<Item = U>) -> Self {
+        self.users.extend(users.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds groups.
+    #[must_use]
+    pub fn groups<G: Into<GroupId>>(mut self, groups: impl IntoIterator<Item = G>) -> Self {
+        self.groups.extend(groups.into_iter().map(Into::into));
+        self
+    }
+
+    fn validate(&self) -> Result<(), StoreError> {
+        for user in &self.users {
+            check_principal_id("user", user.as_str())?;
+        }
+        for group in &self.groups {
+            check_principal_id("userGroup", group.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// A policy with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPolicy {
+    /// The policy.
+    pub policy: Policy,
+    /// Its version: 1 when created, bumped by every change.
+    pub version: u64,
+}
+
+/// A group's place in the hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredGroup {
+    /// The group.
+    pub id: GroupId,
+    /// Its direct parents.
+    pub parents: BTreeSet<GroupId>,
+}
+
+/// The store; see the [module docs](self). Cloning is cheap and clones share state.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    handle: SnapshotHandle,
+    limits: Limits,
+    /// What was last published, per organization: reads come from here.
+    cache: Mutex<HashMap<OrgId, Arc<OrgRecord>>>,
+}
+
+impl Store {
+    /// Loads every organization from `backend` and publishes the snapshot to `handle`.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the backend cannot be read or holds invalid data.
+    pub async fn open(
+        backend: Arc<dyn Backend>,
+        handle: SnapshotHandle,
+        limits: Limits,
+    ) -> Result<Self, BackendError> {
+        let records = backend.load_all().await?;
+        let snapshot =
+            Snapshot::from_orgs(records.iter().map(|(id, record)| (id.clone(), &record.org)));
+        handle.publish(snapshot);
+        let cache = records
+            .into_iter()
+            .map(|(id, record)| (id, Arc::new(record)))
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                handle,
+                limits,
+                cache: Mutex::new(cache),
+            }),
+        })
+    }
+
+    /// An empty store in memory, publishing to a new handle, with default limits.
+    #[must_use]
+    pub fn memory() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                backend: Arc::new(MemoryBackend::new()),
+                handle: SnapshotHandle::default(),
+                limits: Limits::default(),
+                cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The handle the store publishes to: give it to the layer.
+    #[must_use]
+    pub fn handle(&self) -> &SnapshotHandle {
+        &self.inner.handle
+    }
+
+    /// The limits in force.
+    #[must_use]
+    pub fn limits(&self) -> Limits {
+        self.inner.limits
+    }
+
+    /// Re-reads one organization from the backend and publishes it if it is newer
+    /// than what was last published (for backends shared by several processes).
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the backend cannot be read.
+    pub async fn reload_org(&self, org: &OrgId) -> Result<(), BackendError> {
+        let record = self.inner.backend.load(org).await?.unwrap_or_default();
+        self.publish(org, record)
+    }
+
+    // ---- reads -----------------------------------------------------------------
+
+    fn cached(&self, org: &OrgId) -> Option<Arc<OrgRecord>> {
+        self.inner.cache.lock().ok()?.get(org).cloned()
+    }
+
+    /// A policy of `org`.
+    #[must_use]
+    pub fn get_policy(&self, org: &OrgId, id: &str) -> Option<StoredPolicy> {
+        self.cached(org).and_then(|record| stored(&record, id))
+    }
+
+    /// Every policy of `org`, by id.
+    #[must_use]
+    pub fn list_policies(&self, org: &OrgId) -> Vec<StoredPolicy> {
+        let Some(record) = self.cached(org) else {
+            return Vec::new();
+        };
+        record
+            .org
+            .policies
+            .keys()
+            .filter_map(|id| stored(&record, id.as_str()))
+            .collect()
+    }
+
+    /// A group of `org` that has parents.
+    #[must_use]
+    pub fn get_group(&self, org: &OrgId, group: &str) -> Option<StoredGroup> {
+        let record = self.cached(org)?;
+        let parents: BTreeSet<GroupId> = record.org.groups.parents(group).cloned().collect();
+        (!parents.is_empty()).then(|| StoredGroup {
+            id: GroupId::from(group),
+            parents,
+        })
+    }
+
+    // ---- policy changes ----------------------------------------------------------
+
+    /// Creates a policy.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] for an existing id, [`StoreError::PolicyLimitExceeded`],
+    /// and the validation errors of every change.
+    pub async fn create_policy(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        draft: PolicyDraft,
+    ) -> Result<StoredPolicy, StoreError> {
+        let policy = build_policy(draft)?;
+        let id = policy.id().clone();
+        let limits = self.inner.limits;
+        self.change(
+            actor,
+            org,
+            "createPolicy",
+            Subject::Policy(&id),
+            &|record| {
+                if record.org.policies.contains_key(&id) {
+                    return Err(StoreError::Conflict { id: id.to_string() });
+                }
+                if record.org.policies.len() >= limits.max_policies_per_org {
+                    return Err(StoreError::PolicyLimitExceeded {
+                        limit: limits.max_policies_per_org,
+                    });
+                }
+                check_targets(&policy, limits)?;
+                record.org.insert_policy(policy.clone());
+                record.policy_versions.insert(id.clone(), 1);
+                Ok(true)
+            },
+        )
+        .await?;
+        self.stored_or_not_found(org, id.as_str())
+    }
+
+    /// Replaces a policy's name, sources and targets.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::VersionMismatch`] when `if_version` is
+    /// stale, and the validation errors of every change.
+    pub async fn replace_policy(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        draft: PolicyDraft,
+        if_version: Option<u64>,
+    ) -> Result<StoredPolicy, StoreError> {
+        let policy = build_policy(draft)?;
+        let id = policy.id().clone();
+        let limits = self.inner.limits;
+        self.change(
+            actor,
+            org,
+            "replacePolicy",
+            Subject::Policy(&id),
+            &|record| {
+                existing(record, &id, if_version)?;
+                check_targets(&policy, limits)?;
+                let changed = record.org.policies.get(&id) != Some(&policy);
+                if changed {
+                    record.org.insert_policy(policy.clone());
+                    bump(record, &id);
+                }
+                Ok(changed)
+            },
+        )
+        .await?;
+        self.stored_or_not_found(org, id.as_str())
+    }
+
+    /// Changes the fields of a policy that `patch` sets.
+    ///
+    /// # Errors
+    ///
+    /// As [`replace_policy`](Self::replace_policy).
+    pub async fn update_policy(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        id: &str,
+        patch: PolicyPatch,
+        if_version: Option<u64>,
+    ) -> Result<StoredPolicy, StoreError> {
+        let id = PolicyId::from(id);
+        let sources = match &patch.allowed_sources {
+            Some(sources) => Some(parse_sources(sources).map_err(StoreError::InvalidSource)?),
+            None => None,
+        };
+        for user in patch.users.iter().flatten() {
+            check_principal_id("user", user.as_str())?;
+        }
+        for group in patch.groups.iter().flatten() {
+            check_principal_id("userGroup", group.as_str())?;
+        }
+        let limits = self.inner.limits;
+        self.change(
+            actor,
+            org,
+            "updatePolicy",
+            Subject::Policy(&id),
+            &|record| {
+                let mut policy = existing(record, &id, if_version)?.clone();
+                if let Some(name) = &patch.name {
+                    policy.set_name(name.clone());
+                }
+                if let Some(sources) = &sources {
+                    policy.set_sources(sources.clone()).map_err(|error| {
+                        StoreError::InvalidSource(crate::source::SourceListError {
+                            index: None,
+                            error,
+                        })
+                    })?;
+                }
+                if let Some(users) = &patch.users {
+                    policy.set_targets(users.clone(), policy.groups().clone());
+                }
+                if let Some(groups) = &patch.groups {
+                    policy.set_targets(policy.users().clone(), groups.clone());
+                }
+                check_targets(&policy, limits)?;
+                let changed = record.org.policies.get(&id) != Some(&policy);
+                if changed {
+                    record.org.insert_policy(policy);
+                    bump(record, &id);
+                }
+                Ok(changed)
+            },
+        )
+        .await?;
+        self.stored_or_not_found(org, id.as_str())
+    }
+
+    /// Deletes a policy.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::VersionMismatch`], and the lockout guard.
+    pub async fn delete_policy(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        id: &str,
+        if_version: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let id = PolicyId::from(id);
+        self.change(
+            actor,
+            org,
+            "deletePolicy",
+            Subject::Policy(&id),
+            &|record| {
+                existing(record, &id, if_version)?;
+                record.org.policies.remove(&id);
+                record.policy_versions.remove(&id);
+                Ok(true)
+            },
+        )
+        .await
+    }
+
+    /// Assigns users and groups to a policy; already assigned ones are left alone.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], [`StoreError::TargetLimitExceeded`], invalid ids, and
+    /// the lockout guard.
+    pub async fn add_targets(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        id: &str,
+        targets: Targets,
+    ) -> Result<StoredPolicy, StoreError> {
+        targets.validate()?;
+        let Targets { users, groups } = targets;
+        let id = PolicyId::from(id);
+        let limits = self.inner.limits;
+        self.change(actor, org, "addTargets", Subject::Policy(&id), &|record| {
+            let mut policy = existing(record, &id, None)?.clone();
+            if !policy.add_targets(users.iter().cloned(), groups.iter().cloned()) {
+                return Ok(false);
+            }
+            check_targets(&policy, limits)?;
+            record.org.insert_policy(policy);
+            bump(record, &id);
+            Ok(true)
+        })
+        .await?;
+        self.stored_or_not_found(org, id.as_str())
+    }
+
+    /// Unassigns users and groups; ones that were not assigned are ignored. Removing
+    /// the last target keeps the policy, inactive.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`], invalid ids, and the lockout guard.
+    pub async fn remove_targets(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        id: &str,
+        targets: Targets,
+    ) -> Result<StoredPolicy, StoreError> {
+        targets.validate()?;
+        let Targets { users, groups } = targets;
+        let id = PolicyId::from(id);
+        self.change(
+            actor,
+            org,
+            "removeTargets",
+            Subject::Policy(&id),
+            &|record| {
+                let mut policy = existing(record, &id, None)?.clone();
+                if !policy.remove_targets(&users, &groups) {
+                    return Ok(false);
+                }
+                record.org.insert_policy(policy);
+                bump(record, &id);
+                Ok(true)
+            },
+        )
+        .await?;
+        self.stored_or_not_found(org, id.as_str())
+    }
+
+    // ---- group changes -----------------------------------------------------------
+
+    /// Replaces a group's parents (an empty set removes them).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Cycle`], invalid ids, and the lockout guard.
+    pub async fn set_group_parents<G: Into<GroupId>>(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        group: &str,
+        parents: impl IntoIterator<Item = G>,
+    ) -> Result<StoredGroup, StoreError> {
+        check_principal_id("userGroup", group)?;
+        let parents: BTreeSet<GroupId> = parents.into_iter().map(Into::into).collect();
+        for parent in &parents {
+            check_principal_id("userGroup", parent.as_str())?;
+        }
+        let group_id = GroupId::from(group);
+        self.change(
+            actor,
+            org,
+            "setGroupParents",
+            Subject::Group(&group_id),
+            &|record| {
+                let current: BTreeSet<GroupId> =
+                    record.org.groups.parents(group).cloned().collect();
+                if current == parents {
+                    return Ok(false);
+                }
+                record
+                    .org
+                    .groups
+                    .set_parents(group_id.clone(), parents.iter().cloned())
+                    .map_err(StoreError::Cycle)?;
+                Ok(true)
+            },
+        )
+        .await?;
+        Ok(StoredGroup {
+            id: group_id,
+            parents,
+        })
+    }
+
+    /// Removes a group's parent links (its children keep theirs).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the group has no parents, and the lockout guard.
+    pub async fn delete_group(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        group: &str,
+    ) -> Result<(), StoreError> {
+        let group_id = GroupId::from(group);
+        self.change(
+            actor,
+            org,
+            "deleteGroup",
+            Subject::Group(&group_id),
+            &|record| {
+                if !record.org.groups.remove(group) {
+                    return Err(StoreError::NotFound {
+                        kind: "userGroup",
+                        id: group.to_owned(),
+                    });
+                }
+                Ok(true)
+            },
+        )
+        .await
+    }
+
+    // ---- the one path every change takes ------------------------------------------
+
+    async fn change(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        operation: &'static str,
+        subject: Subject<'_>,
+        apply: Change<'_>,
+    ) -> Result<(), StoreError> {
+        let guarded = |record: &mut OrgRecord| {
+            let changed = apply(record)?;
+            if changed {
+                check_lockout(actor, org, &record.org)?;
+            }
+            Ok(changed)
+        };
+        let updated = self.inner.backend.update(org, &guarded).await?;
+        if !updated.changed {
+            return Ok(());
+        }
+        audit(actor, org, operation, subject, &updated);
+        self.publish(org, updated.after)?;
+        Ok(())
+    }
+
+    /// Publishes `record` unless a newer one was published already (two writers can
+    /// finish in either order; the snapshot must end at the newest).
+    fn publish(&self, org: &OrgId, record: OrgRecord) -> Result<(), BackendError> {
+        let mut cache = self.inner.cache.lock().map_err(|_| {
+            BackendError::new("the store's cache lock was poisoned by a panic in another thread")
+        })?;
+        if cache
+            .get(org)
+            .is_some_and(|cached| cached.version >= record.version)
+        {
+            return Ok(());
+        }
+        self.inner.handle.set_org(org.clone(), &record.org);
+        cache.insert(org.clone(), Arc::new(record));
+        Ok(())
+    }
+
+    fn stored_or_not_found(&self, org: &OrgId, id: &str) -> Result<StoredPolicy, StoreError> {
+        self.get_policy(org, id)
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "policy",
+                id: id.to_owned(),
+            })
+    }
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a change is about, for the audit event.
+#[derive(Clone, Copy)]
+enum Subject<'a> {
+    Policy(&'a PolicyId),
+    Group(&'a GroupId),
+}
+
+fn audit(actor: &Actor, org: &OrgId, operation: &str, subject: Subject<'_>, updated: &Updated) {
+    match subject {
+        Subject::Policy(id) => tracing::info!(
+            target: "tower_ip_allowlist::audit",
+            organization = %org,
+            actor = actor.name(),
+            forced = actor.force,
+            operation,
+            policy = %id,
+            before = ?updated.before.org.policies.get(id),
+            after = ?updated.after.org.policies.get(id),
+            "allowlist policy changed"
+        ),
+        Subject::Group(id) => tracing::info!(
+            target: "tower_ip_allowlist::audit",
+            organization = %org,
+            actor = actor.name(),
+            forced = actor.force,
+            operation,
+            group = %id,
+            before = ?updated.before.org.groups.parents(id.as_str()).collect::<Vec<_>>(),
+            after = ?updated.after.org.groups.parents(id.as_str()).collect::<Vec<_>>(),
+            "allowlist group hierarchy changed"
+        ),
+    }
+}
+
+fn stored(record: &OrgRecord, id: &str) -> Option<StoredPolicy> {
+    let policy = record.org.policies.get(id)?;
+    Some(StoredPolicy {
+        policy: policy.clone(),
+        version: record.policy_versions.get(id).copied().unwrap_or(1),
+    })
+}
+
+fn existing<'r>(
+    record: &'r OrgRecord,
+    id: &PolicyId,
+    if_version: Option<u64>,
+) -> Result<&'r Policy, StoreError> {
+    let policy = record
+        .org
+        .policies
+        .get(id)
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "policy",
+            id: id.to_string(),
+        })?;
+    let actual = record.policy_versions.get(id).copied().unwrap_or(1);
+    match if_version {
+        Some(expected) if expected != actual => {
+            Err(StoreError::VersionMismatch { expected, actual })
+        }
+        _ => Ok(policy),
+    }
+}
+
+fn bump(record: &mut OrgRecord, id: &PolicyId) {
+    *record.policy_versions.entry(id.clone()).or_insert(1) += 1;
+}
+
+fn check_targets(policy: &Policy, limits: Limits) -> Result<(), StoreError> {
+    let count = policy.target_count();
+    if count > limits.max_targets_per_policy {
+        return Err(StoreError::TargetLimitExceeded {
+            limit: limits.max_targets_per_policy,
+            count,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a change after which the acting administrator would be denied.
+fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(), StoreError> {
+    let Some(identity) = &actor.identity else {
+        return Ok(());
+    };
+    if actor.force || identity.organization_or_default() != *org {
+        return Ok(());
+    }
+    let compiled = CompiledOrg::compile(policies);
+    match compiled.decide(
+        identity.user.as_str(),
+        identity.groups.iter().map(GroupId::as_str),
+        actor.addr,
+    ) {
+        Decision::Denied(_) => Err(StoreError::LockoutPrevented { addr: actor.addr }),
+        Decision::Allowed | Decision::NoPolicy => Ok(()),
+    }
+}
+
+fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
+    check_policy_id(&draft.id)?;
+    for user in &draft.users {
+        check_principal_id("user", user.as_str())?;
+    }
+    for group in &draft.groups {
+        check_principal_id("userGroup", group.as_str())?;
+    }
+    let sources = parse_sources(&draft.allowed_sources).map_err(StoreError::InvalidSource)?;
+    let mut builder = Policy::builder(draft.id.as_str());
+    for source in sources {
+        builder = builder.source(source);
+    }
+    for user in draft.users {
+        builder = builder.user(user);
+    }
+    for group in draft.groups {
+        builder = builder.group(group);
+    }
+    if let Some(name) = draft.name {
+        builder = builder.name(name);
+    }
+    builder.build().map_err(|error| {
+        StoreError::InvalidSource(crate::source::SourceListError { index: None, error })
+    })
+}
+
+fn shown(id: &str) -> String {
+    id.chars().take(64).collect()
+}
+
+fn check_policy_id(id: &str) -> Result<(), StoreError> {
+    let reason = if id.is_empty() {
+        Some("is empty")
+    } else if id.len() > 255 {
+        Some("is longer than 255 characters")
+    } else if id.starts_with('.') {
+        Some("starts with `.`")
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        Some("may only hold letters, digits, `.`, `_` and `-`")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidId {
+            kind: "policy",
+            id: shown(id),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn check_principal_id(kind: &'static str, id: &str) -> Result<(), StoreError> {
+    let reason = if id.is_empty() {
+        Some("is empty")
+    } else if id.len() > 255 {
+        Some("is longer than 255 bytes")
+    } else if id.chars().any(char::is_control) {
+        Some("holds control characters")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidId {
+            kind,
+            id: shown(id),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}

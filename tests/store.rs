@@ -1,0 +1,638 @@
+//! The store: every operation and rule, through the in-memory backend.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tower_ip_allowlist::policy::OrgId;
+use tower_ip_allowlist::principal::Principal;
+use tower_ip_allowlist::snapshot::{Decision, DenyReason, SnapshotHandle};
+use tower_ip_allowlist::store::{
+    Actor, Limits, MemoryBackend, PolicyDraft, PolicyPatch, Store, StoreError, Targets,
+};
+
+fn ip(s: &str) -> Option<IpAddr> {
+    Some(s.parse().unwrap())
+}
+
+fn org() -> OrgId {
+    OrgId::default()
+}
+
+fn decide(store: &Store, user: &str, groups: &[&str], addr: &str) -> Decision {
+    store
+        .handle()
+        .load()
+        .decide(None, user, groups.iter().copied(), ip(addr))
+}
+
+const SYSTEM: fn() -> Actor = Actor::system;
+
+#[tokio::test]
+async fn create_get_list_replace_update_delete() {
+    let store = Store::memory();
+    let created = store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("vpn", [" 203.0.113.0/24 ", "2001:db8::/32"])
+                .name("VPN")
+                .users(["alice"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.version, 1);
+    assert_eq!(created.policy.name(), Some("VPN"));
+    assert_eq!(created.policy.sources()[0].to_string(), "203.0.113.0/24");
+    assert_eq!(store.get_policy(&org(), "vpn"), Some(created.clone()));
+    assert_eq!(
+        decide(&store, "alice", &[], "192.0.2.1"),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+    assert_eq!(
+        decide(&store, "alice", &[], "203.0.113.9"),
+        Decision::Allowed
+    );
+
+    // Duplicate id.
+    let err = store
+        .create_policy(&SYSTEM(), &org(), PolicyDraft::new("vpn", ["192.0.2.0/24"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "conflict");
+
+    // Replace: new sources, enforced at once.
+    let replaced = store
+        .replace_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("vpn", ["192.0.2.0/24"]).users(["alice"]),
+            Some(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(replaced.version, 2);
+    assert_eq!(decide(&store, "alice", &[], "192.0.2.1"), Decision::Allowed);
+
+    // Update only the name; a stale version is refused and changes nothing.
+    let err = store
+        .update_policy(
+            &SYSTEM(),
+            &org(),
+            "vpn",
+            PolicyPatch {
+                name: Some(None),
+                ..PolicyPatch::default()
+            },
+            Some(1),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::VersionMismatch {
+            expected: 1,
+            actual: 2
+        }
+    );
+    let updated = store
+        .update_policy(
+            &SYSTEM(),
+            &org(),
+            "vpn",
+            PolicyPatch {
+                name: Some(Some("Office".into())),
+                ..PolicyPatch::default()
+            },
+            Some(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.version, updated.policy.name()),
+        (3, Some("Office"))
+    );
+    assert_eq!(updated.policy.sources(), replaced.policy.sources());
+
+    store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("another", ["198.51.100.1"]),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = store
+        .list_policies(&org())
+        .iter()
+        .map(|p| p.policy.id().to_string())
+        .collect();
+    assert_eq!(ids, ["another", "vpn"]);
+
+    let err = store
+        .delete_policy(&SYSTEM(), &org(), "vpn", Some(2))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "versionMismatch");
+    store
+        .delete_policy(&SYSTEM(), &org(), "vpn", Some(3))
+        .await
+        .unwrap();
+    assert_eq!(store.get_policy(&org(), "vpn"), None);
+    assert_eq!(decide(&store, "alice", &[], "10.0.0.1"), Decision::NoPolicy);
+    let err = store
+        .delete_policy(&SYSTEM(), &org(), "vpn", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "notFound");
+    let err = store
+        .replace_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("vpn", ["192.0.2.0/24"]),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "notFound");
+}
+
+#[tokio::test]
+async fn validation_errors_name_what_is_wrong() {
+    let store = Store::memory();
+    for (draft, code) in [
+        (
+            PolicyDraft::new("p", ["203.0.113.10", "vpn.example.com"]),
+            "hostnameNotAllowed",
+        ),
+        (PolicyDraft::new("p", ["0.0.0.0/0"]), "matchAllNotAllowed"),
+        (PolicyDraft::new("p", ["198.51.100.7/24"]), "hostBitsSet"),
+        (PolicyDraft::new("p", ["1.2.3"]), "invalidSource"),
+        (
+            PolicyDraft::new("p", Vec::<String>::new()),
+            "emptyAllowedSources",
+        ),
+        (PolicyDraft::new("", ["192.0.2.1"]), "malformedDocument"),
+        (PolicyDraft::new("a/b", ["192.0.2.1"]), "malformedDocument"),
+        (
+            PolicyDraft::new(".hidden", ["192.0.2.1"]),
+            "malformedDocument",
+        ),
+        (
+            PolicyDraft::new("x".repeat(256), ["192.0.2.1"]),
+            "malformedDocument",
+        ),
+        (
+            PolicyDraft::new("p", ["192.0.2.1"]).users(["bad\nuser"]),
+            "malformedDocument",
+        ),
+        (
+            PolicyDraft::new("p", ["192.0.2.1"]).groups([""]),
+            "malformedDocument",
+        ),
+    ] {
+        let err = store
+            .create_policy(&SYSTEM(), &org(), draft.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), code, "{draft:?}: {err}");
+    }
+    let err = store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("p", ["192.0.2.1", "x", "y"]),
+        )
+        .await
+        .unwrap_err();
+    let StoreError::InvalidSource(list) = err else {
+        panic!("{err}")
+    };
+    assert_eq!(list.index, Some(1));
+    assert!(store.list_policies(&org()).is_empty());
+}
+
+#[tokio::test]
+async fn policy_limit_at_100_and_101() {
+    let store = Store::memory();
+    for i in 0..100 {
+        store
+            .create_policy(
+                &SYSTEM(),
+                &org(),
+                PolicyDraft::new(format!("p{i}"), ["192.0.2.1"]),
+            )
+            .await
+            .unwrap();
+    }
+    let err = store
+        .create_policy(&SYSTEM(), &org(), PolicyDraft::new("p100", ["192.0.2.1"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::PolicyLimitExceeded { limit: 100 });
+    // Other organizations have their own limit.
+    store
+        .create_policy(
+            &SYSTEM(),
+            &OrgId::from("acme"),
+            PolicyDraft::new("p100", ["192.0.2.1"]),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn target_limit_at_100_and_101() {
+    let store = Store::memory();
+    let users: Vec<String> = (0..60).map(|i| format!("u{i}")).collect();
+    let groups: Vec<String> = (0..40).map(|i| format!("g{i}")).collect();
+    let full = store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("p", ["192.0.2.1"])
+                .users(users.clone())
+                .groups(groups.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(full.policy.target_count(), 100);
+    let err = store
+        .add_targets(
+            &SYSTEM(),
+            &org(),
+            "p",
+            Targets::default().users(["one-more"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::TargetLimitExceeded {
+            limit: 100,
+            count: 101
+        }
+    );
+    // Re-adding assigned targets is not growth.
+    store
+        .add_targets(
+            &SYSTEM(),
+            &org(),
+            "p",
+            Targets::default().users(["u1"]).groups(["g1"]),
+        )
+        .await
+        .unwrap();
+    let err = store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("q", ["192.0.2.1"]).users((0..101).map(|i| format!("u{i}"))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "targetLimitExceeded");
+    // Configurable.
+    let store = Store::open(
+        Arc::new(MemoryBackend::new()),
+        SnapshotHandle::default(),
+        Limits::default().max_targets_per_policy(1),
+    )
+    .await
+    .unwrap();
+    let err = store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("p", ["192.0.2.1"]).users(["a", "b"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "targetLimitExceeded");
+}
+
+#[tokio::test]
+async fn targets_are_idempotent_and_the_last_one_leaves_the_policy_inactive() {
+    let store = Store::memory();
+    store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("p", ["198.51.100.0/24"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        decide(&store, "alice", &[], "192.0.2.1"),
+        Decision::NoPolicy,
+        "no targets: inactive"
+    );
+
+    let v = store
+        .add_targets(
+            &SYSTEM(),
+            &org(),
+            "p",
+            Targets::default().users(["alice"]).groups(["staff"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.version, 2);
+    assert_eq!(
+        decide(&store, "alice", &[], "192.0.2.1"),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+    let same = store
+        .add_targets(
+            &SYSTEM(),
+            &org(),
+            "p",
+            Targets::default().users(["alice"]).groups(["staff"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(same.version, 2, "adding assigned targets changes nothing");
+    let same = store
+        .remove_targets(
+            &SYSTEM(),
+            &org(),
+            "p",
+            Targets::default().users(["bob"]).groups(["nobody"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(same.version, 2, "removing missing targets changes nothing");
+
+    store
+        .remove_targets(
+            &SYSTEM(),
+            &org(),
+            "p",
+            Targets::default().users(["alice"]).groups(["staff"]),
+        )
+        .await
+        .unwrap();
+    let left = store.get_policy(&org(), "p").unwrap();
+    assert!(!left.policy.is_active());
+    assert_eq!(left.version, 3);
+    assert_eq!(
+        decide(&store, "alice", &[], "192.0.2.1"),
+        Decision::NoPolicy
+    );
+
+    let err = store
+        .add_targets(
+            &SYSTEM(),
+            &org(),
+            "missing",
+            Targets::default().users(["alice"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "notFound");
+}
+
+#[tokio::test]
+async fn groups_inherit_and_cycles_are_refused() {
+    let store = Store::memory();
+    store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("p", ["198.51.100.0/24"]).groups(["parent"]),
+        )
+        .await
+        .unwrap();
+    store
+        .set_group_parents(&SYSTEM(), &org(), "child", ["parent"])
+        .await
+        .unwrap();
+    store
+        .set_group_parents(&SYSTEM(), &org(), "grandchild", ["child"])
+        .await
+        .unwrap();
+    assert_eq!(
+        decide(&store, "u", &["grandchild"], "192.0.2.1"),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+    let err = store
+        .set_group_parents(&SYSTEM(), &org(), "parent", ["grandchild"])
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "malformedDocument");
+    assert!(matches!(err, StoreError::Cycle(_)));
+    assert_eq!(store.get_group(&org(), "child").unwrap().parents.len(), 1);
+    assert_eq!(store.get_group(&org(), "parent"), None);
+
+    store
+        .delete_group(&SYSTEM(), &org(), "child")
+        .await
+        .unwrap();
+    assert_eq!(
+        decide(&store, "u", &["grandchild"], "192.0.2.1"),
+        Decision::NoPolicy
+    );
+    let err = store
+        .delete_group(&SYSTEM(), &org(), "child")
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "notFound");
+}
+
+#[tokio::test]
+async fn lockout_is_prevented_unless_forced() {
+    let store = Store::memory();
+    let admin = Principal::new("admin")
+        .with_groups(["admins"])
+        .with_permissions(["MANAGE"]);
+    let at_desk = Actor::new(&admin, ip("192.0.2.10"));
+
+    // A policy for admins that excludes this address: refused, nothing changes.
+    let err = store
+        .create_policy(
+            &at_desk,
+            &org(),
+            PolicyDraft::new("admins", ["198.51.100.0/24"]).groups(["admins"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::LockoutPrevented {
+            addr: ip("192.0.2.10")
+        }
+    );
+    assert!(store.list_policies(&org()).is_empty());
+    assert_eq!(
+        decide(&store, "admin", &["admins"], "192.0.2.10"),
+        Decision::NoPolicy
+    );
+
+    // Including the current address is fine; removing it later is refused.
+    store
+        .create_policy(
+            &at_desk,
+            &org(),
+            PolicyDraft::new("admins", ["198.51.100.0/24", "192.0.2.10"]).groups(["admins"]),
+        )
+        .await
+        .unwrap();
+    let narrow = PolicyPatch {
+        allowed_sources: Some(vec!["198.51.100.0/24".into()]),
+        ..PolicyPatch::default()
+    };
+    let err = store
+        .update_policy(&at_desk, &org(), "admins", narrow.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "lockoutPrevented");
+    // Through the hierarchy too: making the admins' group a child of a restricted one.
+    store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("office", ["203.0.113.0/24"]).groups(["office"]),
+        )
+        .await
+        .unwrap();
+    store
+        .set_group_parents(&at_desk, &org(), "admins", ["office"])
+        .await
+        .unwrap(); // union still has .10
+                   // An unknown address counts as denied.
+    let nowhere = Actor::new(&admin, None);
+    let err = store
+        .add_targets(
+            &nowhere,
+            &org(),
+            "office",
+            Targets::default().users(["admin"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::LockoutPrevented { addr: None });
+
+    // Forced: allowed, and enforced.
+    store
+        .update_policy(&at_desk.clone().force(true), &org(), "admins", narrow, None)
+        .await
+        .unwrap();
+    store
+        .delete_policy(&at_desk.clone().force(true), &org(), "office", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        decide(&store, "admin", &["admins"], "192.0.2.10"),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+
+    // An administrator of another organization is not locked out by this one's policies.
+    let other = Actor::new(
+        &Principal::new("admin").with_organization("acme"),
+        ip("192.0.2.10"),
+    );
+    store
+        .create_policy(
+            &other,
+            &org(),
+            PolicyDraft::new("x", ["198.51.100.9"]).users(["admin"]),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_change_leaves_the_snapshot_alone() {
+    let store = Store::memory();
+    store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("p", ["198.51.100.0/24"]).users(["alice"]),
+        )
+        .await
+        .unwrap();
+    let before = store.handle().load_full();
+    let _ = store
+        .replace_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("p", ["bad source"]),
+            None,
+        )
+        .await
+        .unwrap_err();
+    let _ = store
+        .update_policy(&SYSTEM(), &org(), "p", PolicyPatch::default(), Some(9))
+        .await
+        .unwrap_err();
+    assert!(
+        Arc::ptr_eq(&before, &store.handle().load_full()),
+        "no snapshot was published"
+    );
+    assert_eq!(store.get_policy(&org(), "p").unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn reopening_from_the_same_backend() {
+    let backend = Arc::new(MemoryBackend::new());
+    let store = Store::open(
+        backend.clone(),
+        SnapshotHandle::default(),
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("p", ["198.51.100.0/24"]).users(["alice"]),
+        )
+        .await
+        .unwrap();
+    store
+        .add_targets(&SYSTEM(), &org(), "p", Targets::default().users(["bob"]))
+        .await
+        .unwrap();
+
+    let again = Store::open(backend, SnapshotHandle::default(), Limits::default())
+        .await
+        .unwrap();
+    assert_eq!(again.list_policies(&org()), store.list_policies(&org()));
+    assert_eq!(again.get_policy(&org(), "p").unwrap().version, 2);
+    assert_eq!(
+        decide(&again, "bob", &[], "192.0.2.1"),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_never_pass_the_limit() {
+    let store = Store::memory();
+    let tasks: Vec<_> = (0..150)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_policy(
+                        &Actor::system(),
+                        &OrgId::default(),
+                        PolicyDraft::new(format!("p{i}"), ["192.0.2.1"]).users(["u"]),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(err) => assert_eq!(err, StoreError::PolicyLimitExceeded { limit: 100 }),
+        }
+    }
+    assert_eq!(created, 100);
+    assert_eq!(store.list_policies(&org()).len(), 100);
+    // The snapshot ends at the newest state whatever order the writers finished in.
+    let compiled = store.handle().load_full();
+    assert_eq!(compiled.org(OrgId::DEFAULT).unwrap().active_policies(), 100);
+}
