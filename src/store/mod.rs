@@ -21,8 +21,8 @@
 //!   `tower_ip_allowlist::audit` with the organization, actor, operation, policy or
 //!   group, and the state before and after.
 //!
-//! [`MemoryBackend`] keeps everything in memory; persistent backends implement
-//! [`Backend`].
+//! [`MemoryBackend`] keeps everything in memory; `SqliteBackend` (feature `sqlite`)
+//! keeps it in one local SQLite file; other backends implement [`Backend`].
 //!
 //! # Example
 //!
@@ -55,7 +55,11 @@
 //! ```
 
 mod backend;
+#[cfg(feature = "sqlite")]
+mod document;
 mod error;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -64,6 +68,9 @@ use std::sync::{Arc, Mutex};
 
 pub use self::backend::{Backend, BoxFuture, Change, MemoryBackend, OrgRecord, Updated};
 pub use self::error::{BackendError, StoreError};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use self::sqlite::SqliteBackend;
 use crate::policy::{GroupId, OrgId, OrgPolicies, Policy, PolicyId, UserId};
 use crate::principal::Principal;
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};

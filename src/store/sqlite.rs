@@ -1,0 +1,194 @@
+//! The embedded SQLite backend: one local file, created on first use.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Row};
+
+use super::backend::{BoxFuture, Change, Updated};
+use super::{document, Backend, BackendError, OrgRecord, StoreError};
+use crate::policy::OrgId;
+
+/// Schema migrations, applied in order at open; each runs once.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE allowlist_orgs (
+        org_id TEXT PRIMARY KEY NOT NULL,
+        version INTEGER NOT NULL,
+        document TEXT NOT NULL
+    )",
+)];
+
+/// Keeps the store in a SQLite file. See [`SqliteBackend::open`].
+///
+/// Writes are `BEGIN IMMEDIATE` transactions, so two processes sharing the file
+/// serialize like two tasks of one process; the file is in WAL mode with
+/// `synchronous = FULL`, so a write the store acknowledged survives the process being
+/// killed (and a power cut).
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    pool: SqlitePool,
+}
+
+fn db(err: sqlx::Error) -> BackendError {
+    BackendError::new(format!("SQLite: {err}"))
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the database at `url`: `sqlite://allowlist.db`,
+    /// `sqlite:allowlist.db`, or a plain path. Applies pending schema migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the file cannot be opened or migrated.
+    pub async fn open(url: &str) -> Result<Self, BackendError> {
+        let options = if url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(url).map_err(db)?
+        } else {
+            SqliteConnectOptions::new().filename(url)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        // One connection: writers of this process queue here, other processes wait
+        // on SQLite's own lock.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .map_err(|err| {
+                BackendError::new(format!("cannot open SQLite database `{url}`: {err}"))
+            })?;
+        let backend = Self { pool };
+        backend.migrate().await?;
+        Ok(backend)
+    }
+
+    async fn migrate(&self) -> Result<(), BackendError> {
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS allowlist_schema_migrations (version INTEGER PRIMARY KEY NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for (version, sql) in MIGRATIONS {
+            let applied =
+                sqlx::query("SELECT 1 FROM allowlist_schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .is_some();
+            if !applied {
+                sqlx::query(sql).execute(&mut *tx).await.map_err(db)?;
+                sqlx::query("INSERT INTO allowlist_schema_migrations (version) VALUES (?)")
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)
+    }
+}
+
+fn version_of(row: &sqlx::sqlite::SqliteRow) -> Result<u64, BackendError> {
+    let version: i64 = row.try_get("version").map_err(db)?;
+    u64::try_from(version)
+        .map_err(|_| BackendError::new(format!("negative data version {version}")))
+}
+
+impl Backend for SqliteBackend {
+    fn load_all(&self) -> BoxFuture<'_, Result<Vec<(OrgId, OrgRecord)>, BackendError>> {
+        Box::pin(async move {
+            let rows = sqlx::query("SELECT org_id, version, document FROM allowlist_orgs")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            rows.iter()
+                .map(|row| {
+                    let org = OrgId::from(row.try_get::<String, _>("org_id").map_err(db)?);
+                    let text: String = row.try_get("document").map_err(db)?;
+                    let record = document::decode(&org, version_of(row)?, &text)?;
+                    Ok((org, record))
+                })
+                .collect()
+        })
+    }
+
+    fn load<'a>(
+        &'a self,
+        org: &'a OrgId,
+    ) -> BoxFuture<'a, Result<Option<OrgRecord>, BackendError>> {
+        Box::pin(async move {
+            let row = sqlx::query("SELECT version, document FROM allowlist_orgs WHERE org_id = ?")
+                .bind(org.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            row.map(|row| {
+                let text: String = row.try_get("document").map_err(db)?;
+                document::decode(org, version_of(&row)?, &text)
+            })
+            .transpose()
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        org: &'a OrgId,
+        change: Change<'a>,
+    ) -> BoxFuture<'a, Result<Updated, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            // Rolled back when dropped without commit: on a refused change, an error,
+            // or a cancelled request.
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+            let row = sqlx::query("SELECT version, document FROM allowlist_orgs WHERE org_id = ?")
+                .bind(org.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let before = match row {
+                Some(row) => {
+                    let text: String = row.try_get("document").map_err(db)?;
+                    document::decode(org, version_of(&row)?, &text)?
+                }
+                None => OrgRecord::default(),
+            };
+            let mut after = before.clone();
+            if !change(&mut after)? {
+                return Ok(Updated {
+                    after: before.clone(),
+                    before,
+                    changed: false,
+                });
+            }
+            after.version = before.version + 1;
+            let version = i64::try_from(after.version)
+                .map_err(|_| BackendError::new("data version overflow"))?;
+            sqlx::query(
+                "INSERT INTO allowlist_orgs (org_id, version, document) VALUES (?, ?, ?)
+                 ON CONFLICT (org_id) DO UPDATE SET version = excluded.version, document = excluded.document",
+            )
+            .bind(org.as_str())
+            .bind(version)
+            .bind(document::encode(&after)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(Updated {
+                before,
+                after,
+                changed: true,
+            })
+        })
+    }
+}
