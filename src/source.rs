@@ -97,13 +97,11 @@ impl FromStr for AllowedSource {
         let text = input.trim();
         if text.is_empty() {
             return Err(SourceError::Malformed {
-                input: input.to_owned(),
+                input: shown(input),
             });
         }
         if text.contains('%') {
-            return Err(SourceError::ZoneId {
-                input: text.to_owned(),
-            });
+            return Err(SourceError::ZoneId { input: shown(text) });
         }
         if let Ok(addr) = text.parse::<IpAddr>() {
             return Ok(Self::from(addr));
@@ -113,10 +111,18 @@ impl FromStr for AllowedSource {
             None if looks_like_hostname(text) => Err(SourceError::Hostname {
                 input: text.to_owned(),
             }),
-            None => Err(SourceError::Malformed {
-                input: text.to_owned(),
-            }),
+            None => Err(SourceError::Malformed { input: shown(text) }),
         }
+    }
+}
+
+/// The input as an error message shows it: whole up to 64 characters, cut beyond, so
+/// a hostile megabyte-long entry is not echoed back.
+fn shown(input: &str) -> String {
+    const MAX: usize = 64;
+    match input.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &input[..end]),
+        None => input.to_owned(),
     }
 }
 
@@ -447,5 +453,14 @@ mod tests {
             AllowedSource::from_net(net),
             Err(SourceError::MatchAll { .. })
         ));
+    }
+
+    #[test]
+    fn long_input_is_not_echoed_whole() {
+        let input = "x".repeat(1 << 20);
+        let err = input.parse::<AllowedSource>().unwrap_err();
+        assert!(err.to_string().len() < 300, "{}", err.to_string().len());
+        let err = "é".repeat(100).parse::<AllowedSource>().unwrap_err();
+        assert!(err.to_string().contains(&format!("{}...", "é".repeat(64))));
     }
 }

@@ -406,28 +406,29 @@ impl Store {
         let policy = build_policy(draft)?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
-        self.change(
-            actor,
-            org,
-            "createPolicy",
-            Subject::Policy(&id),
-            &|record| {
-                if record.org.policies.contains_key(&id) {
-                    return Err(StoreError::Conflict { id: id.to_string() });
-                }
-                if record.org.policies.len() >= limits.max_policies_per_org {
-                    return Err(StoreError::PolicyLimitExceeded {
-                        limit: limits.max_policies_per_org,
-                    });
-                }
-                check_targets(&policy, limits)?;
-                record.org.insert_policy(policy.clone());
-                record.policy_versions.insert(id.clone(), 1);
-                Ok(true)
-            },
-        )
-        .await?;
-        self.stored_or_not_found(org, id.as_str())
+        let record = self
+            .change(
+                actor,
+                org,
+                "createPolicy",
+                Subject::Policy(&id),
+                &|record| {
+                    if record.org.policies.contains_key(&id) {
+                        return Err(StoreError::Conflict { id: id.to_string() });
+                    }
+                    if record.org.policies.len() >= limits.max_policies_per_org {
+                        return Err(StoreError::PolicyLimitExceeded {
+                            limit: limits.max_policies_per_org,
+                        });
+                    }
+                    check_targets(&policy, limits)?;
+                    record.org.insert_policy(policy.clone());
+                    record.policy_versions.insert(id.clone(), 1);
+                    Ok(true)
+                },
+            )
+            .await?;
+        committed(&record, &id)
     }
 
     /// Replaces a policy's name, sources and targets.
@@ -446,24 +447,25 @@ impl Store {
         let policy = build_policy(draft)?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
-        self.change(
-            actor,
-            org,
-            "replacePolicy",
-            Subject::Policy(&id),
-            &|record| {
-                existing(record, &id, if_version)?;
-                check_targets(&policy, limits)?;
-                let changed = record.org.policies.get(&id) != Some(&policy);
-                if changed {
-                    record.org.insert_policy(policy.clone());
-                    bump(record, &id);
-                }
-                Ok(changed)
-            },
-        )
-        .await?;
-        self.stored_or_not_found(org, id.as_str())
+        let record = self
+            .change(
+                actor,
+                org,
+                "replacePolicy",
+                Subject::Policy(&id),
+                &|record| {
+                    existing(record, &id, if_version)?;
+                    check_targets(&policy, limits)?;
+                    let changed = record.org.policies.get(&id) != Some(&policy);
+                    if changed {
+                        record.org.insert_policy(policy.clone());
+                        bump(record, &id);
+                    }
+                    Ok(changed)
+                },
+            )
+            .await?;
+        committed(&record, &id)
     }
 
     /// Changes the fields of a policy that `patch` sets.
@@ -491,41 +493,42 @@ impl Store {
             check_principal_id("userGroup", group.as_str())?;
         }
         let limits = self.inner.limits;
-        self.change(
-            actor,
-            org,
-            "updatePolicy",
-            Subject::Policy(&id),
-            &|record| {
-                let mut policy = existing(record, &id, if_version)?.clone();
-                if let Some(name) = &patch.name {
-                    policy.set_name(name.clone());
-                }
-                if let Some(sources) = &sources {
-                    policy.set_sources(sources.clone()).map_err(|error| {
-                        StoreError::InvalidSource(crate::source::SourceListError {
-                            index: None,
-                            error,
-                        })
-                    })?;
-                }
-                if let Some(users) = &patch.users {
-                    policy.set_targets(users.clone(), policy.groups().clone());
-                }
-                if let Some(groups) = &patch.groups {
-                    policy.set_targets(policy.users().clone(), groups.clone());
-                }
-                check_targets(&policy, limits)?;
-                let changed = record.org.policies.get(&id) != Some(&policy);
-                if changed {
-                    record.org.insert_policy(policy);
-                    bump(record, &id);
-                }
-                Ok(changed)
-            },
-        )
-        .await?;
-        self.stored_or_not_found(org, id.as_str())
+        let record = self
+            .change(
+                actor,
+                org,
+                "updatePolicy",
+                Subject::Policy(&id),
+                &|record| {
+                    let mut policy = existing(record, &id, if_version)?.clone();
+                    if let Some(name) = &patch.name {
+                        policy.set_name(name.clone());
+                    }
+                    if let Some(sources) = &sources {
+                        policy.set_sources(sources.clone()).map_err(|error| {
+                            StoreError::InvalidSource(crate::source::SourceListError {
+                                index: None,
+                                error,
+                            })
+                        })?;
+                    }
+                    if let Some(users) = &patch.users {
+                        policy.set_targets(users.clone(), policy.groups().clone());
+                    }
+                    if let Some(groups) = &patch.groups {
+                        policy.set_targets(policy.users().clone(), groups.clone());
+                    }
+                    check_targets(&policy, limits)?;
+                    let changed = record.org.policies.get(&id) != Some(&policy);
+                    if changed {
+                        record.org.insert_policy(policy);
+                        bump(record, &id);
+                    }
+                    Ok(changed)
+                },
+            )
+            .await?;
+        committed(&record, &id)
     }
 
     /// Deletes a policy.
@@ -553,7 +556,8 @@ impl Store {
                 Ok(true)
             },
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// Assigns users and groups to a policy; already assigned ones are left alone.
@@ -573,18 +577,19 @@ impl Store {
         let Targets { users, groups } = targets;
         let id = PolicyId::from(id);
         let limits = self.inner.limits;
-        self.change(actor, org, "addTargets", Subject::Policy(&id), &|record| {
-            let mut policy = existing(record, &id, None)?.clone();
-            if !policy.add_targets(users.iter().cloned(), groups.iter().cloned()) {
-                return Ok(false);
-            }
-            check_targets(&policy, limits)?;
-            record.org.insert_policy(policy);
-            bump(record, &id);
-            Ok(true)
-        })
-        .await?;
-        self.stored_or_not_found(org, id.as_str())
+        let record = self
+            .change(actor, org, "addTargets", Subject::Policy(&id), &|record| {
+                let mut policy = existing(record, &id, None)?.clone();
+                if !policy.add_targets(users.iter().cloned(), groups.iter().cloned()) {
+                    return Ok(false);
+                }
+                check_targets(&policy, limits)?;
+                record.org.insert_policy(policy);
+                bump(record, &id);
+                Ok(true)
+            })
+            .await?;
+        committed(&record, &id)
     }
 
     /// Unassigns users and groups; ones that were not assigned are ignored. Removing
@@ -603,23 +608,24 @@ impl Store {
         targets.validate()?;
         let Targets { users, groups } = targets;
         let id = PolicyId::from(id);
-        self.change(
-            actor,
-            org,
-            "removeTargets",
-            Subject::Policy(&id),
-            &|record| {
-                let mut policy = existing(record, &id, None)?.clone();
-                if !policy.remove_targets(&users, &groups) {
-                    return Ok(false);
-                }
-                record.org.insert_policy(policy);
-                bump(record, &id);
-                Ok(true)
-            },
-        )
-        .await?;
-        self.stored_or_not_found(org, id.as_str())
+        let record = self
+            .change(
+                actor,
+                org,
+                "removeTargets",
+                Subject::Policy(&id),
+                &|record| {
+                    let mut policy = existing(record, &id, None)?.clone();
+                    if !policy.remove_targets(&users, &groups) {
+                        return Ok(false);
+                    }
+                    record.org.insert_policy(policy);
+                    bump(record, &id);
+                    Ok(true)
+                },
+            )
+            .await?;
+        committed(&record, &id)
     }
 
     // ---- group changes -----------------------------------------------------------
@@ -695,7 +701,8 @@ impl Store {
                 Ok(true)
             },
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     // ---- the one path every change takes ------------------------------------------
@@ -707,7 +714,7 @@ impl Store {
         operation: &'static str,
         subject: Subject<'_>,
         apply: Change<'_>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<OrgRecord, StoreError> {
         let guarded = |record: &mut OrgRecord| {
             let changed = apply(record)?;
             if changed {
@@ -716,12 +723,11 @@ impl Store {
             Ok(changed)
         };
         let updated = self.inner.backend.update(org, &guarded).await?;
-        if !updated.changed {
-            return Ok(());
+        if updated.changed {
+            audit(actor, org, operation, subject, &updated);
+            self.publish(org, updated.after.clone())?;
         }
-        audit(actor, org, operation, subject, &updated);
-        self.publish(org, updated.after)?;
-        Ok(())
+        Ok(updated.after)
     }
 
     /// Publishes `record` unless a newer one was published already (two writers can
@@ -740,14 +746,14 @@ impl Store {
         cache.insert(org.clone(), Arc::new(record));
         Ok(())
     }
+}
 
-    fn stored_or_not_found(&self, org: &OrgId, id: &str) -> Result<StoredPolicy, StoreError> {
-        self.get_policy(org, id)
-            .ok_or_else(|| StoreError::NotFound {
-                kind: "policy",
-                id: id.to_owned(),
-            })
-    }
+/// The policy `id` as `record` (what a change committed) holds it.
+fn committed(record: &OrgRecord, id: &PolicyId) -> Result<StoredPolicy, StoreError> {
+    stored(record, id.as_str()).ok_or_else(|| StoreError::NotFound {
+        kind: "policy",
+        id: id.to_string(),
+    })
 }
 
 impl fmt::Debug for Store {
@@ -888,7 +894,7 @@ fn shown(id: &str) -> String {
     id.chars().take(64).collect()
 }
 
-fn check_policy_id(id: &str) -> Result<(), StoreError> {
+pub(crate) fn check_policy_id(id: &str) -> Result<(), StoreError> {
     let reason = if id.is_empty() {
         Some("is empty")
     } else if id.len() > 255 {
@@ -913,7 +919,7 @@ fn check_policy_id(id: &str) -> Result<(), StoreError> {
     }
 }
 
-fn check_principal_id(kind: &'static str, id: &str) -> Result<(), StoreError> {
+pub(crate) fn check_principal_id(kind: &'static str, id: &str) -> Result<(), StoreError> {
     let reason = if id.is_empty() {
         Some("is empty")
     } else if id.len() > 255 {
