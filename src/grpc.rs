@@ -8,6 +8,10 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 /// `PERMISSION_DENIED`.
 pub(crate) const PERMISSION_DENIED: u8 = 7;
 
+/// `UNAUTHENTICATED`.
+#[cfg(feature = "jwt")]
+pub(crate) const UNAUTHENTICATED: u8 = 16;
+
 /// Whether the request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, ...).
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers

@@ -18,6 +18,8 @@
 //! | [`principal`] | who the caller is, read from the request extensions |
 //! | [`layer`] | the tower layer that enforces it all |
 //! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events |
+//! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
+//! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
 //!
 //! # Example
 //!
@@ -43,6 +45,9 @@
 //! |---|---|
 //! | `axum` | reads the peer address from axum's `ConnectInfo<SocketAddr>`; `ClientIp` as an axum extractor |
 //! | `tonic` | reads the peer address from tonic's `TcpConnectInfo` |
+//! | `jwt` | `jwt::JwtAuthLayer`: verifies `Authorization: Bearer` JWTs (HS256/384/512, RS256, ES256, EdDSA) into a `Principal` |
+//! | `sqlite` | `store::SqliteBackend`: the store in one local SQLite file |
+//! | `admin` | `admin::router`: the JSON:API admin API over the store, with its OpenAPI document |
 //!
 //! # Security
 //!
@@ -50,9 +55,15 @@
 //! [`client_ip`] before deploying behind a load balancer.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 mod body;
 pub mod client_ip;
 mod grpc;
+#[cfg(feature = "jwt")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
+pub mod jwt;
 pub mod layer;
 pub mod policy;
 pub mod principal;

@@ -3,7 +3,7 @@
 //! An authentication layer that runs before the allowlist inserts the caller into the
 //! request extensions. The layer reads any type that implements [`Identity`]:
 //!
-//! - [`Principal`], this crate's own type, which the [`jwt`](crate) layer inserts;
+//! - [`Principal`], this crate's own type, which the JWT layer (`jwt::JwtAuthLayer`, feature `jwt`) inserts;
 //! - or an application's own user type, by implementing [`Identity`] for it and naming it
 //!   in [`AllowlistLayer::with_identity`](crate::layer::AllowlistLayer::with_identity).
 //!   No wrapping and no copying: the layer borrows it from the extensions.

@@ -1,0 +1,653 @@
+//! The JSON:API documents the admin API reads and writes.
+//!
+//! The types describe the wire format (and generate the OpenAPI schemas); requests are
+//! read by hand from a [`serde_json::Value`] so that every refusal can point
+//! (RFC 6901) at the member at fault, e.g. `/data/attributes/allowedSources/2`.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use crate::policy::{GroupId, UserId};
+use crate::store::{
+    check_policy_id, check_principal_id, PolicyDraft, PolicyPatch, StoredGroup, StoredPolicy,
+    Targets,
+};
+
+/// `data.type` of a policy.
+pub const POLICY_TYPE: &str = "ipAllowlistPolicy";
+/// `data.type` of a user group, and of a group in a relationship.
+pub const GROUP_TYPE: &str = "userGroup";
+/// `type` of a user in a relationship.
+pub const USER_TYPE: &str = "user";
+
+/// The longest policy name accepted, in characters.
+const MAX_NAME_CHARS: usize = 255;
+
+/// A document holding one policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyDocument {
+    /// The policy.
+    pub data: PolicyResource,
+}
+
+/// A document holding a list of policies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyListDocument {
+    /// The policies, by id.
+    pub data: Vec<PolicyResource>,
+}
+
+/// An `ipAllowlistPolicy` resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PolicyResource {
+    /// The policy id: 1 to 255 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`.
+    #[schema(example = "admin-vpn-only")]
+    pub id: String,
+    /// Always `ipAllowlistPolicy`.
+    #[serde(rename = "type")]
+    #[schema(example = "ipAllowlistPolicy")]
+    pub kind: String,
+    /// Name and allowed sources.
+    pub attributes: PolicyAttributes,
+    /// Assigned users and groups.
+    #[serde(default)]
+    pub relationships: PolicyRelationships,
+    /// The stored version (responses only); send it back in `If-Match`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<ResourceMeta>,
+}
+
+/// A policy's attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyAttributes {
+    /// A human-readable name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// IP addresses and CIDR ranges; not empty, no host names, no match-all ranges.
+    #[schema(example = json!(["203.0.113.10/32", "198.51.100.0/24", "2001:db8:abcd::/48"]))]
+    pub allowed_sources: Vec<String>,
+}
+
+/// A policy's targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRelationships {
+    /// Assigned users (`type: user`).
+    #[serde(default)]
+    pub users: Relationship,
+    /// Assigned groups (`type: userGroup`); members of their descendant groups are
+    /// covered too.
+    #[serde(default)]
+    pub user_groups: Relationship,
+}
+
+/// A to-many relationship.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Relationship {
+    /// The related resources.
+    pub data: Vec<ResourceIdentifier>,
+}
+
+/// A reference to a resource: `{ "id": ..., "type": ... }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceIdentifier {
+    /// The id.
+    pub id: String,
+    /// `user` or `userGroup`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// Server-side facts about a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceMeta {
+    /// The version: 1 when created, bumped by every change. The `ETag` is `"<version>"`.
+    pub version: u64,
+}
+
+/// The body of `addTargets` and `removeTargets`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TargetsDocument {
+    /// The users and groups.
+    pub data: TargetsData,
+}
+
+/// Users and groups to assign or unassign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetsData {
+    /// Users (`type: user`).
+    #[serde(default)]
+    pub users: Vec<ResourceIdentifier>,
+    /// Groups (`type: userGroup`).
+    #[serde(default)]
+    pub user_groups: Vec<ResourceIdentifier>,
+}
+
+/// A document holding one user group's place in the hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupDocument {
+    /// The group.
+    pub data: GroupResource,
+}
+
+/// A `userGroup` resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupResource {
+    /// The group id.
+    pub id: String,
+    /// Always `userGroup`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The group's parents.
+    #[serde(default)]
+    pub relationships: GroupRelationships,
+}
+
+/// A group's relationships.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupRelationships {
+    /// Direct parent groups: members of this group are members of its ancestors too.
+    #[serde(default)]
+    pub parents: Relationship,
+}
+
+/// A JSON:API error document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDocument {
+    /// The errors (this API reports one at a time).
+    pub errors: Vec<ErrorObject>,
+}
+
+/// One error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorObject {
+    /// The HTTP status, as a string.
+    #[schema(example = "400")]
+    pub status: String,
+    /// The machine-readable code, such as `hostBitsSet` or `versionMismatch`.
+    #[schema(example = "hostBitsSet")]
+    pub code: String,
+    /// A short summary, the same for every occurrence of the code.
+    pub title: String,
+    /// What went wrong in this request, and what to do about it.
+    pub detail: String,
+    /// The part of the request at fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ErrorSource>,
+}
+
+/// The part of a request an error is about.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorSource {
+    /// A JSON pointer into the request document, e.g. `/data/attributes/allowedSources/2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// A query parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    /// A request header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+}
+
+// ---- responses -------------------------------------------------------------------
+
+fn identifiers<'a>(ids: impl Iterator<Item = &'a str>, kind: &str) -> Relationship {
+    Relationship {
+        data: ids
+            .map(|id| ResourceIdentifier {
+                id: id.to_owned(),
+                kind: kind.to_owned(),
+            })
+            .collect(),
+    }
+}
+
+impl From<&StoredPolicy> for PolicyResource {
+    fn from(stored: &StoredPolicy) -> Self {
+        let policy = &stored.policy;
+        Self {
+            id: policy.id().to_string(),
+            kind: POLICY_TYPE.to_owned(),
+            attributes: PolicyAttributes {
+                name: policy.name().map(str::to_owned),
+                allowed_sources: policy.sources().iter().map(ToString::to_string).collect(),
+            },
+            relationships: PolicyRelationships {
+                users: identifiers(policy.users().iter().map(UserId::as_str), USER_TYPE),
+                user_groups: identifiers(policy.groups().iter().map(GroupId::as_str), GROUP_TYPE),
+            },
+            meta: Some(ResourceMeta {
+                version: stored.version,
+            }),
+        }
+    }
+}
+
+impl From<&StoredGroup> for GroupResource {
+    fn from(group: &StoredGroup) -> Self {
+        Self {
+            id: group.id.to_string(),
+            kind: GROUP_TYPE.to_owned(),
+            relationships: GroupRelationships {
+                parents: identifiers(group.parents.iter().map(GroupId::as_str), GROUP_TYPE),
+            },
+        }
+    }
+}
+
+// ---- requests --------------------------------------------------------------------
+
+/// A JSON object member with the pointer that leads to it.
+struct At<'v> {
+    value: &'v Value,
+    pointer: String,
+}
+
+impl<'v> At<'v> {
+    fn root(value: &'v Value) -> Self {
+        Self {
+            value,
+            pointer: String::new(),
+        }
+    }
+
+    fn object(&self) -> Result<&'v Map<String, Value>, ApiError> {
+        self.value.as_object().ok_or_else(|| {
+            ApiError::malformed(self.shown(), format!("{} must be an object", self.name()))
+        })
+    }
+
+    fn array(&self) -> Result<&'v Vec<Value>, ApiError> {
+        self.value.as_array().ok_or_else(|| {
+            ApiError::malformed(self.shown(), format!("{} must be an array", self.name()))
+        })
+    }
+
+    fn string(&self) -> Result<&'v str, ApiError> {
+        self.value.as_str().ok_or_else(|| {
+            ApiError::malformed(self.shown(), format!("{} must be a string", self.name()))
+        })
+    }
+
+    /// The member `key`, which must be there.
+    fn get(&self, key: &str) -> Result<At<'v>, ApiError> {
+        self.optional(key)?.ok_or_else(|| {
+            ApiError::malformed(
+                self.shown(),
+                format!("{} has no `{key}` member", self.name()),
+            )
+        })
+    }
+
+    /// The member `key`, if it is there and not `null`.
+    fn optional(&self, key: &str) -> Result<Option<At<'v>>, ApiError> {
+        Ok(self
+            .object()?
+            .get(key)
+            .filter(|value| !value.is_null())
+            .map(|value| At {
+                value,
+                pointer: format!("{}/{}", self.pointer, escape(key)),
+            }))
+    }
+
+    fn items(&self) -> Result<impl Iterator<Item = At<'v>> + '_, ApiError> {
+        Ok(self.array()?.iter().enumerate().map(|(index, value)| At {
+            value,
+            pointer: format!("{}/{index}", self.pointer),
+        }))
+    }
+
+    /// Refuses members other than `allowed`, so a typo (`allowedSource`) is reported
+    /// instead of silently ignored.
+    fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
+        match self
+            .object()?
+            .keys()
+            .find(|key| !allowed.contains(&key.as_str()))
+        {
+            Some(key) => Err(ApiError::malformed(
+                format!("{}/{}", self.pointer, escape(key)),
+                format!(
+                    "unknown member `{}` in {}: expected one of {}",
+                    cut(key),
+                    self.name(),
+                    allowed.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn shown(&self) -> String {
+        self.pointer.clone()
+    }
+
+    fn name(&self) -> String {
+        if self.pointer.is_empty() {
+            "the document".to_owned()
+        } else {
+            format!("`{}`", self.pointer)
+        }
+    }
+}
+
+/// RFC 6901 escaping of a member name.
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// A member name as a message shows it.
+fn cut(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// `data`, checking its `type` is `kind` and, when `id` is given, that `data.id` (if
+/// sent) matches it.
+fn data<'v>(root: &'v Value, kind: &str, id: Option<&str>) -> Result<At<'v>, ApiError> {
+    let data = At::root(root).get("data")?;
+    let sent = data.get("type")?;
+    if sent.string()? != kind {
+        return Err(ApiError::malformed(
+            sent.shown(),
+            format!("`data.type` must be `{kind}`"),
+        ));
+    }
+    if let (Some(id), Some(sent)) = (id, data.optional("id")?) {
+        if sent.string()? != id {
+            return Err(ApiError::malformed(
+                sent.shown(),
+                format!(
+                    "`data.id` `{}` does not match the id in the URL, `{id}`",
+                    cut(sent.string()?)
+                ),
+            ));
+        }
+    }
+    Ok(data)
+}
+
+/// The ids of a list of `{id, type}` identifiers, each of type `kind`.
+fn ids<T: From<String> + Ord>(list: &At<'_>, kind: &'static str) -> Result<BTreeSet<T>, ApiError> {
+    let mut ids = BTreeSet::new();
+    for item in list.items()? {
+        item.only(&["id", "type"])?;
+        let sent_kind = item.get("type")?;
+        if sent_kind.string()? != kind {
+            return Err(ApiError::malformed(
+                sent_kind.shown(),
+                format!("expected an identifier of type `{kind}`"),
+            ));
+        }
+        let id = item.get("id")?;
+        let text = id.string()?;
+        check_principal_id(kind, text)
+            .map_err(|err| ApiError::malformed(id.shown(), err.to_string()))?;
+        ids.insert(T::from(text.to_owned()));
+    }
+    Ok(ids)
+}
+
+/// The identifiers of relationship `name` (`{"data": [...]}`), if sent.
+fn relationship<T: From<String> + Ord>(
+    relationships: &At<'_>,
+    name: &str,
+    kind: &'static str,
+) -> Result<Option<BTreeSet<T>>, ApiError> {
+    let Some(relationship) = relationships.optional(name)? else {
+        return Ok(None);
+    };
+    relationship.only(&["data", "links", "meta"])?;
+    ids(&relationship.get("data")?, kind).map(Some)
+}
+
+struct PolicyFields {
+    name: Option<Option<String>>,
+    allowed_sources: Option<Vec<String>>,
+    users: Option<BTreeSet<UserId>>,
+    groups: Option<BTreeSet<GroupId>>,
+}
+
+fn policy_fields(data: &At<'_>) -> Result<PolicyFields, ApiError> {
+    data.only(&["id", "type", "attributes", "relationships", "meta", "links"])?;
+    let mut fields = PolicyFields {
+        name: None,
+        allowed_sources: None,
+        users: None,
+        groups: None,
+    };
+    if let Some(attributes) = data.optional("attributes")? {
+        attributes.only(&["name", "allowedSources"])?;
+        // `name: null` is sent as a JSON null, which `optional` hides; look for it.
+        if attributes.object()?.contains_key("name") {
+            fields.name = Some(match attributes.optional("name")? {
+                Some(name) => {
+                    let text = name.string()?;
+                    if text.chars().count() > MAX_NAME_CHARS {
+                        return Err(ApiError::malformed(
+                            name.shown(),
+                            format!("the name is longer than {MAX_NAME_CHARS} characters"),
+                        ));
+                    }
+                    Some(text.to_owned())
+                }
+                None => None,
+            });
+        }
+        if let Some(sources) = attributes.optional("allowedSources")? {
+            let sources = sources
+                .items()?
+                .map(|item| item.string().map(str::to_owned))
+                .collect::<Result<Vec<_>, _>>()?;
+            fields.allowed_sources = Some(sources);
+        }
+    }
+    if let Some(relationships) = data.optional("relationships")? {
+        relationships.only(&["users", "userGroups"])?;
+        fields.users = relationship(&relationships, "users", USER_TYPE)?;
+        fields.groups = relationship(&relationships, "userGroups", GROUP_TYPE)?;
+    }
+    Ok(fields)
+}
+
+/// A policy to create (`POST`, `path_id` `None`) or replace (`PUT`): `allowedSources`
+/// is required, absent relationships mean no targets.
+pub(crate) fn policy_draft(root: &Value, path_id: Option<&str>) -> Result<PolicyDraft, ApiError> {
+    let data = data(root, POLICY_TYPE, path_id)?;
+    let id = match path_id {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = data.get("id")?;
+            let text = id.string()?;
+            check_policy_id(text)
+                .map_err(|err| ApiError::malformed(id.shown(), err.to_string()))?;
+            text.to_owned()
+        }
+    };
+    let fields = policy_fields(&data)?;
+    let Some(allowed_sources) = fields.allowed_sources else {
+        let attributes = data.get("attributes")?;
+        return Err(ApiError::malformed(
+            attributes.shown(),
+            "`allowedSources` is required: list the addresses and CIDR ranges the policy allows",
+        ));
+    };
+    Ok(PolicyDraft {
+        id,
+        name: fields.name.flatten(),
+        allowed_sources,
+        users: fields.users.unwrap_or_default(),
+        groups: fields.groups.unwrap_or_default(),
+    })
+}
+
+/// A partial update (`PATCH`): only the members sent change; `name: null` removes the
+/// name, a relationship sent replaces that list of targets.
+pub(crate) fn policy_patch(root: &Value, path_id: &str) -> Result<PolicyPatch, ApiError> {
+    let data = data(root, POLICY_TYPE, Some(path_id))?;
+    let fields = policy_fields(&data)?;
+    Ok(PolicyPatch {
+        name: fields.name,
+        allowed_sources: fields.allowed_sources,
+        users: fields.users,
+        groups: fields.groups,
+    })
+}
+
+/// The body of `addTargets` / `removeTargets`.
+pub(crate) fn targets(root: &Value) -> Result<Targets, ApiError> {
+    let data = At::root(root).get("data")?;
+    data.only(&["users", "userGroups"])?;
+    let users = match data.optional("users")? {
+        Some(list) => ids::<UserId>(&list, USER_TYPE)?,
+        None => BTreeSet::new(),
+    };
+    let groups = match data.optional("userGroups")? {
+        Some(list) => ids::<GroupId>(&list, GROUP_TYPE)?,
+        None => BTreeSet::new(),
+    };
+    Ok(Targets::default().users(users).groups(groups))
+}
+
+/// The parents of a `userGroup` document (`PUT`); absent means none.
+pub(crate) fn group_parents(root: &Value, path_id: &str) -> Result<BTreeSet<GroupId>, ApiError> {
+    let data = data(root, GROUP_TYPE, Some(path_id))?;
+    data.only(&["id", "type", "attributes", "relationships", "meta", "links"])?;
+    let Some(relationships) = data.optional("relationships")? else {
+        return Ok(BTreeSet::new());
+    };
+    relationships.only(&["parents"])?;
+    Ok(relationship(&relationships, "parents", GROUP_TYPE)?.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    struct Case {
+        name: &'static str,
+        body: Value,
+        pointer: &'static str,
+    }
+
+    #[test]
+    fn refusals_point_at_the_member_at_fault() {
+        let cases = [
+            Case {
+                name: "no data",
+                body: json!({}),
+                pointer: "",
+            },
+            Case {
+                name: "data not an object",
+                body: json!({"data": 1}),
+                pointer: "/data",
+            },
+            Case {
+                name: "wrong type",
+                body: json!({"data": {"id": "a", "type": "user"}}),
+                pointer: "/data/type",
+            },
+            Case {
+                name: "bad id",
+                body: json!({"data": {"id": ".a", "type": POLICY_TYPE}}),
+                pointer: "/data/id",
+            },
+            Case {
+                name: "no sources",
+                body: json!({"data": {"id": "a", "type": POLICY_TYPE, "attributes": {}}}),
+                pointer: "/data/attributes",
+            },
+            Case {
+                name: "source not a string",
+                body: json!({"data": {"id": "a", "type": POLICY_TYPE,
+                    "attributes": {"allowedSources": ["10.0.0.1", 7]}}}),
+                pointer: "/data/attributes/allowedSources/1",
+            },
+            Case {
+                name: "typo in attributes",
+                body: json!({"data": {"id": "a", "type": POLICY_TYPE,
+                    "attributes": {"allowedSource": ["10.0.0.1"]}}}),
+                pointer: "/data/attributes/allowedSource",
+            },
+            Case {
+                name: "user of the wrong type",
+                body: json!({"data": {"id": "a", "type": POLICY_TYPE,
+                    "attributes": {"allowedSources": ["10.0.0.1"]},
+                    "relationships": {"users": {"data": [{"id": "u", "type": "user"}, {"id": "g", "type": "userGroup"}]}}}}),
+                pointer: "/data/relationships/users/data/1/type",
+            },
+            Case {
+                name: "empty user id",
+                body: json!({"data": {"id": "a", "type": POLICY_TYPE,
+                    "attributes": {"allowedSources": ["10.0.0.1"]},
+                    "relationships": {"userGroups": {"data": [{"id": "", "type": "userGroup"}]}}}}),
+                pointer: "/data/relationships/userGroups/data/0/id",
+            },
+            Case {
+                name: "escaped member name",
+                body: json!({"data": {"id": "a", "type": POLICY_TYPE,
+                    "attributes": {"allowedSources": ["10.0.0.1"], "a/b~c": 1}}}),
+                pointer: "/data/attributes/a~1b~0c",
+            },
+        ];
+        for case in cases {
+            let err = policy_draft(&case.body, None).expect_err(case.name);
+            assert_eq!(err.code, "malformedDocument", "{}", case.name);
+            let pointer = err.source.and_then(|s| s.pointer);
+            assert_eq!(pointer.as_deref(), Some(case.pointer), "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn reads_the_seed_document() {
+        let body = json!({"data": {"id": "admin-vpn-only", "type": "ipAllowlistPolicy",
+            "attributes": {"allowedSources": ["203.0.113.10/32", "198.51.100.0/24", "2001:db8:abcd::/48"]},
+            "relationships": {
+                "users": {"data": [{"id": "admin_user", "type": "user"}]},
+                "userGroups": {"data": [{"id": "adminGroup", "type": "userGroup"}]}}}});
+        let draft = policy_draft(&body, None).unwrap();
+        assert_eq!(draft.id, "admin-vpn-only");
+        assert_eq!(draft.allowed_sources.len(), 3);
+        assert!(draft.users.contains("admin_user"));
+        assert!(draft.groups.contains("adminGroup"));
+    }
+
+    #[test]
+    fn put_id_must_match_the_url() {
+        let body = json!({"data": {"id": "b", "type": POLICY_TYPE,
+            "attributes": {"allowedSources": ["10.0.0.1"]}}});
+        let err = policy_draft(&body, Some("a")).unwrap_err();
+        assert_eq!(err.source.unwrap().pointer.as_deref(), Some("/data/id"));
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_from_null() {
+        let body = json!({"data": {"type": POLICY_TYPE, "attributes": {"name": null}}});
+        let patch = policy_patch(&body, "a").unwrap();
+        assert_eq!(patch.name, Some(None));
+        assert_eq!(patch.allowed_sources, None);
+        let body = json!({"data": {"type": POLICY_TYPE, "attributes": {}}});
+        assert_eq!(policy_patch(&body, "a").unwrap().name, None);
+    }
+
+    #[test]
+    fn targets_and_parents() {
+        let body = json!({"data": {"users": [{"id": "service_user", "type": "user"}],
+            "userGroups": [{"id": "restrictedAccessGroup", "type": "userGroup"}]}});
+        let targets = targets(&body).unwrap();
+        assert_eq!(targets.users, vec![UserId::from("service_user")]);
+        let body = json!({"data": {"id": "g", "type": "userGroup",
+            "relationships": {"parents": {"data": [{"id": "p", "type": "userGroup"}]}}}});
+        assert_eq!(group_parents(&body, "g").unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,234 @@
+//! The JSON:API admin router: organization administrators manage IP allowlist
+//! policies and the group hierarchy over HTTP.
+//!
+//! | method and path | does | answers |
+//! |---|---|---|
+//! | `GET /api/v1/entities/ipAllowlistPolicies` | list | 200 |
+//! | `POST /api/v1/entities/ipAllowlistPolicies` | create | 201 + `Location` |
+//! | `GET /api/v1/entities/ipAllowlistPolicies/{id}` | get | 200 + `ETag` |
+//! | `PUT /api/v1/entities/ipAllowlistPolicies/{id}` | replace | 200 |
+//! | `PATCH /api/v1/entities/ipAllowlistPolicies/{id}` | change the members sent | 200 |
+//! | `DELETE /api/v1/entities/ipAllowlistPolicies/{id}` | delete | 204 |
+//! | `POST /api/v1/actions/ipAllowlistPolicies/{id}/addTargets` | assign users and groups | 204 |
+//! | `POST /api/v1/actions/ipAllowlistPolicies/{id}/removeTargets` | unassign them | 204 |
+//! | `GET`, `PUT`, `DELETE /api/v1/entities/userGroups/{id}` | a group's parents | 200 / 200 / 204 |
+//! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document, generated from this code | 200 |
+//!
+//! Documents are JSON:API as in the [`document`] types; bodies may be sent as
+//! `application/vnd.gooddata.api+json`, `application/vnd.api+json` or
+//! `application/json` (anything else: 415), up to 1 MiB (beyond: 413).
+//!
+//! # Who may call it
+//!
+//! The router reads the caller's [`Principal`](crate::principal::Principal) from the
+//! request extensions, as the JWT layer (or any authentication layer) puts it there.
+//! No principal: 401 `unauthenticated`. A principal without the manage permission
+//! (`MANAGE` unless [`Admin::permission`] says otherwise): 403 `forbidden`. Each
+//! administrator sees and changes only their own organization's policies.
+//!
+//! Put the [`AllowlistLayer`](crate::layer::AllowlistLayer) around this router like
+//! every other route: an administrator restricted by a policy can then manage only
+//! from an allowed address.
+//!
+//! # Versions, and the lockout guard
+//!
+//! Every policy response carries its version, in `meta.version` and as the `ETag`
+//! `"<version>"`. `PUT`, `PATCH` and `DELETE` with `If-Match: "<version>"` are refused
+//! with 412 `versionMismatch` when the policy changed since.
+//!
+//! A change that would deny the administrator's own current address is refused with
+//! 409 `lockoutPrevented`; add `?force=true` to make it anyway.
+//!
+//! # Errors
+//!
+//! Every refusal is a JSON:API error document whose `source.pointer` names the member
+//! at fault:
+//!
+//! ```json
+//! {"errors":[{"status":"400","code":"hostBitsSet","title":"Range has host bits set",
+//!   "detail":"allowed source 1: `198.51.100.7/24` has host bits set after the prefix: did you mean `198.51.100.0/24`?",
+//!   "source":{"pointer":"/data/attributes/allowedSources/1"}}]}
+//! ```
+//!
+//! | `code` | status |
+//! |---|---|
+//! | `invalidSource`, `hostnameNotAllowed`, `matchAllNotAllowed`, `emptyAllowedSources`, `hostBitsSet`, `targetLimitExceeded`, `malformedDocument` | 400 |
+//! | `unauthenticated` | 401 |
+//! | `forbidden` | 403 |
+//! | `notFound` | 404 |
+//! | `conflict` (duplicate id), `policyLimitExceeded`, `lockoutPrevented` | 409 |
+//! | `versionMismatch` | 412 |
+//! | `payloadTooLarge` | 413 |
+//! | `unsupportedMediaType` | 415 |
+//! | `backendError` (the store is unavailable; nothing changed) | 503 |
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{body::Body, http::{Request, StatusCode}, Extension};
+//! use tower::ServiceExt;
+//! use tower_ip_allowlist::{admin, principal::Principal, store::Store};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let store = Store::memory();
+//! let admin = Principal::new("alice").with_permissions(["MANAGE"]);
+//! // In a real service the JWT layer inserts the principal.
+//! let app = admin::router(store.clone()).layer(Extension(admin));
+//!
+//! let body = r#"{"data":{"id":"vpn","type":"ipAllowlistPolicy",
+//!     "attributes":{"allowedSources":["198.51.100.0/24"]}}}"#;
+//! let request = Request::post("/api/v1/entities/ipAllowlistPolicies")
+//!     .header("content-type", "application/vnd.gooddata.api+json")
+//!     .body(Body::from(body))
+//!     .unwrap();
+//! let response = app.oneshot(request).await.unwrap();
+//! assert_eq!(response.status(), StatusCode::CREATED);
+//! assert_eq!(response.headers()["location"], "/api/v1/entities/ipAllowlistPolicies/vpn");
+//! assert!(store.get_policy(&Default::default(), "vpn").is_some());
+//! # }
+//! ```
+
+pub mod document;
+mod error;
+mod handlers;
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::store::Store;
+
+/// The media type of every document this API sends.
+const MEDIA_TYPE: &str = "application/vnd.api+json";
+
+/// Bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The permission that lets a principal manage its organization's allowlist, unless
+/// [`Admin::permission`] names another.
+pub const MANAGE_PERMISSION: &str = "MANAGE";
+
+const POLICIES_PATH: &str = "/api/v1/entities/ipAllowlistPolicies";
+
+/// The admin router with its defaults: see the [module docs](self).
+pub fn router(store: Store) -> Router {
+    Admin::new(store).into_router()
+}
+
+/// Builds the admin router; see the [module docs](self).
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Admin {
+    state: AdminState,
+}
+
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    store: Store,
+    permission: Arc<str>,
+}
+
+impl fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminState")
+            .field("store", &self.store)
+            .field("permission", &self.permission)
+            .finish()
+    }
+}
+
+impl Admin {
+    /// An admin API over `store`, requiring [`MANAGE_PERMISSION`].
+    pub fn new(store: Store) -> Self {
+        Self {
+            state: AdminState {
+                store,
+                permission: Arc::from(MANAGE_PERMISSION),
+            },
+        }
+    }
+
+    /// Requires `permission` instead of `MANAGE`.
+    pub fn permission(mut self, permission: impl Into<String>) -> Self {
+        self.state.permission = Arc::from(permission.into());
+        self
+    }
+
+    /// The router, with every route at its absolute path (merge it into your app).
+    pub fn into_router(self) -> Router {
+        use handlers::*;
+        Router::new()
+            .route(POLICIES_PATH, get(list_policies).post(create_policy))
+            .route(
+                "/api/v1/entities/ipAllowlistPolicies/{id}",
+                get(get_policy)
+                    .put(replace_policy)
+                    .patch(update_policy)
+                    .delete(delete_policy),
+            )
+            .route(
+                "/api/v1/actions/ipAllowlistPolicies/{id}/addTargets",
+                post(add_targets),
+            )
+            .route(
+                "/api/v1/actions/ipAllowlistPolicies/{id}/removeTargets",
+                post(remove_targets),
+            )
+            .route(
+                "/api/v1/entities/userGroups/{id}",
+                get(get_group).put(put_group).delete(delete_group),
+            )
+            .route("/api/v1/openapi.json", get(handlers::openapi))
+            .with_state(self.state)
+    }
+}
+
+/// The OpenAPI 3.1 document of the admin API, generated from the route definitions.
+#[must_use]
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "tower-ip-allowlist admin API",
+        description = "Manage IP allowlist policies and the user-group hierarchy of your organization."
+    ),
+    paths(
+        handlers::list_policies,
+        handlers::create_policy,
+        handlers::get_policy,
+        handlers::replace_policy,
+        handlers::update_policy,
+        handlers::delete_policy,
+        handlers::add_targets,
+        handlers::remove_targets,
+        handlers::get_group,
+        handlers::put_group,
+        handlers::delete_group,
+        handlers::openapi,
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "ipAllowlistPolicies", description = "IP allowlist policies"),
+        (name = "userGroups", description = "The user-group hierarchy policies follow"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}

@@ -1,0 +1,493 @@
+//! JWT bearer authentication: a tower layer that verifies `Authorization: Bearer`
+//! tokens and puts the caller in the request extensions as a
+//! [`Principal`](crate::principal::Principal), for the
+//! [allowlist layer](crate::layer) and the handlers.
+//!
+//! [`JwtAuthLayer`] verifies the token's signature with **one** configured algorithm and
+//! key (a token signed with any other algorithm is refused, so an HS256 token "signed"
+//! with an RSA public key gets nowhere), then its claims:
+//!
+//! - `exp` is required and must not be past, `nbf`, when present, must not be future,
+//!   both with a [leeway](JwtAuthLayer::leeway) of 60 seconds by default;
+//! - `iss` and `aud` are checked, and required, only when configured with
+//!   [`issuer`](JwtAuthLayer::issuer) and [`audience`](JwtAuthLayer::audience);
+//! - `sub` (a non-empty string) becomes the user, `groups` (an array of strings) the
+//!   direct groups, `org` (a string) the organization and `permissions` (an array of
+//!   strings) the permissions. The claim names can be changed with [`ClaimNames`]. A claim
+//!   of the wrong type makes the token invalid.
+//!
+//! A request without an `Authorization` header goes on anonymous, with no principal: add
+//! [`RequirePrincipalLayer`] to the routes that need one. A request with any other
+//! `Authorization` header (another scheme, a malformed or invalid token) is refused with
+//! 401 Unauthorized, `WWW-Authenticate: Bearer error="invalid_token", error_description="..."`
+//! and a short JSON body; a gRPC request gets a trailers-only response with status 16
+//! `UNAUTHENTICATED`, which tonic clients see as `Code::Unauthenticated`. The
+//! [`JwtRejection`] is in the response extensions; the response itself is replaceable
+//! with [`JwtAuthLayer::rejection`].
+//!
+//! [`encode_hs256`] and [`encode`] mint tokens with the default claim names, for
+//! development and tests.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use http::{header, Request, Response, StatusCode};
+//! use tower::{service_fn, Layer, ServiceExt};
+//! use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, JwtRejection, TokenClaims};
+//! use tower_ip_allowlist::principal::Principal;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = b"a development secret of at least 32 bytes";
+//! let app = service_fn(|request: Request<String>| async move {
+//!     let user = request.extensions().get::<Principal>().map(|p| p.user.to_string());
+//!     Ok::<_, std::convert::Infallible>(Response::new(user.unwrap_or_default()))
+//! });
+//! let app = JwtAuthLayer::hs256(secret).layer(app);
+//!
+//! let claims = TokenClaims::new("alice", Duration::from_secs(300)).with_groups(["admins"]);
+//! let token = encode_hs256(secret, &claims)?;
+//! let request = Request::get("/")
+//!     .header(header::AUTHORIZATION, format!("Bearer {token}"))
+//!     .body(String::new())?;
+//! let response = app.clone().oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
+//!
+//! let forged = encode_hs256(b"another secret", &claims)?;
+//! let request = Request::get("/")
+//!     .header(header::AUTHORIZATION, format!("Bearer {forged}"))
+//!     .body(String::new())?;
+//! let response = app.oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+//! assert_eq!(
+//!     response.extensions().get::<JwtRejection>(),
+//!     Some(&JwtRejection::InvalidSignature),
+//! );
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Where to put it
+//!
+//! Outside (added after) the [`AllowlistLayer`](crate::layer::AllowlistLayer), so the
+//! principal is in the extensions when the allowlist runs:
+//!
+//! ```
+//! use axum::{routing::get, Router};
+//! use tower_ip_allowlist::jwt::{JwtAuthLayer, RequirePrincipalLayer};
+//! use tower_ip_allowlist::layer::AllowlistLayer;
+//! use tower_ip_allowlist::snapshot::SnapshotHandle;
+//!
+//! let app: Router = Router::new()
+//!     .route("/me", get(|| async { "protected" }))
+//!     .route_layer(RequirePrincipalLayer::new())
+//!     .route("/health", get(|| async { "public" }))
+//!     .layer(AllowlistLayer::new(SnapshotHandle::default()))
+//!     .layer(JwtAuthLayer::hs256(b"a development secret of at least 32 bytes"));
+//! ```
+//!
+//! # Security
+//!
+//! The principal is exactly what the token claims: whoever holds the key decides who
+//! the caller is, in which groups and organization, with which permissions. Use an
+//! asymmetric algorithm ([`rs256_pem`](JwtAuthLayer::rs256_pem),
+//! [`es256_pem`](JwtAuthLayer::es256_pem), [`eddsa_pem`](JwtAuthLayer::eddsa_pem)) when
+//! the tokens are issued by another party; an HMAC secret must be long (32 bytes or
+//! more) and random, and never shared with clients. Configure
+//! [`issuer`](JwtAuthLayer::issuer) and [`audience`](JwtAuthLayer::audience) when the
+//! key also signs tokens meant for other services. Neither the key nor the token is ever
+//! logged or printed: `Debug` shows `<redacted>`, and a rejection is logged at debug level
+//! with its reason only.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use serde::{Deserialize, Serialize};
+
+mod future;
+#[allow(clippy::module_inception)]
+mod layer;
+mod require;
+mod response;
+mod service;
+mod verify;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::JwtAuthLayer;
+pub use self::require::{RequirePrincipalLayer, RequirePrincipalService};
+pub use self::response::{DefaultRejection, Rejection, Unauthenticated};
+pub use self::service::JwtAuthService;
+pub use crate::body::ResponseBody;
+pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+
+/// The longest bearer token accepted, in bytes; a longer one is refused with
+/// [`JwtRejection::TokenTooLong`] before any decoding.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// The names of the claims the principal is read from.
+///
+/// The defaults are `sub`, `groups`, `org` and `permissions`; identity providers often
+/// use others (`oid`, `roles`, `tid`, `scp`, ...). See the [module docs](self).
+///
+/// ```
+/// use tower_ip_allowlist::jwt::{ClaimNames, JwtAuthLayer};
+///
+/// let names = ClaimNames::default().groups("roles").org("tenant");
+/// assert_eq!(names.groups_claim(), "roles");
+/// let layer = JwtAuthLayer::hs256(b"a development secret of at least 32 bytes").claims(names);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct ClaimNames {
+    sub: String,
+    groups: String,
+    org: String,
+    permissions: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            sub: "sub".to_owned(),
+            groups: "groups".to_owned(),
+            org: "org".to_owned(),
+            permissions: "permissions".to_owned(),
+        }
+    }
+}
+
+impl ClaimNames {
+    /// The claim holding the user id, a non-empty string (default `sub`).
+    pub fn user(mut self, name: impl Into<String>) -> Self {
+        self.sub = name.into();
+        self
+    }
+
+    /// The claim holding the direct groups, an array of strings (default `groups`).
+    pub fn groups(mut self, name: impl Into<String>) -> Self {
+        self.groups = name.into();
+        self
+    }
+
+    /// The claim holding the organization, a string (default `org`).
+    pub fn org(mut self, name: impl Into<String>) -> Self {
+        self.org = name.into();
+        self
+    }
+
+    /// The claim holding the permissions, an array of strings (default `permissions`).
+    pub fn permissions(mut self, name: impl Into<String>) -> Self {
+        self.permissions = name.into();
+        self
+    }
+
+    /// The name of the user id claim.
+    #[must_use]
+    pub fn user_claim(&self) -> &str {
+        &self.sub
+    }
+
+    /// The name of the groups claim.
+    #[must_use]
+    pub fn groups_claim(&self) -> &str {
+        &self.groups
+    }
+
+    /// The name of the organization claim.
+    #[must_use]
+    pub fn org_claim(&self) -> &str {
+        &self.org
+    }
+
+    /// The name of the permissions claim.
+    #[must_use]
+    pub fn permissions_claim(&self) -> &str {
+        &self.permissions
+    }
+}
+
+/// Why a request was refused with 401 Unauthorized.
+///
+/// The [layers](self) insert it into the response extensions. It never carries the token
+/// or anything from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum JwtRejection {
+    /// No credentials: [`RequirePrincipalLayer`] found no principal in the extensions.
+    MissingCredentials,
+    /// The `Authorization` header is not `Bearer <token>`: another scheme, no token,
+    /// bytes that are not visible ASCII, or the header given more than once.
+    MalformedHeader,
+    /// The token is longer than [`MAX_TOKEN_LEN`].
+    TokenTooLong,
+    /// The token is not a well-formed JWT (three base64url parts, JSON header and claims).
+    MalformedToken,
+    /// The token is signed with another algorithm than the configured one.
+    UnsupportedAlgorithm,
+    /// The signature does not verify with the configured key.
+    InvalidSignature,
+    /// The token has expired (`exp`, past the leeway).
+    Expired,
+    /// The token is not valid yet (`nbf`, past the leeway).
+    NotYetValid,
+    /// The `iss` claim is missing or not the configured issuer.
+    InvalidIssuer,
+    /// The `aud` claim is missing or does not name the configured audience.
+    InvalidAudience,
+    /// A claim is missing or of the wrong type: `exp` not a number, the user claim not a
+    /// non-empty string, groups or permissions not an array of strings, ...
+    InvalidClaims,
+}
+
+impl JwtRejection {
+    /// A stable, machine-readable code: `missingCredentials`, `malformedHeader`,
+    /// `tokenTooLong`, `malformedToken`, `unsupportedAlgorithm`, `invalidSignature`,
+    /// `expired`, `notYetValid`, `invalidIssuer`, `invalidAudience` or `invalidClaims`.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "missingCredentials",
+            Self::MalformedHeader => "malformedHeader",
+            Self::TokenTooLong => "tokenTooLong",
+            Self::MalformedToken => "malformedToken",
+            Self::UnsupportedAlgorithm => "unsupportedAlgorithm",
+            Self::InvalidSignature => "invalidSignature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "notYetValid",
+            Self::InvalidIssuer => "invalidIssuer",
+            Self::InvalidAudience => "invalidAudience",
+            Self::InvalidClaims => "invalidClaims",
+        }
+    }
+
+    /// A sentence for the caller, safe to send: it names what is wrong, never the token,
+    /// the key or the expected values.
+    #[must_use]
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::MissingCredentials => "Authentication is required.",
+            Self::MalformedHeader => "The Authorization header is not a bearer token.",
+            Self::TokenTooLong => "The token is too long.",
+            Self::MalformedToken => "The token is malformed.",
+            Self::UnsupportedAlgorithm => "The token algorithm is not accepted.",
+            Self::InvalidSignature => "The token signature is invalid.",
+            Self::Expired => "The token has expired.",
+            Self::NotYetValid => "The token is not valid yet.",
+            Self::InvalidIssuer => "The token issuer is not accepted.",
+            Self::InvalidAudience => "The token audience is not accepted.",
+            Self::InvalidClaims => "The token claims are missing or invalid.",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750): `Bearer` when credentials are
+    /// missing, otherwise `Bearer error="invalid_token", error_description="..."`.
+    #[must_use]
+    pub fn www_authenticate(self) -> HeaderValue {
+        if self == Self::MissingCredentials {
+            return HeaderValue::from_static("Bearer");
+        }
+        let challenge = format!(
+            r#"Bearer error="invalid_token", error_description="{}""#,
+            self.description()
+        );
+        HeaderValue::from_str(&challenge)
+            .unwrap_or_else(|_| HeaderValue::from_static(r#"Bearer error="invalid_token""#))
+    }
+}
+
+impl fmt::Display for JwtRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MissingCredentials => "no credentials",
+            Self::MalformedHeader => "the authorization header is not a bearer token",
+            Self::TokenTooLong => "the token is too long",
+            Self::MalformedToken => "the token is not a well-formed JWT",
+            Self::UnsupportedAlgorithm => "the token is signed with another algorithm",
+            Self::InvalidSignature => "the token signature does not verify",
+            Self::Expired => "the token has expired",
+            Self::NotYetValid => "the token is not valid yet",
+            Self::InvalidIssuer => "the token issuer is missing or not accepted",
+            Self::InvalidAudience => "the token audience is missing or not accepted",
+            Self::InvalidClaims => "a token claim is missing or of the wrong type",
+        })
+    }
+}
+
+impl std::error::Error for JwtRejection {}
+
+/// Why a key could not be loaded or a token could not be signed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum JwtConfigError {
+    /// The PEM is not a public key for the algorithm.
+    InvalidKey {
+        /// The algorithm the key was meant for.
+        algorithm: Algorithm,
+        /// What the JWT library found wrong (it never contains key material).
+        source: jsonwebtoken::errors::Error,
+    },
+    /// The token could not be signed: the key does not fit the algorithm, or is not a
+    /// valid private key.
+    Encode(jsonwebtoken::errors::Error),
+}
+
+impl fmt::Display for JwtConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidKey { algorithm, source } => write!(
+                f,
+                "the PEM is not a public key usable with {algorithm:?} \
+                 (expected `-----BEGIN PUBLIC KEY-----`): {source}"
+            ),
+            Self::Encode(source) => write!(f, "the token could not be signed: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for JwtConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::InvalidKey { source, .. } | Self::Encode(source) => Some(source),
+        }
+    }
+}
+
+/// The claims of a token minted by [`encode_hs256`] or [`encode`], with the default
+/// claim names.
+///
+/// For development and tests; production tokens come from an identity provider. See
+/// the [module docs](self) for an example.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TokenClaims {
+    /// The user id.
+    pub sub: String,
+    /// The direct groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The organization; `None` is the default one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// The permissions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<String>,
+    /// Expiry, in seconds since the Unix epoch.
+    pub exp: u64,
+    /// Issued at, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+    /// Not before, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// The issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// The audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+}
+
+impl TokenClaims {
+    /// Claims for `sub`, issued now and expiring `ttl` from now.
+    #[must_use]
+    pub fn new(sub: impl Into<String>, ttl: Duration) -> Self {
+        let now = unix_now();
+        Self {
+            sub: sub.into(),
+            groups: Vec::new(),
+            org: None,
+            permissions: Vec::new(),
+            exp: now.saturating_add(ttl.as_secs()),
+            iat: Some(now),
+            nbf: None,
+            iss: None,
+            aud: None,
+        }
+    }
+
+    /// Sets the direct groups.
+    #[must_use]
+    pub fn with_groups<G: Into<String>>(mut self, groups: impl IntoIterator<Item = G>) -> Self {
+        self.groups = groups.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the organization.
+    #[must_use]
+    pub fn with_org(mut self, org: impl Into<String>) -> Self {
+        self.org = Some(org.into());
+        self
+    }
+
+    /// Sets the permissions.
+    #[must_use]
+    pub fn with_permissions<P: Into<String>>(
+        mut self,
+        permissions: impl IntoIterator<Item = P>,
+    ) -> Self {
+        self.permissions = permissions.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the expiry, in seconds since the Unix epoch.
+    #[must_use]
+    pub fn with_expiry(mut self, exp: u64) -> Self {
+        self.exp = exp;
+        self
+    }
+
+    /// Sets "not before", in seconds since the Unix epoch.
+    #[must_use]
+    pub fn with_not_before(mut self, nbf: u64) -> Self {
+        self.nbf = Some(nbf);
+        self
+    }
+
+    /// Sets the issuer.
+    #[must_use]
+    pub fn with_issuer(mut self, iss: impl Into<String>) -> Self {
+        self.iss = Some(iss.into());
+        self
+    }
+
+    /// Sets the audience.
+    #[must_use]
+    pub fn with_audience(mut self, aud: impl Into<String>) -> Self {
+        self.aud = Some(aud.into());
+        self
+    }
+}
+
+/// Signs `claims` with HS256 and `secret`: a token [`JwtAuthLayer::hs256`] with the
+/// same secret accepts. For development and tests.
+///
+/// # Errors
+///
+/// [`JwtConfigError::Encode`] if signing fails, which HMAC does not in practice.
+pub fn encode_hs256(secret: &[u8], claims: &TokenClaims) -> Result<String, JwtConfigError> {
+    encode(&EncodingKey::from_secret(secret), Algorithm::HS256, claims)
+}
+
+/// Signs `claims` with `algorithm` and a private `key` (such as
+/// `EncodingKey::from_ed_pem`). For development and tests.
+///
+/// # Errors
+///
+/// [`JwtConfigError::Encode`] if the key does not fit the algorithm.
+pub fn encode(
+    key: &EncodingKey,
+    algorithm: Algorithm,
+    claims: &TokenClaims,
+) -> Result<String, JwtConfigError> {
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(algorithm), claims, key)
+        .map_err(JwtConfigError::Encode)
+}
+
+/// Seconds since the Unix epoch; 0 if the clock is before it.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

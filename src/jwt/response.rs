@@ -1,0 +1,65 @@
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+
+use super::JwtRejection;
+use crate::grpc;
+
+/// What the layer knows about a request it refuses, handed to the [`Rejection`].
+///
+/// It carries nothing from the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Unauthenticated {
+    /// Why the request is refused.
+    pub reason: JwtRejection,
+    /// Whether the request is gRPC (`content-type: application/grpc*`).
+    pub grpc: bool,
+}
+
+/// Builds the response for a request refused by [`JwtAuthLayer`](super::JwtAuthLayer) or
+/// [`RequirePrincipalLayer`](super::RequirePrincipalLayer).
+///
+/// Implemented for [`DefaultRejection`] and for any
+/// `Fn(&Unauthenticated) -> Response<Bytes>` closure that is `Clone + Send + Sync + 'static`.
+/// Whatever it returns, the layer inserts the [`JwtRejection`] into the response
+/// extensions.
+pub trait Rejection: Clone + Send + Sync + 'static {
+    /// The response for `unauthenticated`.
+    fn reject(&self, unauthenticated: &Unauthenticated) -> Response<Bytes>;
+}
+
+impl<F> Rejection for F
+where
+    F: Fn(&Unauthenticated) -> Response<Bytes> + Clone + Send + Sync + 'static,
+{
+    fn reject(&self, unauthenticated: &Unauthenticated) -> Response<Bytes> {
+        self(unauthenticated)
+    }
+}
+
+/// The default response: HTTP 401 with the [`WWW-Authenticate`
+/// challenge](JwtRejection::www_authenticate) and a JSON:API error document (code
+/// `unauthenticated`), or, for gRPC, a trailers-only response with status 16
+/// `UNAUTHENTICATED`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DefaultRejection;
+
+impl Rejection for DefaultRejection {
+    fn reject(&self, unauthenticated: &Unauthenticated) -> Response<Bytes> {
+        let reason = unauthenticated.reason;
+        if unauthenticated.grpc {
+            return grpc::status_response(grpc::UNAUTHENTICATED, reason.description());
+        }
+        let body = format!(
+            r#"{{"errors":[{{"status":"401","code":"unauthenticated","title":"Unauthenticated","detail":"{}"}}]}}"#,
+            reason.description(),
+        );
+        let mut response = Response::new(Bytes::from(body));
+        *response.status_mut() = StatusCode::UNAUTHORIZED;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(WWW_AUTHENTICATE, reason.www_authenticate());
+        response
+    }
+}

@@ -1,0 +1,884 @@
+//! The admin router end to end: real JWTs, the JWT layer, the allowlist layer and the
+//! router, served on loopback and called from chosen source addresses.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::routing::get;
+use axum::Router;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpSocket};
+use tower_ip_allowlist::admin;
+use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, TokenClaims};
+use tower_ip_allowlist::layer::AllowlistLayer;
+use tower_ip_allowlist::policy::OrgId;
+use tower_ip_allowlist::store::Store;
+
+const SECRET: &[u8] = b"admin-test-secret-admin-test-secret";
+const POLICIES: &str = "/api/v1/entities/ipAllowlistPolicies";
+const JSON_API: &str = "application/vnd.gooddata.api+json";
+
+/// The server under test and its store.
+struct Server {
+    addr: SocketAddr,
+    store: Store,
+}
+
+/// JWT authentication, then the allowlist, then the admin router and `/whoami`.
+async fn start() -> Server {
+    let store = Store::memory();
+    let app = Router::new()
+        .route("/whoami", get(|| async { "ok" }))
+        .merge(admin::router(store.clone()))
+        .layer(AllowlistLayer::new(store.handle().clone()))
+        .layer(JwtAuthLayer::hs256(SECRET));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
+    });
+    Server { addr, store }
+}
+
+fn token(user: &str, org: Option<&str>, permissions: &[&str], groups: &[&str]) -> String {
+    let mut claims = TokenClaims::new(user, Duration::from_secs(600))
+        .with_permissions(permissions.iter().copied())
+        .with_groups(groups.iter().copied());
+    if let Some(org) = org {
+        claims = claims.with_org(org);
+    }
+    encode_hs256(SECRET, &claims).unwrap()
+}
+
+fn admin_token() -> String {
+    token("alice", None, &["MANAGE"], &[])
+}
+
+struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    text: String,
+}
+
+impl Response {
+    /// The first error's `code`, `source.pointer` and `detail`.
+    fn error(&self) -> (&str, Option<&str>, &str) {
+        let error = &self.body["errors"][0];
+        (
+            error["code"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{}", self.text)),
+            error["source"]["pointer"].as_str(),
+            error["detail"].as_str().unwrap_or(""),
+        )
+    }
+}
+
+/// A request.
+struct Call<'a> {
+    method: Method,
+    path: &'a str,
+    from: &'a str,
+    token: Option<String>,
+    content_type: Option<&'a str>,
+    headers: Vec<(&'a str, String)>,
+    body: Vec<u8>,
+}
+
+impl<'a> Call<'a> {
+    fn new(method: Method, path: &'a str) -> Self {
+        Self {
+            method,
+            path,
+            from: "127.0.0.1",
+            token: Some(admin_token()),
+            content_type: None,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    fn json(mut self, body: &Value) -> Self {
+        self.content_type = Some(JSON_API);
+        self.body = serde_json::to_vec(body).unwrap();
+        self
+    }
+
+    fn from(mut self, from: &'a str) -> Self {
+        self.from = from;
+        self
+    }
+
+    fn token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    async fn send(self, server: &Server) -> Response {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket
+            .bind(SocketAddr::new(self.from.parse::<IpAddr>().unwrap(), 0))
+            .unwrap();
+        let stream = socket.connect(server.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let mut request = http::Request::builder()
+            .method(self.method)
+            .uri(self.path)
+            .header("host", "test");
+        if let Some(token) = self.token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(content_type) = self.content_type {
+            request = request.header("content-type", content_type);
+        }
+        for (name, value) in self.headers {
+            request = request.header(name, value);
+        }
+        let response = sender
+            .send_request(request.body(Body::from(self.body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+}
+
+fn policy(id: &str, sources: &[&str], users: &[&str], groups: &[&str]) -> Value {
+    let users: Vec<Value> = users
+        .iter()
+        .map(|id| json!({"id": id, "type": "user"}))
+        .collect();
+    let groups: Vec<Value> = groups
+        .iter()
+        .map(|id| json!({"id": id, "type": "userGroup"}))
+        .collect();
+    json!({"data": {"id": id, "type": "ipAllowlistPolicy",
+        "attributes": {"allowedSources": sources},
+        "relationships": {"users": {"data": users}, "userGroups": {"data": groups}}}})
+}
+
+fn path(id: &str) -> String {
+    format!("{POLICIES}/{id}")
+}
+
+fn action(id: &str, action: &str) -> String {
+    format!("/api/v1/actions/ipAllowlistPolicies/{id}/{action}")
+}
+
+async fn create(server: &Server, body: &Value) -> Response {
+    Call::new(Method::POST, POLICIES)
+        .json(body)
+        .send(server)
+        .await
+}
+
+#[tokio::test]
+async fn create_get_list_replace_patch_delete() {
+    let server = start().await;
+    let body = policy(
+        "admin-vpn-only",
+        &["203.0.113.10/32", "198.51.100.0/24", "2001:db8:abcd::/48"],
+        &["admin_user"],
+        &["adminGroup"],
+    );
+    let created = create(&server, &body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.headers["location"], path("admin-vpn-only"));
+    assert_eq!(created.headers["etag"], "\"1\"");
+    assert_eq!(created.headers["content-type"], "application/vnd.api+json");
+    let data = &created.body["data"];
+    assert_eq!(data["type"], "ipAllowlistPolicy");
+    assert_eq!(
+        data["attributes"]["allowedSources"],
+        json!(["203.0.113.10", "198.51.100.0/24", "2001:db8:abcd::/48"])
+    );
+    assert_eq!(
+        data["relationships"]["users"]["data"],
+        json!([{"id": "admin_user", "type": "user"}])
+    );
+    assert_eq!(data["meta"]["version"], 1);
+
+    let got = Call::new(Method::GET, &path("admin-vpn-only"))
+        .send(&server)
+        .await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body, created.body);
+
+    let list = Call::new(Method::GET, POLICIES).send(&server).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["data"].as_array().unwrap().len(), 1);
+
+    let replaced = Call::new(Method::PUT, &path("admin-vpn-only"))
+        .json(&policy(
+            "admin-vpn-only",
+            &["192.0.2.0/24"],
+            &["admin_user"],
+            &[],
+        ))
+        .header("if-match", "\"1\"")
+        .send(&server)
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text);
+    assert_eq!(replaced.headers["etag"], "\"2\"");
+    assert_eq!(
+        replaced.body["data"]["relationships"]["userGroups"]["data"],
+        json!([])
+    );
+
+    let patched = Call::new(Method::PATCH, &path("admin-vpn-only"))
+        .json(&json!({"data": {"id": "admin-vpn-only", "type": "ipAllowlistPolicy", "attributes": {"name": "Admins on VPN"}}}))
+        .header("if-match", "W/\"2\"")
+        .send(&server)
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.text);
+    assert_eq!(patched.body["data"]["attributes"]["name"], "Admins on VPN");
+    assert_eq!(
+        patched.body["data"]["attributes"]["allowedSources"],
+        json!(["192.0.2.0/24"])
+    );
+    assert_eq!(patched.body["data"]["meta"]["version"], 3);
+
+    let deleted = Call::new(Method::DELETE, &path("admin-vpn-only"))
+        .header("if-match", "\"3\"")
+        .send(&server)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    let gone = Call::new(Method::GET, &path("admin-vpn-only"))
+        .send(&server)
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(gone.error().0, "notFound");
+}
+
+#[tokio::test]
+async fn every_validation_code_points_at_the_field() {
+    struct Case {
+        name: &'static str,
+        body: Value,
+        status: StatusCode,
+        code: &'static str,
+        pointer: Option<&'static str>,
+    }
+    let server = start().await;
+    assert_eq!(
+        create(&server, &policy("taken", &["192.0.2.1"], &[], &[]))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let many_users: Vec<String> = (0..101).map(|i| format!("user{i}")).collect();
+    let many_users: Vec<&str> = many_users.iter().map(String::as_str).collect();
+    let cases = [
+        Case {
+            name: "malformed source",
+            body: policy("p", &["10.0.0.1", "10.0.0.300"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalidSource",
+            pointer: Some("/data/attributes/allowedSources/1"),
+        },
+        Case {
+            name: "zone id",
+            body: policy("p", &["fe80::1%eth0"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "invalidSource",
+            pointer: Some("/data/attributes/allowedSources/0"),
+        },
+        Case {
+            name: "hostname",
+            body: policy("p", &["10.0.0.1", "10.0.0.2", "vpn.example.com"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "hostnameNotAllowed",
+            pointer: Some("/data/attributes/allowedSources/2"),
+        },
+        Case {
+            name: "match all v4",
+            body: policy("p", &["0.0.0.0/0"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "matchAllNotAllowed",
+            pointer: Some("/data/attributes/allowedSources/0"),
+        },
+        Case {
+            name: "match all v6",
+            body: policy("p", &["10.0.0.1", "::/0"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "matchAllNotAllowed",
+            pointer: Some("/data/attributes/allowedSources/1"),
+        },
+        Case {
+            name: "empty",
+            body: policy("p", &[], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "emptyAllowedSources",
+            pointer: Some("/data/attributes/allowedSources"),
+        },
+        Case {
+            name: "host bits",
+            body: policy("p", &["198.51.100.7/24"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "hostBitsSet",
+            pointer: Some("/data/attributes/allowedSources/0"),
+        },
+        Case {
+            name: "duplicate id",
+            body: policy("taken", &["192.0.2.1"], &[], &[]),
+            status: StatusCode::CONFLICT,
+            code: "conflict",
+            pointer: Some("/data/id"),
+        },
+        Case {
+            name: "101 targets",
+            body: policy("p", &["192.0.2.1"], &many_users, &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "targetLimitExceeded",
+            pointer: Some("/data/relationships"),
+        },
+        Case {
+            name: "wrong type",
+            body: json!({"data": {"id": "p", "type": "policy", "attributes": {"allowedSources": ["192.0.2.1"]}}}),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformedDocument",
+            pointer: Some("/data/type"),
+        },
+        Case {
+            name: "sources not a list",
+            body: json!({"data": {"id": "p", "type": "ipAllowlistPolicy", "attributes": {"allowedSources": "192.0.2.1"}}}),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformedDocument",
+            pointer: Some("/data/attributes/allowedSources"),
+        },
+        Case {
+            name: "bad policy id",
+            body: policy("../etc", &["192.0.2.1"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformedDocument",
+            pointer: Some("/data/id"),
+        },
+        Case {
+            name: "not a document",
+            body: json!([1, 2, 3]),
+            status: StatusCode::BAD_REQUEST,
+            code: "malformedDocument",
+            pointer: Some(""),
+        },
+    ];
+    for case in cases {
+        let response = create(&server, &case.body).await;
+        assert_eq!(
+            response.status, case.status,
+            "{}: {}",
+            case.name, response.text
+        );
+        let (code, pointer, detail) = response.error();
+        assert_eq!(code, case.code, "{}", case.name);
+        assert_eq!(pointer, case.pointer, "{}", case.name);
+        assert!(!detail.is_empty(), "{}", case.name);
+        assert_eq!(
+            response.body["errors"][0]["status"],
+            case.status.as_u16().to_string()
+        );
+    }
+    let hint = create(&server, &policy("p", &["198.51.100.7/24"], &[], &[])).await;
+    assert!(hint.error().2.contains("198.51.100.0/24"), "{}", hint.text);
+    // Nothing refused was stored.
+    assert_eq!(server.store.list_policies(&OrgId::default()).len(), 1);
+}
+
+#[tokio::test]
+async fn policy_limit_at_100_and_101() {
+    let server = start().await;
+    for i in 0..100 {
+        let response = create(&server, &policy(&format!("p{i}"), &["192.0.2.1"], &[], &[])).await;
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "{i}: {}",
+            response.text
+        );
+    }
+    let response = create(&server, &policy("p100", &["192.0.2.1"], &[], &[])).await;
+    assert_eq!(response.status, StatusCode::CONFLICT);
+    assert_eq!(response.error().0, "policyLimitExceeded");
+    // Another organization has its own limit.
+    let acme = Call::new(Method::POST, POLICIES)
+        .json(&policy("p100", &["192.0.2.1"], &[], &[]))
+        .token(Some(token("root", Some("acme"), &["MANAGE"], &[])))
+        .send(&server)
+        .await;
+    assert_eq!(acme.status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn malformed_bodies_and_transport_errors() {
+    let server = start().await;
+    let send = |body: Vec<u8>, content_type: Option<&'static str>| {
+        let mut call = Call::new(Method::POST, POLICIES);
+        call.body = body;
+        call.content_type = content_type;
+        call.send(&server)
+    };
+    let response = send(b"{\"data\":".to_vec(), Some(JSON_API)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.error().0, "malformedDocument");
+    let response = send(vec![0xff, 0xfe, 0x00], Some("application/json")).await;
+    assert_eq!(response.error().0, "malformedDocument");
+    // Nesting deeper than the JSON parser allows: refused, not a stack overflow.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let response = send(deep.into_bytes(), Some(JSON_API)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let response = send(b"{}".to_vec(), content_type).await;
+        assert_eq!(
+            response.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert_eq!(response.error().0, "unsupportedMediaType");
+    }
+    for accepted in [
+        "application/vnd.api+json",
+        "application/json; charset=utf-8",
+    ] {
+        let mut call = Call::new(Method::POST, POLICIES).json(&policy(
+            accepted
+                .split(';')
+                .next()
+                .unwrap()
+                .replace(['/', '+'], "-")
+                .as_str(),
+            &["192.0.2.1"],
+            &[],
+            &[],
+        ));
+        call.content_type = Some(accepted);
+        assert_eq!(
+            call.send(&server).await.status,
+            StatusCode::CREATED,
+            "{accepted}"
+        );
+    }
+
+    // Over 1 MiB, declared or streamed.
+    let mut huge =
+        br#"{"data":{"id":"big","type":"ipAllowlistPolicy","attributes":{"name":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 2 << 20));
+    huge.extend(br#""}}}"#);
+    let response = send(huge.clone(), Some(JSON_API)).await;
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.error().0, "payloadTooLarge");
+    let chunked = admin_streamed(&server, huge).await;
+    assert_eq!(chunked, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let response = Call::new(Method::PUT, &path("x"))
+        .json(&policy("x", &["192.0.2.1"], &[], &[]))
+        .header("if-match", "yesterday")
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.body["errors"][0]["source"]["header"], "If-Match");
+    let response = Call::new(Method::POST, &format!("{POLICIES}?force=maybe"))
+        .json(&policy("x", &["192.0.2.1"], &[], &[]))
+        .send(&server)
+        .await;
+    assert_eq!(response.body["errors"][0]["source"]["parameter"], "force");
+    assert_eq!(server.store.list_policies(&OrgId::default()).len(), 2);
+}
+
+/// Sends `body` with chunked transfer encoding (no `Content-Length`).
+async fn admin_streamed(server: &Server, body: Vec<u8>) -> StatusCode {
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, std::convert::Infallible>> = body
+        .chunks(64 * 1024)
+        .map(|chunk| Ok(http_body::Frame::data(bytes::Bytes::copy_from_slice(chunk))))
+        .collect();
+    let body = http_body_util::StreamBody::new(tokio_stream::iter(chunks));
+    let request = http::Request::post(POLICIES)
+        .header("host", "test")
+        .header("authorization", format!("Bearer {}", admin_token()))
+        .header("content-type", JSON_API)
+        .body(body)
+        .unwrap();
+    assert!(request.headers().get("content-length").is_none());
+    match sender.send_request(request).await {
+        Ok(response) => response.status(),
+        // The server may answer and close before the client finished sending.
+        Err(err) => panic!("request failed: {err}"),
+    }
+}
+
+#[tokio::test]
+async fn authentication_and_permission() {
+    let server = start().await;
+    let response = Call::new(Method::GET, POLICIES)
+        .token(None)
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(response.error().0, "unauthenticated");
+    assert_eq!(response.headers["www-authenticate"], "Bearer");
+
+    let response = Call::new(Method::GET, POLICIES)
+        .token(Some("not.a.token".to_owned()))
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    assert!(response.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+
+    let expired = encode_hs256(
+        SECRET,
+        &TokenClaims::new("alice", Duration::ZERO)
+            .with_permissions(["MANAGE"])
+            .with_expiry(1),
+    )
+    .unwrap();
+    let response = Call::new(Method::GET, POLICIES)
+        .token(Some(expired))
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+
+    let response = Call::new(Method::POST, POLICIES)
+        .json(&policy("p", &["192.0.2.1"], &[], &[]))
+        .token(Some(token("bob", None, &["READ"], &[])))
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::FORBIDDEN);
+    assert_eq!(response.error().0, "forbidden");
+    assert!(server.store.list_policies(&OrgId::default()).is_empty());
+}
+
+#[tokio::test]
+async fn versions_and_not_found() {
+    let server = start().await;
+    create(&server, &policy("p", &["192.0.2.1"], &[], &[])).await;
+    let first = Call::new(Method::PUT, &path("p"))
+        .json(&policy("p", &["192.0.2.2"], &[], &[]))
+        .header("if-match", "\"1\"")
+        .send(&server)
+        .await;
+    assert_eq!(first.status, StatusCode::OK);
+    // A second writer that read version 1 too loses.
+    for method in [Method::PUT, Method::PATCH] {
+        let stale = Call::new(method.clone(), &path("p"))
+            .json(&policy("p", &["192.0.2.3"], &[], &[]))
+            .header("if-match", "\"1\"")
+            .send(&server)
+            .await;
+        assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{method}");
+        assert_eq!(stale.error().0, "versionMismatch");
+    }
+    let stale = Call::new(Method::DELETE, &path("p"))
+        .header("if-match", "\"1\"")
+        .send(&server)
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+    let any = Call::new(Method::PUT, &path("p"))
+        .json(&policy("p", &["192.0.2.4"], &[], &[]))
+        .header("if-match", "*")
+        .send(&server)
+        .await;
+    assert_eq!(any.status, StatusCode::OK);
+    assert_eq!(
+        server
+            .store
+            .get_policy(&OrgId::default(), "p")
+            .unwrap()
+            .version,
+        3
+    );
+
+    // PUT does not create, and the URL's id wins any disagreement.
+    let missing = Call::new(Method::PUT, &path("nope"))
+        .json(&policy("nope", &["192.0.2.1"], &[], &[]))
+        .send(&server)
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let mismatch = Call::new(Method::PUT, &path("p"))
+        .json(&policy("q", &["192.0.2.1"], &[], &[]))
+        .send(&server)
+        .await;
+    assert_eq!(mismatch.error().1, Some("/data/id"));
+    for action_name in ["addTargets", "removeTargets"] {
+        let response = Call::new(Method::POST, &action("nope", action_name))
+            .json(&json!({"data": {"users": [{"id": "u", "type": "user"}]}}))
+            .send(&server)
+            .await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{action_name}");
+        assert_eq!(response.error().0, "notFound");
+    }
+    let response = Call::new(Method::DELETE, &path("nope")).send(&server).await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn targets_are_enforced_on_the_next_request() {
+    let server = start().await;
+    let bob = || {
+        Call::new(Method::GET, "/whoami")
+            .token(Some(token("bob", None, &[], &["staff"])))
+            .from("127.0.0.2")
+    };
+    assert_eq!(bob().send(&server).await.status, StatusCode::OK);
+    create(&server, &policy("office", &["203.0.113.0/24"], &[], &[])).await;
+    assert_eq!(
+        bob().send(&server).await.status,
+        StatusCode::OK,
+        "no targets: inactive"
+    );
+
+    let add = json!({"data": {"users": [{"id": "bob", "type": "user"}]}});
+    for _ in 0..2 {
+        let response = Call::new(Method::POST, &action("office", "addTargets"))
+            .json(&add)
+            .send(&server)
+            .await;
+        assert_eq!(response.status, StatusCode::NO_CONTENT, "{}", response.text);
+    }
+    assert_eq!(
+        server
+            .store
+            .get_policy(&OrgId::default(), "office")
+            .unwrap()
+            .version,
+        2,
+        "adding twice changes once"
+    );
+    let denied = bob().send(&server).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert_eq!(denied.error().0, "ipNotAllowed");
+
+    let remove = json!({"data": {"users": [{"id": "bob", "type": "user"}, {"id": "nobody", "type": "user"}]}});
+    let response = Call::new(Method::POST, &action("office", "removeTargets"))
+        .json(&remove)
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::NO_CONTENT);
+    assert_eq!(bob().send(&server).await.status, StatusCode::OK);
+    let kept = Call::new(Method::GET, &path("office")).send(&server).await;
+    assert_eq!(
+        kept.status,
+        StatusCode::OK,
+        "the last target removed keeps the policy"
+    );
+
+    // Through a grandparent group.
+    let group = |id: &str, parents: &[&str]| {
+        let parents: Vec<Value> = parents
+            .iter()
+            .map(|p| json!({"id": p, "type": "userGroup"}))
+            .collect();
+        json!({"data": {"id": id, "type": "userGroup", "relationships": {"parents": {"data": parents}}}})
+    };
+    for (id, parents) in [("staff", &["dept"]), ("dept", &["company"])] {
+        let response = Call::new(Method::PUT, &format!("/api/v1/entities/userGroups/{id}"))
+            .json(&group(id, parents))
+            .send(&server)
+            .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+        assert_eq!(
+            response.body["data"]["relationships"]["parents"]["data"][0]["id"],
+            parents[0]
+        );
+    }
+    let add = json!({"data": {"userGroups": [{"id": "company", "type": "userGroup"}]}});
+    Call::new(Method::POST, &action("office", "addTargets"))
+        .json(&add)
+        .send(&server)
+        .await;
+    assert_eq!(bob().send(&server).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        bob().from("127.0.0.1").send(&server).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A cycle is refused and changes nothing.
+    let cycle = Call::new(Method::PUT, "/api/v1/entities/userGroups/company")
+        .json(&group("company", &["staff"]))
+        .send(&server)
+        .await;
+    assert_eq!(cycle.status, StatusCode::BAD_REQUEST);
+    assert_eq!(cycle.error().1, Some("/data/relationships/parents"));
+    let got = Call::new(Method::GET, "/api/v1/entities/userGroups/company")
+        .send(&server)
+        .await;
+    assert_eq!(got.status, StatusCode::NOT_FOUND);
+
+    let deleted = Call::new(Method::DELETE, "/api/v1/entities/userGroups/dept")
+        .send(&server)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        bob().send(&server).await.status,
+        StatusCode::OK,
+        "dept no longer under company"
+    );
+    let again = Call::new(Method::DELETE, "/api/v1/entities/userGroups/dept")
+        .send(&server)
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn lockout_guard_and_restricted_administrators() {
+    let server = start().await;
+    // alice manages from 127.0.0.1; a policy that would shut her out is refused.
+    let body = policy("admins", &["127.0.0.5"], &["alice"], &[]);
+    let refused = create(&server, &body).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    let (code, _, detail) = refused.error();
+    assert_eq!(code, "lockoutPrevented");
+    assert!(detail.contains("127.0.0.1"), "{detail}");
+    assert!(server.store.list_policies(&OrgId::default()).is_empty());
+
+    let allowed = create(&server, &policy("admins", &["127.0.0.1"], &["alice"], &[])).await;
+    assert_eq!(allowed.status, StatusCode::CREATED);
+    // From another address she is now refused by the allowlist itself.
+    let elsewhere = Call::new(Method::GET, POLICIES)
+        .from("127.0.0.9")
+        .send(&server)
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::FORBIDDEN);
+    assert_eq!(elsewhere.error().0, "ipNotAllowed");
+
+    // Narrowing it past her own address needs force.
+    let narrow = policy("admins", &["127.0.0.5"], &["alice"], &[]);
+    let refused = Call::new(Method::PUT, &path("admins"))
+        .json(&narrow)
+        .send(&server)
+        .await;
+    assert_eq!(refused.error().0, "lockoutPrevented");
+    let forced = Call::new(Method::PUT, &format!("{}?force=true", path("admins")))
+        .json(&narrow)
+        .send(&server)
+        .await;
+    assert_eq!(forced.status, StatusCode::OK, "{}", forced.text);
+    let locked_out = Call::new(Method::GET, POLICIES).send(&server).await;
+    assert_eq!(locked_out.status, StatusCode::FORBIDDEN);
+    let from_new = Call::new(Method::GET, POLICIES)
+        .from("127.0.0.5")
+        .send(&server)
+        .await;
+    assert_eq!(from_new.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn organizations_are_isolated() {
+    let server = start().await;
+    create(&server, &policy("p", &["192.0.2.1"], &["bob"], &[])).await;
+    let acme = || Some(token("root", Some("acme"), &["MANAGE"], &[]));
+    let list = Call::new(Method::GET, POLICIES)
+        .token(acme())
+        .send(&server)
+        .await;
+    assert_eq!(list.body["data"], json!([]));
+    for method in [Method::GET, Method::DELETE] {
+        let response = Call::new(method, &path("p"))
+            .token(acme())
+            .send(&server)
+            .await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND);
+    }
+    let response = Call::new(Method::POST, &action("p", "addTargets"))
+        .json(&json!({"data": {"users": [{"id": "eve", "type": "user"}]}}))
+        .token(acme())
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    let created = Call::new(Method::POST, POLICIES)
+        .json(&policy("p", &["198.51.100.0/24"], &["bob"], &[]))
+        .token(acme())
+        .send(&server)
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let default_policy = server.store.get_policy(&OrgId::default(), "p").unwrap();
+    assert_eq!(default_policy.policy.sources()[0].to_string(), "192.0.2.1");
+    assert!(default_policy
+        .policy
+        .users()
+        .iter()
+        .all(|u| u.as_str() == "bob"));
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let server = start().await;
+    let response = Call::new(Method::GET, "/api/v1/openapi.json")
+        .token(None)
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::OK);
+    let doc = response.body;
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let routes = [
+        ("/api/v1/entities/ipAllowlistPolicies", &["get", "post"][..]),
+        (
+            "/api/v1/entities/ipAllowlistPolicies/{id}",
+            &["get", "put", "patch", "delete"],
+        ),
+        (
+            "/api/v1/actions/ipAllowlistPolicies/{id}/addTargets",
+            &["post"],
+        ),
+        (
+            "/api/v1/actions/ipAllowlistPolicies/{id}/removeTargets",
+            &["post"],
+        ),
+        (
+            "/api/v1/entities/userGroups/{id}",
+            &["get", "put", "delete"],
+        ),
+    ];
+    for (route, methods) in routes {
+        for method in methods {
+            assert!(doc["paths"][route][method].is_object(), "{method} {route}");
+        }
+    }
+    assert!(doc["components"]["schemas"]["PolicyDocument"].is_object());
+    assert!(doc["components"]["schemas"]["ErrorDocument"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+}
