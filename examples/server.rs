@@ -1,0 +1,265 @@
+//! The demo server: a complete service with JWT authentication, the allowlist, the
+//! admin API and a persistent store, with no other setup.
+//!
+//! ```text
+//! cargo run --release --example server                      # 127.0.0.1:3000, sqlite://allowlist.db
+//! cargo run --release --example server -- --help
+//! cargo run --release --example server -- mint-token --user alice --permission MANAGE
+//! ```
+//!
+//! Routes:
+//! - `GET /health`: 200, never authenticated nor gated;
+//! - `GET /api/v1/profile`: the caller's user, organization and address (401 without a
+//!   valid token, 403 when the allowlist denies);
+//! - the admin API of `tower_ip_allowlist::admin` (`/api/v1/entities/ipAllowlistPolicies`, ...).
+//!
+//! Stack, outermost first: trace, JWT authentication, allowlist, routes. SIGTERM and
+//! Ctrl-C stop accepting connections and let in-flight requests finish.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use clap::{Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use tower_ip_allowlist::admin;
+use tower_ip_allowlist::client_ip::{ClientIp, ClientIpResolver, ForwardedHeader};
+use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, RequirePrincipalLayer, TokenClaims};
+use tower_ip_allowlist::layer::AllowlistLayer;
+use tower_ip_allowlist::principal::Principal;
+use tower_ip_allowlist::snapshot::SnapshotHandle;
+use tower_ip_allowlist::store::{Backend, Limits, MemoryBackend, SqliteBackend, Store};
+
+/// Used when `ALLOWLIST_JWT_SECRET` is not set. Anyone can read it here: development only.
+const DEV_SECRET: &str = "tower-ip-allowlist-development-secret-do-not-deploy";
+
+#[derive(Debug, Parser)]
+#[command(about = "The tower-ip-allowlist demo server", version)]
+struct Cli {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Where policies are kept: `sqlite://FILE` (created on first use) or `memory`.
+    #[arg(long, default_value = "sqlite://allowlist.db")]
+    database: String,
+    /// A proxy (address or CIDR range) whose forwarded header is believed. Repeatable.
+    /// Without one, forwarded headers are ignored and the client is the TCP peer.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    trusted_proxies: Vec<String>,
+    /// The header the trusted proxies write.
+    #[arg(long, value_enum, default_value_t = Header::XForwardedFor)]
+    forwarded_header: Header,
+    /// The HS256 secret tokens are signed with.
+    #[arg(long, env = "ALLOWLIST_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Header {
+    XForwardedFor,
+    Forwarded,
+    XRealIp,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a token signed with the server's secret, for trying the API.
+    MintToken {
+        /// The user id (`sub`).
+        #[arg(long)]
+        user: String,
+        /// The organization (`org`); the default organization if absent.
+        #[arg(long)]
+        org: Option<String>,
+        /// A direct group. Repeatable.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A permission, such as MANAGE. Repeatable.
+        #[arg(long = "permission")]
+        permissions: Vec<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (secret, dev_secret) = match &cli.jwt_secret {
+        Some(secret) if !secret.is_empty() => (secret.clone(), false),
+        _ => (DEV_SECRET.to_owned(), true),
+    };
+    if let Some(Command::MintToken {
+        user,
+        org,
+        groups,
+        permissions,
+        ttl,
+    }) = &cli.command
+    {
+        let mut claims = TokenClaims::new(user.as_str(), Duration::from_secs(*ttl))
+            .with_groups(groups.iter().cloned())
+            .with_permissions(permissions.iter().cloned());
+        if let Some(org) = org {
+            claims = claims.with_org(org.as_str());
+        }
+        return match encode_hs256(secret.as_bytes(), &claims) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=info".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(cli, secret, dev_secret)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String> {
+    let resolver = resolver(&cli.trusted_proxies, cli.forwarded_header)?;
+    let backend = backend(&cli.database).await?;
+    let store = Store::open(backend, SnapshotHandle::default(), Limits::default())
+        .await
+        .map_err(|err| format!("cannot load policies from {}: {err}", cli.database))?;
+
+    let gated = Router::new()
+        .route(
+            "/api/v1/profile",
+            get(profile).route_layer(RequirePrincipalLayer::new()),
+        )
+        .merge(admin::router(store.clone()))
+        .layer(AllowlistLayer::new(store.handle().clone()).client_ip(resolver))
+        .layer(JwtAuthLayer::hs256(secret.as_bytes()));
+    let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
+        .merge(gated)
+        .layer(TraceLayer::new_for_http());
+
+    let listener = TcpListener::bind(cli.listen)
+        .await
+        .map_err(|err| format!("cannot listen on {}: {err}", cli.listen))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|err| format!("cannot read the listening address: {err}"))?;
+    // Tests read this line to find the port when started with `--listen 127.0.0.1:0`.
+    println!("listening on http://{addr} (database {})", cli.database);
+    if dev_secret {
+        tracing::warn!(
+            "ALLOWLIST_JWT_SECRET is not set: using the fixed development secret, which anyone can read in the source. Never deploy like this."
+        );
+        println!(
+            "mint a token to try it:\n  TOKEN=$(cargo run --release --example server -- mint-token --user alice --permission MANAGE)\n  curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/profile"
+        );
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown())
+    .await
+    .map_err(|err| format!("server error: {err}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn profile(Extension(principal): Extension<Principal>, ip: ClientIp) -> Json<Value> {
+    Json(json!({
+        "user": principal.user.as_str(),
+        "organization": principal.organization_or_default().as_str(),
+        "clientIp": ip.addr.to_string(),
+    }))
+}
+
+fn resolver(proxies: &[String], header: Header) -> Result<ClientIpResolver, String> {
+    let proxies = proxies
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("--trusted-proxy `{text}` is not an IP address or CIDR range"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let header = match header {
+        Header::XForwardedFor => ForwardedHeader::XForwardedFor,
+        Header::Forwarded => ForwardedHeader::Forwarded,
+        Header::XRealIp => ForwardedHeader::XRealIp,
+    };
+    if !proxies.is_empty() {
+        tracing::info!(
+            ?proxies,
+            ?header,
+            "trusting forwarded headers from these proxies"
+        );
+    }
+    Ok(ClientIpResolver::trusted_proxies(proxies, header))
+}
+
+async fn backend(url: &str) -> Result<Arc<dyn Backend>, String> {
+    if url == "memory" {
+        return Ok(Arc::new(MemoryBackend::new()));
+    }
+    if url.starts_with("sqlite:") {
+        let backend = SqliteBackend::open(url)
+            .await
+            .map_err(|err| err.to_string())?;
+        return Ok(Arc::new(backend));
+    }
+    Err(format!(
+        "--database `{url}` is not supported: use sqlite://FILE or memory"
+    ))
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

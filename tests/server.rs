@@ -1,0 +1,381 @@
+//! The demo server as a process: its routes, `kill -9` in the middle of writes, and
+//! graceful shutdown on SIGTERM with a request in flight.
+//!
+//! Runs the `server` example binary that `cargo test` builds next to the test binaries.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tower_ip_allowlist::jwt::{encode_hs256, TokenClaims};
+
+const SECRET: &str = "server-test-secret-server-test-secret";
+const POLICIES: &str = "/api/v1/entities/ipAllowlistPolicies";
+
+fn server_binary() -> PathBuf {
+    // target/debug/deps/server-<hash> -> target/debug/examples/server
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let binary = dir
+        .join("examples")
+        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --all-features`, which builds the examples",
+        binary.display()
+    );
+    binary
+}
+
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the server on a free port with its database in `db`.
+fn start(db: &Path) -> Running {
+    let mut child = Command::new(server_binary())
+        .args(["--listen", "127.0.0.1:0", "--database"])
+        .arg(format!("sqlite://{}", db.display()))
+        .env("ALLOWLIST_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server did not print its address");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .parse()
+        .unwrap();
+    Running { child, addr }
+}
+
+fn token(user: &str, permissions: &[&str]) -> String {
+    let claims = TokenClaims::new(user, Duration::from_secs(600))
+        .with_permissions(permissions.iter().copied());
+    encode_hs256(SECRET.as_bytes(), &claims).unwrap()
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    try_send(addr, method, path, token, body).await.unwrap()
+}
+
+/// One request; `Err` when the connection fails (the server was killed).
+async fn try_send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Result<(StatusCode, Value), String> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "test");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(body) => {
+            request = request.header("content-type", "application/vnd.gooddata.api+json");
+            Body::from(serde_json::to_vec(&body).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let response = sender
+        .send_request(request.body(body).unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    ))
+}
+
+fn policy(id: &str, sources: &[&str], users: &[&str]) -> Value {
+    let users: Vec<Value> = users
+        .iter()
+        .map(|id| json!({"id": id, "type": "user"}))
+        .collect();
+    json!({"data": {"id": id, "type": "ipAllowlistPolicy",
+        "attributes": {"allowedSources": sources},
+        "relationships": {"users": {"data": users}}}})
+}
+
+fn temp_db(name: &str) -> (tempdir::Dir, PathBuf) {
+    let dir = tempdir::Dir::new(name);
+    let db = dir.path().join("allowlist.db");
+    (dir, db)
+}
+
+/// A directory removed when dropped.
+mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub(crate) struct Dir(PathBuf);
+
+    impl Dir {
+        pub(crate) fn new(name: &str) -> Self {
+            let path = std::env::temp_dir().join(format!(
+                "tower-ip-allowlist-{name}-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos()
+            ));
+            std::fs::create_dir_all(&path).unwrap();
+            Self(path)
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn routes_of_the_demo() {
+    let (_dir, db) = temp_db("routes");
+    let server = start(&db);
+    let admin = token("alice", &["MANAGE"]);
+    let bob = token("bob", &[]);
+
+    let (status, _) = send(server.addr, Method::GET, "/health", Some("garbage"), None).await;
+    assert_eq!(status, StatusCode::OK, "health is never authenticated");
+    let (status, body) = send(server.addr, Method::GET, "/api/v1/profile", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["errors"][0]["code"], "unauthenticated");
+    let (status, body) = send(
+        server.addr,
+        Method::GET,
+        "/api/v1/profile",
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body,
+        json!({"user": "bob", "organization": "default", "clientIp": "127.0.0.1"})
+    );
+
+    let (status, _) = send(
+        server.addr,
+        Method::POST,
+        POLICIES,
+        Some(&admin),
+        Some(policy("office", &["203.0.113.0/24"], &["bob"])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = send(
+        server.addr,
+        Method::GET,
+        "/api/v1/profile",
+        Some(&bob),
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "enforced on the next request"
+    );
+    assert_eq!(body["errors"][0]["code"], "ipNotAllowed");
+    let (status, _) = send(server.addr, Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK, "health is never gated");
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let (_dir, db) = temp_db("crash");
+    let admin = token("alice", &["MANAGE"]);
+    let server = start(&db);
+
+    // Write in the background; kill -9 the server while writes are in flight.
+    let addr = server.addr;
+    let writer_token = admin.clone();
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = tokio::spawn(async move {
+        for i in 0..100 {
+            let id = format!("p{i}");
+            let body = policy(&id, &["192.0.2.0/24"], &["bob"]);
+            match try_send(
+                addr,
+                Method::POST,
+                POLICIES,
+                Some(&writer_token),
+                Some(body),
+            )
+            .await
+            {
+                Ok((StatusCode::CREATED, _)) => {
+                    let _ = acked_tx.send(id);
+                }
+                _ => break,
+            }
+        }
+    });
+    let mut acked = Vec::new();
+    while acked.len() < 10 {
+        acked.push(acked_rx.recv().await.expect("the writer stopped early"));
+    }
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL on Unix
+    server.child.wait().unwrap();
+    let _ = writer.await;
+    while let Ok(id) = acked_rx.try_recv() {
+        acked.push(id);
+    }
+    assert!(acked.len() < 100, "the kill came after every write");
+
+    let server = start(&db);
+    let (status, body) = send(server.addr, Method::GET, POLICIES, Some(&admin), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let stored: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    for id in &acked {
+        assert!(
+            stored.contains(&id.as_str()),
+            "acknowledged {id} was lost: {stored:?}"
+        );
+    }
+    // And it is enforced after the restart.
+    let (status, _) = send(
+        server.addr,
+        Method::GET,
+        "/api/v1/profile",
+        Some(&token("bob", &[])),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_lets_the_request_in_flight_finish() {
+    let (_dir, db) = temp_db("sigterm");
+    let mut server = start(&db);
+    let admin = token("alice", &["MANAGE"]);
+
+    // Send the headers and half the body, then SIGTERM, then the rest.
+    let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let body = serde_json::to_vec(&policy("late", &["192.0.2.0/24"], &[])).unwrap();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(2);
+    tx.send(Ok(http_body::Frame::data(Bytes::copy_from_slice(first))))
+        .await
+        .unwrap();
+    let request = http::Request::post(POLICIES)
+        .header("host", "test")
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(http_body_util::StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))
+        .unwrap();
+    let response = tokio::spawn(sender.send_request(request));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = server.child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.send(Ok(http_body::Frame::data(Bytes::copy_from_slice(rest))))
+        .await
+        .unwrap();
+    drop(tx);
+
+    let response = response
+        .await
+        .unwrap()
+        .expect("the request in flight was cut");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let addr = server.addr;
+    let (_server, status) = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().unwrap();
+        (server, status)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "the server exited with {status}");
+
+    // It no longer accepts connections, and the write is kept.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    let server = start(&db);
+    let (status, _) = send(
+        server.addr,
+        Method::GET,
+        &format!("{POLICIES}/late"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
