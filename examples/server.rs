@@ -5,7 +5,14 @@
 //! cargo run --release --example server                      # 127.0.0.1:3000, sqlite://allowlist.db
 //! cargo run --release --example server -- --help
 //! cargo run --release --example server -- mint-token --user alice --permission MANAGE
+//! # several replicas sharing one PostgreSQL database:
+//! cargo run --release --example server -- --listen 127.0.0.1:3001 --database postgres://postgres@127.0.0.1:5432/test
+//! cargo run --release --example server -- --listen 127.0.0.1:3002 --database postgres://postgres@127.0.0.1:5432/test
 //! ```
+//!
+//! With PostgreSQL, a change made through one replica is enforced by the others within
+//! moments (`LISTEN`/`NOTIFY`). A replica starts even while the database is down: it
+//! answers `/health`, and 503 on the gated routes until its policies are loaded.
 //!
 //! Routes:
 //! - `GET /health`: 200, never authenticated nor gated;
@@ -34,7 +41,10 @@ use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, RequirePrincipalLayer,
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::SnapshotHandle;
-use tower_ip_allowlist::store::{Backend, Limits, MemoryBackend, SqliteBackend, Store};
+use tower_ip_allowlist::store::{
+    Backend, Limits, MemoryBackend, PostgresOptions, ReplicationOptions, Replicator, SqliteBackend,
+    Store,
+};
 
 /// Used when `ALLOWLIST_JWT_SECRET` is not set. Anyone can read it here: development only.
 const DEV_SECRET: &str = "tower-ip-allowlist-development-secret-do-not-deploy";
@@ -45,7 +55,8 @@ struct Cli {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     listen: SocketAddr,
-    /// Where policies are kept: `sqlite://FILE` (created on first use) or `memory`.
+    /// Where policies are kept: `sqlite://FILE` (created on first use), `memory`, or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, shared by several replicas.
     #[arg(long, default_value = "sqlite://allowlist.db")]
     database: String,
     /// A proxy (address or CIDR range) whose forwarded header is believed. Repeatable.
@@ -147,10 +158,8 @@ fn main() -> ExitCode {
 
 async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String> {
     let resolver = resolver(&cli.trusted_proxies, cli.forwarded_header)?;
-    let backend = backend(&cli.database).await?;
-    let store = Store::open(backend, SnapshotHandle::default(), Limits::default())
-        .await
-        .map_err(|err| format!("cannot load policies from {}: {err}", cli.database))?;
+    // Replication runs as long as `_replicator` lives.
+    let (store, _replicator) = open_store(&cli.database).await?;
 
     let gated = Router::new()
         .route(
@@ -172,7 +181,10 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         .local_addr()
         .map_err(|err| format!("cannot read the listening address: {err}"))?;
     // Tests read this line to find the port when started with `--listen 127.0.0.1:0`.
-    println!("listening on http://{addr} (database {})", cli.database);
+    println!(
+        "listening on http://{addr} (database {})",
+        redacted(&cli.database)
+    );
     if dev_secret {
         tracing::warn!(
             "ALLOWLIST_JWT_SECRET is not set: using the fixed development secret, which anyone can read in the source. Never deploy like this."
@@ -224,6 +236,45 @@ fn resolver(proxies: &[String], header: Header) -> Result<ClientIpResolver, Stri
     Ok(ClientIpResolver::trusted_proxies(proxies, header))
 }
 
+/// The store, and for PostgreSQL the replicator that keeps it in step with the other
+/// replicas. A PostgreSQL replica loads its policies in the background, so it serves
+/// (`/health`, and 503 on the gated routes) even while the database is down.
+async fn open_store(url: &str) -> Result<(Store, Option<Replicator>), String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let backend = PostgresOptions::new(url)
+            .map_err(|err| err.to_string())?
+            .connect_lazy();
+        let store = Store::unloaded(
+            Arc::new(backend.clone()),
+            SnapshotHandle::default(),
+            Limits::default(),
+        );
+        let replicator = backend.replicate(&store, ReplicationOptions::default());
+        return Ok((store, Some(replicator)));
+    }
+    let backend = backend(url).await?;
+    let store = Store::open(backend, SnapshotHandle::default(), Limits::default())
+        .await
+        .map_err(|err| format!("cannot load policies from {url}: {err}"))?;
+    Ok((store, None))
+}
+
+/// `url` without its password, for printing.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 async fn backend(url: &str) -> Result<Arc<dyn Backend>, String> {
     if url == "memory" {
         return Ok(Arc::new(MemoryBackend::new()));
@@ -235,7 +286,8 @@ async fn backend(url: &str) -> Result<Arc<dyn Backend>, String> {
         return Ok(Arc::new(backend));
     }
     Err(format!(
-        "--database `{url}` is not supported: use sqlite://FILE or memory"
+        "--database `{}` is not supported: use sqlite://FILE, postgres://USER@HOST/DATABASE or memory",
+        redacted(url)
     ))
 }
 

@@ -8,6 +8,9 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode};
 /// `PERMISSION_DENIED`.
 pub(crate) const PERMISSION_DENIED: u8 = 7;
 
+/// `UNAVAILABLE`.
+pub(crate) const UNAVAILABLE: u8 = 14;
+
 /// `UNAUTHENTICATED`.
 #[cfg(feature = "jwt")]
 pub(crate) const UNAUTHENTICATED: u8 = 16;

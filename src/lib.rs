@@ -17,7 +17,7 @@
 //! | [`client_ip`] | which address a request comes from: the peer, or trusted proxies' headers |
 //! | [`principal`] | who the caller is, read from the request extensions |
 //! | [`layer`] | the tower layer that enforces it all |
-//! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events |
+//! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events; SQLite and PostgreSQL persistence, replication across replicas |
 //! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
 //! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
 //!
@@ -47,6 +47,7 @@
 //! | `tonic` | reads the peer address from tonic's `TcpConnectInfo` |
 //! | `jwt` | `jwt::JwtAuthLayer`: verifies `Authorization: Bearer` JWTs (HS256/384/512, RS256, ES256, EdDSA) into a `Principal` |
 //! | `sqlite` | `store::SqliteBackend`: the store in one local SQLite file |
+//! | `postgres` | `store::PostgresBackend` and `store::Replicator`: one PostgreSQL database shared by several replicas, each change enforced by every replica within moments |
 //! | `admin` | `admin::router`: the JSON:API admin API over the store, with its OpenAPI document |
 //!
 //! # Security

@@ -11,12 +11,16 @@
 //! 3. loads the current [`Snapshot`](crate::snapshot::Snapshot) once and decides. No
 //!    applicable policy: the request goes on. Applicable policies and an address inside
 //!    one of them: the request goes on. Otherwise, and also when the address cannot be
-//!    determined, the request is refused: never fail open.
+//!    determined, the request is refused: never fail open. Until the policies are
+//!    loaded at all (a [pending](crate::snapshot::SnapshotHandle::pending) handle,
+//!    while a replica waits for its database), every request carrying an identity is
+//!    refused with 503 `policiesUnavailable`, since whether a policy applies is unknown.
 //!
 //! A refused HTTP request gets 403 with a short JSON body naming the reason
 //! (`ipNotAllowed`, `clientIpUnknown`) and no hint of which addresses would be allowed;
 //! a gRPC request gets a trailers-only response with status 7 `PERMISSION_DENIED`, which
-//! tonic clients see as `Code::PermissionDenied`. The [`DenyReason`](crate::snapshot::DenyReason)
+//! tonic clients see as `Code::PermissionDenied` (before the policies are loaded: 503,
+//! and gRPC status 14 `UNAVAILABLE`). The [`DenyReason`](crate::snapshot::DenyReason)
 //! is in the response extensions; the response itself is replaceable with
 //! [`AllowlistLayer::rejection`].
 //!

@@ -43,21 +43,33 @@ where
 /// The default response: HTTP 403 with a JSON:API error document naming the reason
 /// (`ipNotAllowed` or `clientIpUnknown`), or, for gRPC, a trailers-only response with
 /// status 7 `PERMISSION_DENIED`.
+///
+/// While the policies are not loaded yet ([`DenyReason::PoliciesUnavailable`]) it is
+/// HTTP 503 with the code `policiesUnavailable`, or gRPC status 14 `UNAVAILABLE`: the
+/// caller is not known to be denied, and may retry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultRejection;
 
 impl Rejection for DefaultRejection {
     fn reject(&self, denial: &Denial) -> Response<Bytes> {
+        let (status, grpc_code) = match denial.reason {
+            DenyReason::PoliciesUnavailable => (StatusCode::SERVICE_UNAVAILABLE, grpc::UNAVAILABLE),
+            DenyReason::IpNotAllowed | DenyReason::ClientIpUnknown => {
+                (StatusCode::FORBIDDEN, grpc::PERMISSION_DENIED)
+            }
+        };
         if denial.grpc {
-            return grpc::status_response(grpc::PERMISSION_DENIED, detail(denial.reason));
+            return grpc::status_response(grpc_code, detail(denial.reason));
         }
         let body = format!(
-            r#"{{"errors":[{{"status":"403","code":"{}","title":"Forbidden","detail":"{}"}}]}}"#,
+            r#"{{"errors":[{{"status":"{}","code":"{}","title":"{}","detail":"{}"}}]}}"#,
+            status.as_str(),
             denial.reason.code(),
+            status.canonical_reason().unwrap_or("Error"),
             detail(denial.reason),
         );
         let mut response = Response::new(Bytes::from(body));
-        *response.status_mut() = StatusCode::FORBIDDEN;
+        *response.status_mut() = status;
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -69,5 +81,81 @@ fn detail(reason: DenyReason) -> &'static str {
     match reason {
         DenyReason::IpNotAllowed => "Access from this address is not allowed for this account.",
         DenyReason::ClientIpUnknown => "The client address could not be determined.",
+        DenyReason::PoliciesUnavailable => {
+            "The access policies are not loaded yet. Retry in a few seconds."
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn denial(reason: DenyReason, grpc: bool) -> Denial {
+        Denial {
+            reason,
+            grpc,
+            client_ip: None,
+        }
+    }
+
+    #[test]
+    fn default_rejection_statuses() {
+        struct Case {
+            name: &'static str,
+            reason: DenyReason,
+            grpc: bool,
+            want_status: StatusCode,
+            want_grpc_status: Option<&'static str>,
+            want_body: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "address not allowed",
+                reason: DenyReason::IpNotAllowed,
+                grpc: false,
+                want_status: StatusCode::FORBIDDEN,
+                want_grpc_status: None,
+                want_body: r#"{"errors":[{"status":"403","code":"ipNotAllowed","title":"Forbidden","detail":"Access from this address is not allowed for this account."}]}"#,
+            },
+            Case {
+                name: "policies not loaded",
+                reason: DenyReason::PoliciesUnavailable,
+                grpc: false,
+                want_status: StatusCode::SERVICE_UNAVAILABLE,
+                want_grpc_status: None,
+                want_body: r#"{"errors":[{"status":"503","code":"policiesUnavailable","title":"Service Unavailable","detail":"The access policies are not loaded yet. Retry in a few seconds."}]}"#,
+            },
+            Case {
+                name: "gRPC, address unknown",
+                reason: DenyReason::ClientIpUnknown,
+                grpc: true,
+                want_status: StatusCode::OK,
+                want_grpc_status: Some("7"),
+                want_body: "",
+            },
+            Case {
+                name: "gRPC, policies not loaded",
+                reason: DenyReason::PoliciesUnavailable,
+                grpc: true,
+                want_status: StatusCode::OK,
+                want_grpc_status: Some("14"),
+                want_body: "",
+            },
+        ];
+        for case in cases {
+            let response = DefaultRejection.reject(&denial(case.reason, case.grpc));
+            assert_eq!(response.status(), case.want_status, "{}", case.name);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("grpc-status")
+                    .map(|v| v.to_str().unwrap()),
+                case.want_grpc_status,
+                "{}",
+                case.name
+            );
+            assert_eq!(response.body(), case.want_body, "{}", case.name);
+        }
     }
 }

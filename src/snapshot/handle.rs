@@ -24,6 +24,23 @@ impl SnapshotHandle {
         }
     }
 
+    /// A handle whose policies are not loaded yet: it publishes a
+    /// [pending](Snapshot::pending) snapshot, which denies every caller with
+    /// [`DenyReason::PoliciesUnavailable`](super::DenyReason::PoliciesUnavailable)
+    /// (the layer answers 503) until a loaded snapshot is
+    /// [published](Self::publish). For a replica that starts serving before its
+    /// database answers; see `Store::unloaded`.
+    #[must_use]
+    pub fn pending() -> Self {
+        Self::new(Snapshot::pending())
+    }
+
+    /// Whether a loaded snapshot has been published (see [`pending`](Self::pending)).
+    #[must_use]
+    pub fn is_loaded(&self) -> bool {
+        !self.current.load().is_pending()
+    }
+
     /// The current snapshot. Cheap (no reference-count traffic in the common case);
     /// hold the guard only for the duration of one decision.
     #[must_use]

@@ -13,6 +13,13 @@
 //! - some apply and the address is inside the union of their sources: [`Decision::Allowed`];
 //! - some apply and the address is outside, or unknown: [`Decision::Denied`].
 //!
+//! A snapshot can also be **pending** ([`Snapshot::pending`], [`SnapshotHandle::pending`]):
+//! the policies have not been loaded yet (a replica that starts while its database is
+//! unreachable). A pending snapshot denies every caller with
+//! [`DenyReason::PoliciesUnavailable`] rather than guessing that no policy applies:
+//! fail closed. Publishing a loaded snapshot ends it, and nothing makes a handle
+//! pending again.
+//!
 //! # Example
 //!
 //! ```
@@ -59,7 +66,8 @@ pub enum Decision {
     NoPolicy,
     /// At least one policy applies and the address is inside one of them.
     Allowed,
-    /// At least one policy applies and the request must be refused.
+    /// At least one policy applies and the request must be refused, or the policies
+    /// are not loaded yet.
     Denied(DenyReason),
 }
 
@@ -80,15 +88,21 @@ pub enum DenyReason {
     /// A policy applies but the client address could not be determined (no peer
     /// address, or a malformed forwarded chain). The layer never fails open.
     ClientIpUnknown,
+    /// The policies have not been loaded yet (the snapshot is
+    /// [pending](Snapshot::pending)), so whether one applies is unknown. The layer
+    /// answers 503 rather than 403: the caller may well be allowed once they load.
+    PoliciesUnavailable,
 }
 
 impl DenyReason {
-    /// The machine-readable code in the 403 body: `ipNotAllowed` or `clientIpUnknown`.
+    /// The machine-readable code in the error body: `ipNotAllowed`, `clientIpUnknown`
+    /// (403) or `policiesUnavailable` (503).
     #[must_use]
     pub fn code(self) -> &'static str {
         match self {
             Self::IpNotAllowed => "ipNotAllowed",
             Self::ClientIpUnknown => "clientIpUnknown",
+            Self::PoliciesUnavailable => "policiesUnavailable",
         }
     }
 }
@@ -98,6 +112,7 @@ impl fmt::Display for DenyReason {
         f.write_str(match self {
             Self::IpNotAllowed => "the client address is not allowed for this caller",
             Self::ClientIpUnknown => "the client address could not be determined",
+            Self::PoliciesUnavailable => "the allowlist policies are not loaded yet",
         })
     }
 }
@@ -107,6 +122,8 @@ impl fmt::Display for DenyReason {
 #[derive(Clone, Default)]
 pub struct Snapshot {
     orgs: HashMap<OrgId, Arc<CompiledOrg>, foldhash::fast::RandomState>,
+    /// Not loaded yet: every decision is denied (see the module docs).
+    pending: bool,
 }
 
 impl Snapshot {
@@ -114,6 +131,25 @@ impl Snapshot {
     #[must_use]
     pub fn empty() -> Self {
         Self::default()
+    }
+
+    /// A snapshot standing for policies that are not loaded yet: every decision is
+    /// [`Decision::Denied`] with [`DenyReason::PoliciesUnavailable`]. Snapshots derived
+    /// from it ([`with_org`](Self::with_org), [`without_org`](Self::without_org)) stay
+    /// pending; one built by [`from_orgs`](Self::from_orgs) or [`empty`](Self::empty)
+    /// is loaded.
+    #[must_use]
+    pub fn pending() -> Self {
+        Self {
+            pending: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether this snapshot stands for policies not loaded yet.
+    #[must_use]
+    pub fn is_pending(&self) -> bool {
+        self.pending
     }
 
     /// Compiles every organization.
@@ -176,6 +212,8 @@ impl Snapshot {
     }
 
     /// Decides for a caller of `organization` (`None`: the default organization).
+    /// A [pending](Self::pending) snapshot denies everyone with
+    /// [`DenyReason::PoliciesUnavailable`].
     #[must_use]
     #[inline]
     pub fn decide<'a>(
@@ -185,6 +223,9 @@ impl Snapshot {
         groups: impl IntoIterator<Item = &'a str>,
         addr: Option<IpAddr>,
     ) -> Decision {
+        if self.pending {
+            return Decision::Denied(DenyReason::PoliciesUnavailable);
+        }
         match self.org(organization.unwrap_or(OrgId::DEFAULT)) {
             Some(org) => org.decide(user, groups, addr),
             None => Decision::NoPolicy,
@@ -196,6 +237,7 @@ impl fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Snapshot")
             .field("organizations", &self.orgs.len())
+            .field("pending", &self.pending)
             .finish()
     }
 }

@@ -148,6 +148,31 @@ fn handle_publishes_atomically() {
 }
 
 #[test]
+fn a_pending_handle_denies_everyone_until_a_loaded_snapshot_is_published() {
+    let handle = SnapshotHandle::pending();
+    let addr = Some("192.0.2.1".parse().unwrap());
+    let unavailable = Decision::Denied(DenyReason::PoliciesUnavailable);
+    assert!(!handle.is_loaded());
+    assert_eq!(handle.load().decide(None, "nobody", [], addr), unavailable);
+    // Changes to one organization keep it pending: the others are still unknown.
+    let mut org = OrgPolicies::default();
+    org.insert_policy(policy("p", &["198.51.100.0/24"], &["u"], &[]));
+    handle.set_org(OrgId::default(), &org);
+    handle.remove_org("other");
+    assert_eq!(handle.load().decide(None, "u", [], addr), unavailable);
+    assert!(!handle.is_loaded());
+    // A loaded snapshot ends it.
+    handle.publish(Snapshot::from_orgs([(OrgId::default(), &org)]));
+    assert!(handle.is_loaded());
+    assert_eq!(handle.load().decide(None, "u", [], addr), NOT_ALLOWED);
+    assert_eq!(handle.load().decide(None, "nobody", [], addr), NO_POLICY);
+    assert_eq!(
+        DenyReason::PoliciesUnavailable.code(),
+        "policiesUnavailable"
+    );
+}
+
+#[test]
 fn a_cycle_in_stored_data_cannot_hang_the_compiler() {
     // Editing refuses cycles; the compiler must still terminate on whatever storage holds.
     let mut org = OrgPolicies {

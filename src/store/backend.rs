@@ -59,6 +59,22 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         org: &'a OrgId,
         change: Change<'a>,
     ) -> BoxFuture<'a, Result<Updated, StoreError>>;
+
+    /// Every organization's data version, without its policies: what
+    /// [`Store::resync`](super::Store::resync) compares with what it published, to
+    /// reload only the organizations that changed. The default reads everything with
+    /// [`load_all`](Self::load_all); a backend shared by several processes should
+    /// answer it more cheaply.
+    fn versions(&self) -> BoxFuture<'_, Result<Vec<(OrgId, u64)>, BackendError>> {
+        Box::pin(async move {
+            Ok(self
+                .load_all()
+                .await?
+                .into_iter()
+                .map(|(id, record)| (id, record.version))
+                .collect())
+        })
+    }
 }
 
 /// Keeps everything in memory: for tests, and for applications that rebuild their

@@ -22,7 +22,20 @@
 //!   group, and the state before and after.
 //!
 //! [`MemoryBackend`] keeps everything in memory; `SqliteBackend` (feature `sqlite`)
-//! keeps it in one local SQLite file; other backends implement [`Backend`].
+//! keeps it in one local SQLite file; `PostgresBackend` (feature `postgres`) keeps it in
+//! a PostgreSQL database shared by several replicas, and its `Replicator` brings every
+//! replica's snapshot up to date after a change made through another; other backends
+//! implement [`Backend`].
+//!
+//! # Several processes on one backend
+//!
+//! A store publishes its own changes at once; another process's changes reach it
+//! through [`reload_org`](Store::reload_org) (one organization) or
+//! [`resync`](Store::resync) (every organization whose data version moved). A replica
+//! that must start serving before its backend answers is built with
+//! [`Store::unloaded`]: its handle stays [pending](SnapshotHandle::pending), and the
+//! layer answers 503 to callers with an identity, until the first successful
+//! [`resync`](Store::resync).
 //!
 //! # Example
 //!
@@ -55,9 +68,13 @@
 //! ```
 
 mod backend;
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod document;
 mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "postgres")]
+mod replicator;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -68,6 +85,12 @@ use std::sync::{Arc, Mutex};
 
 pub use self::backend::{Backend, BoxFuture, Change, MemoryBackend, OrgRecord, Updated};
 pub use self::error::{BackendError, StoreError};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::postgres::{PostgresBackend, PostgresOptions};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::replicator::{ReplicationOptions, Replicator, SyncStatus};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use self::sqlite::SqliteBackend;
@@ -299,21 +322,35 @@ impl Store {
         limits: Limits,
     ) -> Result<Self, BackendError> {
         let records = backend.load_all().await?;
-        let snapshot =
-            Snapshot::from_orgs(records.iter().map(|(id, record)| (id.clone(), &record.org)));
-        handle.publish(snapshot);
-        let cache = records
-            .into_iter()
-            .map(|(id, record)| (id, Arc::new(record)))
-            .collect();
-        Ok(Self {
+        let store = Self::with_parts(backend, handle, limits);
+        store.publish_all(records)?;
+        Ok(store)
+    }
+
+    /// A store that has not loaded anything yet, for a replica that must start serving
+    /// before its backend answers. It marks `handle` [pending](SnapshotHandle::pending):
+    /// the layer answers 503 `policiesUnavailable` to every request carrying an
+    /// identity (fail closed) until the first successful [`resync`](Self::resync),
+    /// which loads every organization. A `Replicator` (feature `postgres`) does that
+    /// for you, retrying with backoff.
+    ///
+    /// Changes made before the first load are validated against the backend as
+    /// usual; reads ([`get_policy`](Self::get_policy), ...) see only what was loaded.
+    #[must_use]
+    pub fn unloaded(backend: Arc<dyn Backend>, handle: SnapshotHandle, limits: Limits) -> Self {
+        handle.publish(Snapshot::pending());
+        Self::with_parts(backend, handle, limits)
+    }
+
+    fn with_parts(backend: Arc<dyn Backend>, handle: SnapshotHandle, limits: Limits) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 backend,
                 handle,
                 limits,
-                cache: Mutex::new(cache),
+                cache: Mutex::new(HashMap::new()),
             }),
-        })
+        }
     }
 
     /// An empty store in memory, publishing to a new handle, with default limits.
@@ -341,6 +378,15 @@ impl Store {
         self.inner.limits
     }
 
+    /// Whether the policies have been loaded: always, for a store made with
+    /// [`open`](Self::open) or [`memory`](Self::memory); after the first successful
+    /// [`resync`](Self::resync) for one made with [`unloaded`](Self::unloaded). Never
+    /// false again once true.
+    #[must_use]
+    pub fn is_loaded(&self) -> bool {
+        self.inner.handle.is_loaded()
+    }
+
     /// Re-reads one organization from the backend and publishes it if it is newer
     /// than what was last published (for backends shared by several processes).
     ///
@@ -350,6 +396,50 @@ impl Store {
     pub async fn reload_org(&self, org: &OrgId) -> Result<(), BackendError> {
         let record = self.inner.backend.load(org).await?.unwrap_or_default();
         self.publish(org, record)
+    }
+
+    /// Brings the store up to date with its backend, for backends shared by several
+    /// processes: reads every organization's data version
+    /// ([`Backend::versions`]) and reloads and recompiles only those that are newer
+    /// than what was published; the others are left alone. The first call on a store
+    /// made with [`unloaded`](Self::unloaded) loads everything and ends the pending
+    /// state instead. Returns how many organizations were reloaded.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the backend cannot be read. What was published stays
+    /// published and is still enforced.
+    pub async fn resync(&self) -> Result<usize, BackendError> {
+        if !self.is_loaded() {
+            let records = self.inner.backend.load_all().await?;
+            let count = records.len();
+            self.publish_all(records)?;
+            tracing::info!(organizations = count, "allowlist policies loaded");
+            return Ok(count);
+        }
+        let versions = self.inner.backend.versions().await?;
+        let stale: Vec<OrgId> = {
+            let cache = self.lock_cache()?;
+            versions
+                .into_iter()
+                .filter_map(|(org, stored)| {
+                    let published = cache.get(&org).map_or(0, |record| record.version);
+                    if published > stored {
+                        tracing::warn!(
+                            organization = %org,
+                            published,
+                            stored,
+                            "the backend holds an older version of this organization than was published (was the database restored?): keeping the newer one until restart"
+                        );
+                    }
+                    (stored > published).then_some(org)
+                })
+                .collect()
+        };
+        for org in &stale {
+            self.reload_org(org).await?;
+        }
+        Ok(stale.len())
     }
 
     // ---- reads -----------------------------------------------------------------
@@ -730,12 +820,36 @@ impl Store {
         Ok(updated.after)
     }
 
+    fn lock_cache(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<OrgId, Arc<OrgRecord>>>, BackendError> {
+        self.inner.cache.lock().map_err(|_| {
+            BackendError::new("the store's cache lock was poisoned by a panic in another thread")
+        })
+    }
+
+    /// Publishes a whole snapshot of `records` (merged with anything newer published
+    /// meanwhile), ending a pending state.
+    fn publish_all(&self, records: Vec<(OrgId, OrgRecord)>) -> Result<(), BackendError> {
+        let mut cache = self.lock_cache()?;
+        for (id, record) in records {
+            if cache
+                .get(&id)
+                .is_none_or(|cached| cached.version < record.version)
+            {
+                cache.insert(id, Arc::new(record));
+            }
+        }
+        let snapshot =
+            Snapshot::from_orgs(cache.iter().map(|(id, record)| (id.clone(), &record.org)));
+        self.inner.handle.publish(snapshot);
+        Ok(())
+    }
+
     /// Publishes `record` unless a newer one was published already (two writers can
     /// finish in either order; the snapshot must end at the newest).
     fn publish(&self, org: &OrgId, record: OrgRecord) -> Result<(), BackendError> {
-        let mut cache = self.inner.cache.lock().map_err(|_| {
-            BackendError::new("the store's cache lock was poisoned by a panic in another thread")
-        })?;
+        let mut cache = self.lock_cache()?;
         if cache
             .get(org)
             .is_some_and(|cached| cached.version >= record.version)
@@ -936,5 +1050,82 @@ pub(crate) fn check_principal_id(kind: &'static str, id: &str) -> Result<(), Sto
             reason,
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::DenyReason;
+
+    fn decide(store: &Store, org: &str) -> Decision {
+        store
+            .handle()
+            .load()
+            .decide(Some(org), "alice", [], Some([192, 0, 2, 1].into()))
+    }
+
+    /// Two stores on one backend stand for two processes sharing a database.
+    #[tokio::test]
+    async fn an_unloaded_store_fails_closed_then_resyncs_only_what_moved() {
+        let backend: Arc<dyn Backend> = Arc::new(MemoryBackend::new());
+        let writer = Store::open(
+            Arc::clone(&backend),
+            SnapshotHandle::default(),
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+        let system = Actor::system();
+        for org in ["one", "two"] {
+            writer
+                .create_policy(
+                    &system,
+                    &OrgId::from(org),
+                    PolicyDraft::new("p", ["203.0.113.0/24"]).users(["alice"]),
+                )
+                .await
+                .unwrap();
+        }
+
+        let replica = Store::unloaded(backend, SnapshotHandle::default(), Limits::default());
+        assert!(!replica.is_loaded());
+        let unavailable = Decision::Denied(DenyReason::PoliciesUnavailable);
+        assert_eq!(decide(&replica, "one"), unavailable);
+        assert_eq!(decide(&replica, "nobody"), unavailable);
+
+        assert_eq!(replica.resync().await.unwrap(), 2, "the initial load");
+        assert!(replica.is_loaded());
+        assert_eq!(
+            decide(&replica, "one"),
+            Decision::Denied(DenyReason::IpNotAllowed)
+        );
+        assert_eq!(decide(&replica, "nobody"), Decision::NoPolicy);
+        assert_eq!(replica.resync().await.unwrap(), 0, "nothing moved");
+
+        writer
+            .replace_policy(
+                &system,
+                &OrgId::from("one"),
+                PolicyDraft::new("p", ["192.0.2.0/24"]).users(["alice"]),
+                Some(1),
+            )
+            .await
+            .unwrap();
+        let before = replica.handle().load_full();
+        assert_eq!(replica.resync().await.unwrap(), 1, "only `one` moved");
+        let after = replica.handle().load_full();
+        assert_eq!(decide(&replica, "one"), Decision::Allowed);
+        assert!(Arc::ptr_eq(
+            before.org("two").unwrap(),
+            after.org("two").unwrap()
+        ));
+        assert_eq!(
+            replica
+                .get_policy(&OrgId::from("one"), "p")
+                .unwrap()
+                .version,
+            2
+        );
     }
 }

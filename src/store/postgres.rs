@@ -1,0 +1,664 @@
+//! The PostgreSQL backend: one database shared by several replicas.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use tokio::sync::OnceCell;
+
+use super::backend::{BoxFuture, Change, Updated};
+use super::replicator::{self, ReplicationOptions, Replicator};
+use super::{document, Backend, BackendError, OrgRecord, Store, StoreError};
+use crate::policy::OrgId;
+
+/// Schema migrations, applied in order by the first replica that connects; each runs
+/// once.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE allowlist_orgs (
+        org_id TEXT PRIMARY KEY,
+        version BIGINT NOT NULL CHECK (version > 0),
+        document JSONB NOT NULL
+    )",
+)];
+
+/// The advisory lock (one-`bigint` key space) held while migrating, so replicas that
+/// start together migrate one after the other. ASCII `allowlst`.
+const MIGRATION_LOCK: i64 = 0x616c_6c6f_776c_7374;
+
+/// The class of the per-organization advisory write locks (two-`int4` key space, which
+/// does not overlap the one-`bigint` space); the other half is `hashtext(org_id)`.
+/// ASCII `allw`.
+const ORG_LOCK_CLASS: i32 = 0x616c_6c77;
+
+/// The longest organization id a change notification can carry (PostgreSQL refuses
+/// payloads of 8000 bytes or more).
+const MAX_ORG_ID_BYTES: usize = 7999;
+
+/// Where a [`PostgresBackend`] connects, and how. See [`PostgresBackend`] for the
+/// shorthands most applications need.
+///
+/// The URL's password is never printed: `Debug` and error messages name the host,
+/// port, database, user and schema only.
+#[derive(Clone)]
+#[must_use]
+pub struct PostgresOptions {
+    connect: PgConnectOptions,
+    schema: Option<String>,
+    max_connections: u32,
+    acquire_timeout: Duration,
+}
+
+impl PostgresOptions {
+    /// Options for the database at `url`
+    /// (`postgres://user:password@host:port/database?sslmode=...`; libpq's query
+    /// parameters, such as `options=-csearch_path%3Dname`, are understood). Nothing
+    /// is connected yet.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when `url` is not a PostgreSQL URL.
+    pub fn new(url: &str) -> Result<Self, BackendError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(BackendError::new(
+                "the PostgreSQL URL must start with postgres:// or postgresql://: expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE",
+            ));
+        }
+        let connect = PgConnectOptions::from_str(url).map_err(|err| {
+            BackendError::new(format!(
+                "the PostgreSQL URL is invalid ({err}): expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+            ))
+        })?;
+        let connect = match connect.get_application_name() {
+            Some(_) => connect,
+            None => connect.application_name("tower-ip-allowlist"),
+        };
+        Ok(Self {
+            connect,
+            schema: None,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// Keeps the tables in `schema`, created if missing, instead of the connection's
+    /// default (the first existing schema of its `search_path`, usually `public`).
+    /// Several applications, or parallel tests, can then share one database; each
+    /// schema also has its own change-notification channel.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] unless `schema` is 1 to 63 lowercase ASCII letters, digits and
+    /// `_`, starting with a letter or `_`, and not starting with `pg_` (reserved).
+    pub fn schema(mut self, schema: &str) -> Result<Self, BackendError> {
+        check_schema(schema)?;
+        self.connect = self.connect.options([("search_path", schema)]);
+        self.schema = Some(schema.to_owned());
+        Ok(self)
+    }
+
+    /// The most connections the backend keeps open for reads and writes (default 8).
+    /// A [`Replicator`] opens one more, for `LISTEN`.
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// How long a read or write waits for a connection before failing (default 5 s):
+    /// with the database down, how long the admin API takes to answer 503.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Connects and applies pending schema migrations.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the database cannot be reached or migrated.
+    pub async fn connect(self) -> Result<PostgresBackend, BackendError> {
+        let backend = self.connect_lazy();
+        backend.migrate().await?;
+        Ok(backend)
+    }
+
+    /// A backend that connects, and migrates, on first use: for a replica that must
+    /// start while its database is down (with [`Store::unloaded`] and
+    /// [`PostgresBackend::replicate`]). Needs a Tokio runtime when first used, not
+    /// now.
+    #[must_use]
+    pub fn connect_lazy(self) -> PostgresBackend {
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_lazy_with(self.connect.clone());
+        PostgresBackend {
+            inner: Arc::new(Shared {
+                target: target(&self.connect, self.schema.as_deref()),
+                pool,
+                connect: self.connect,
+                schema: self.schema,
+                ready: OnceCell::new(),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresOptions")
+            .field("target", &target(&self.connect, self.schema.as_deref()))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps the store in a PostgreSQL database that several replicas share.
+///
+/// - **One table**, `allowlist_orgs (org_id, version, document)`: each organization is
+///   one row holding its JSON document and its data version. Migrations are embedded
+///   and applied at start inside a transaction holding an advisory lock, so replicas
+///   that start together do not race.
+/// - **One transaction per change.** A writer takes a transaction-scoped advisory lock
+///   on the organization (held until commit, and taken even when the organization
+///   has no row yet), loads the current row, validates the change against it (limits,
+///   policy versions), and writes `version + 1`; the write also checks that the
+///   stored version did not move. Two replicas racing on one policy thus cannot both
+///   win (the loser gets [`StoreError::VersionMismatch`]), and a 101st policy cannot
+///   slip in under concurrent creates.
+/// - **A notification per change**: the same transaction runs `pg_notify` on the
+///   schema's channel with the organization id, delivered to every listener at
+///   commit. [`replicate`](Self::replicate) starts the [`Replicator`] that listens,
+///   reloads just that organization, resynchronizes after a lost connection and
+///   periodically, and reports staleness.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use tower_ip_allowlist::snapshot::SnapshotHandle;
+/// use tower_ip_allowlist::store::{Limits, PostgresBackend, ReplicationOptions, Store};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let backend = PostgresBackend::connect("postgres://allowlist@db.internal/allowlist").await?;
+/// let store = Store::open(Arc::new(backend.clone()), SnapshotHandle::default(), Limits::default()).await?;
+/// // Keep it alive as long as the store serves: dropping it stops replication.
+/// let replicator = backend.replicate(&store, ReplicationOptions::default());
+/// # drop(replicator);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresBackend {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    pool: PgPool,
+    /// For the replicator's own `LISTEN` connection.
+    connect: PgConnectOptions,
+    /// The schema given to [`PostgresOptions::schema`], if any.
+    schema: Option<String>,
+    /// Host, port, database, user and schema, for messages (no password).
+    target: String,
+    ready: OnceCell<Ready>,
+}
+
+/// What migrating found out.
+struct Ready {
+    /// The notification channel of the schema the tables are in.
+    channel: String,
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url` and applies pending schema migrations; the
+    /// tables go in the connection's default schema. See [`PostgresOptions`] for the
+    /// other settings.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the URL is invalid or the database cannot be reached or
+    /// migrated.
+    pub async fn connect(url: &str) -> Result<Self, BackendError> {
+        PostgresOptions::new(url)?.connect().await
+    }
+
+    /// As [`connect`](Self::connect), with the tables in `schema` (created if
+    /// missing); see [`PostgresOptions::schema`].
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the URL or the schema name is invalid, or the database
+    /// cannot be reached or migrated.
+    pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, BackendError> {
+        PostgresOptions::new(url)?.schema(schema)?.connect().await
+    }
+
+    /// Applies pending schema migrations now, if this backend has not yet (a backend
+    /// made with [`PostgresOptions::connect_lazy`] does on first use).
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the database cannot be reached or migrated.
+    pub async fn migrate(&self) -> Result<(), BackendError> {
+        self.ready().await.map(|_| ())
+    }
+
+    /// Starts replicating into `store`, which must have been made on this backend (or
+    /// a clone of it): see [`Replicator`]. Replication stops when the returned
+    /// [`Replicator`] is dropped.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime.
+    #[must_use = "replication stops when the Replicator is dropped"]
+    pub fn replicate(&self, store: &Store, options: ReplicationOptions) -> Replicator {
+        replicator::spawn(self.clone(), store.clone(), options)
+    }
+
+    /// The notification channel of this backend's schema, migrating first if needed.
+    pub(super) async fn channel(&self) -> Result<String, BackendError> {
+        Ok(self.ready().await?.channel.clone())
+    }
+
+    /// A new `LISTEN` connection on `channel`, on a pool of its own (one connection
+    /// that does not time out), that does not reconnect by itself.
+    pub(super) async fn listen(
+        &self,
+        channel: &str,
+        timeout: Duration,
+    ) -> Result<PgListener, BackendError> {
+        let connect = self
+            .inner
+            .connect
+            .clone()
+            .application_name("tower-ip-allowlist listener");
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with(connect)
+            .await
+            .map_err(|err| self.error(err))?;
+        let mut listener = PgListener::connect_with(&pool)
+            .await
+            .map_err(|err| self.error(err))?;
+        listener.eager_reconnect(false);
+        listener.ignore_pool_close_event(true);
+        listener
+            .listen(channel)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(listener)
+    }
+
+    /// Maps a driver error, naming the server for the errors that are about reaching
+    /// it.
+    pub(super) fn error(&self, err: sqlx::Error) -> BackendError {
+        match err {
+            sqlx::Error::PoolTimedOut => BackendError::new(format!(
+                "PostgreSQL at {} could not be reached, or had no free connection, within the acquire timeout: check that it is up and reachable, and that max_connections suffices",
+                self.inner.target
+            )),
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
+                BackendError::new(format!(
+                    "cannot reach PostgreSQL at {}: {err}",
+                    self.inner.target
+                ))
+            }
+            err => BackendError::new(format!("PostgreSQL ({}): {err}", self.inner.target)),
+        }
+    }
+
+    async fn ready(&self) -> Result<&Ready, BackendError> {
+        self.inner
+            .ready
+            .get_or_try_init(|| self.migrate_now())
+            .await
+    }
+
+    async fn migrate_now(&self) -> Result<Ready, BackendError> {
+        let db = |err| self.error(err);
+        let mut tx = self.inner.pool.begin().await.map_err(db)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if let Some(schema) = &self.inner.schema {
+            // Validated by `PostgresOptions::schema`: a plain identifier.
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some(schema) = schema else {
+            return Err(BackendError::new(format!(
+                "PostgreSQL at {}: the connection's search_path names no existing schema: create it, or give the schema to the backend",
+                self.inner.target
+            )));
+        };
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS allowlist_schema_migrations (
+                version BIGINT PRIMARY KEY,
+                applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+            )",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        for (version, sql) in MIGRATIONS {
+            let applied =
+                sqlx::query("SELECT 1 FROM allowlist_schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .is_some();
+            if !applied {
+                sqlx::query(sql).execute(&mut *tx).await.map_err(db)?;
+                sqlx::query("INSERT INTO allowlist_schema_migrations (version) VALUES ($1)")
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tracing::info!(version, schema = %schema, "allowlist: applied a PostgreSQL schema migration");
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(Ready {
+            channel: channel_name(&schema),
+        })
+    }
+
+    fn record(&self, org: &OrgId, row: &PgRow) -> Result<OrgRecord, BackendError> {
+        let text: String = row.try_get("document").map_err(|err| self.error(err))?;
+        document::decode(org, self.version_of(row)?, &text)
+    }
+
+    fn version_of(&self, row: &PgRow) -> Result<u64, BackendError> {
+        let version: i64 = row.try_get("version").map_err(|err| self.error(err))?;
+        u64::try_from(version)
+            .map_err(|_| BackendError::new(format!("negative data version {version}")))
+    }
+}
+
+impl fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("target", &self.inner.target)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn load_all(&self) -> BoxFuture<'_, Result<Vec<(OrgId, OrgRecord)>, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = sqlx::query(
+                "SELECT org_id, version, document::text AS document FROM allowlist_orgs",
+            )
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+            rows.iter()
+                .map(|row| {
+                    let org = OrgId::from(
+                        row.try_get::<String, _>("org_id")
+                            .map_err(|err| self.error(err))?,
+                    );
+                    let record = self.record(&org, row)?;
+                    Ok((org, record))
+                })
+                .collect()
+        })
+    }
+
+    fn load<'a>(
+        &'a self,
+        org: &'a OrgId,
+    ) -> BoxFuture<'a, Result<Option<OrgRecord>, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let row = sqlx::query(
+                "SELECT version, document::text AS document FROM allowlist_orgs WHERE org_id = $1",
+            )
+            .bind(org.as_str())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+            row.map(|row| self.record(org, &row)).transpose()
+        })
+    }
+
+    fn versions(&self) -> BoxFuture<'_, Result<Vec<(OrgId, u64)>, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = sqlx::query("SELECT org_id, version FROM allowlist_orgs")
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(|err| self.error(err))?;
+            rows.iter()
+                .map(|row| {
+                    let org: String = row.try_get("org_id").map_err(|err| self.error(err))?;
+                    Ok((OrgId::from(org), self.version_of(row)?))
+                })
+                .collect()
+        })
+    }
+
+    fn update<'a>(
+        &'a self,
+        org: &'a OrgId,
+        change: Change<'a>,
+    ) -> BoxFuture<'a, Result<Updated, StoreError>> {
+        Box::pin(async move {
+            if org.as_str().len() > MAX_ORG_ID_BYTES {
+                return Err(BackendError::new(format!(
+                    "organization ids longer than {MAX_ORG_ID_BYTES} bytes cannot be stored in PostgreSQL: use a shorter id"
+                ))
+                .into());
+            }
+            let channel = self.channel().await?;
+            let db = |err| StoreError::Backend(self.error(err));
+            // Rolled back when dropped without commit (a cancelled request); rolled
+            // back explicitly below on a refused change, to free the lock at once.
+            let mut tx = self.inner.pool.begin().await.map_err(db)?;
+            // Serializes this organization's writers across replicas until commit,
+            // whether or not it has a row yet.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(ORG_LOCK_CLASS)
+                .bind(org.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            // Read committed: this statement sees every writer that committed before
+            // the lock was granted.
+            let row = sqlx::query(
+                "SELECT version, document::text AS document FROM allowlist_orgs WHERE org_id = $1",
+            )
+            .bind(org.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let before = match row {
+                Some(row) => self.record(org, &row)?,
+                None => OrgRecord::default(),
+            };
+            let mut after = before.clone();
+            let changed = match change(&mut after) {
+                Ok(changed) => changed,
+                Err(err) => {
+                    tx.rollback().await.map_err(db)?;
+                    return Err(err);
+                }
+            };
+            if !changed {
+                tx.rollback().await.map_err(db)?;
+                return Ok(Updated {
+                    after: before.clone(),
+                    before,
+                    changed: false,
+                });
+            }
+            after.version = before.version + 1;
+            let version = i64::try_from(after.version)
+                .map_err(|_| BackendError::new("data version overflow"))?;
+            let previous = i64::try_from(before.version)
+                .map_err(|_| BackendError::new("data version overflow"))?;
+            let written = sqlx::query(
+                "INSERT INTO allowlist_orgs (org_id, version, document) VALUES ($1, $2, $3::jsonb)
+                 ON CONFLICT (org_id) DO UPDATE
+                     SET version = excluded.version, document = excluded.document
+                     WHERE allowlist_orgs.version = $4",
+            )
+            .bind(org.as_str())
+            .bind(version)
+            .bind(document::encode(&after)?)
+            .bind(previous)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if written != 1 {
+                // Only a writer that skips the advisory lock can get here.
+                tx.rollback().await.map_err(db)?;
+                return Err(BackendError::new(format!(
+                    "organization `{org}` was changed by another writer during this change (one that does not take the organization's advisory lock): nothing was written, retry"
+                ))
+                .into());
+            }
+            // Delivered to every listener when, and only if, the transaction commits.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(&channel)
+                .bind(org.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            Ok(Updated {
+                before,
+                after,
+                changed: true,
+            })
+        })
+    }
+}
+
+fn check_schema(schema: &str) -> Result<(), BackendError> {
+    let valid = !schema.is_empty()
+        && schema.len() <= 63
+        && !schema.starts_with("pg_")
+        && schema
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        return Ok(());
+    }
+    let shown: String = schema.chars().take(64).collect();
+    Err(BackendError::new(format!(
+        "schema name `{shown}` is not allowed: use 1 to 63 lowercase letters, digits and `_`, starting with a letter or `_` and not with `pg_`"
+    )))
+}
+
+/// The channel a schema's changes are announced on: `allowlist_changes:SCHEMA`, or,
+/// where that would pass PostgreSQL's 63-byte limit on names, a fixed hash of the
+/// schema name in its place (computed the same way by every replica).
+fn channel_name(schema: &str) -> String {
+    const PREFIX: &str = "allowlist_changes:";
+    if PREFIX.len() + schema.len() <= 63 {
+        format!("{PREFIX}{schema}")
+    } else {
+        format!("{PREFIX}{:016x}", fnv1a(schema.as_bytes()))
+    }
+}
+
+/// FNV-1a, 64 bits: a hash fixed by its definition, so every replica, whatever its
+/// Rust version, derives the same channel name.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+fn target(connect: &PgConnectOptions, schema: Option<&str>) -> String {
+    let mut target = format!(
+        "{}:{}/{} as {}",
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap_or("(default database)"),
+        connect.get_username(),
+    );
+    if let Some(schema) = schema {
+        target.push_str(" schema ");
+        target.push_str(schema);
+    }
+    target
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names() {
+        for good in ["public", "_x", "allowlist_test_12", &"a".repeat(63)] {
+            assert!(check_schema(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "Public",
+            "a-b",
+            "a b",
+            "a\"b",
+            "pg_temp",
+            &"a".repeat(64),
+        ] {
+            let err = check_schema(bad).unwrap_err().to_string();
+            assert!(err.contains("lowercase letters"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn channel_names_fit_postgres_limit() {
+        assert_eq!(channel_name("public"), "allowlist_changes:public");
+        let long = "s".repeat(63);
+        let channel = channel_name(&long);
+        assert!(channel.len() <= 63, "{channel}");
+        assert_eq!(channel, channel_name(&long), "deterministic");
+        assert_ne!(channel, channel_name(&"t".repeat(63)));
+    }
+
+    #[test]
+    fn options_never_show_the_password() {
+        let options = PostgresOptions::new("postgres://app:s3cret@db.internal:6543/policies")
+            .unwrap()
+            .schema("tenant_a")
+            .unwrap();
+        let shown = format!("{options:?}");
+        assert!(
+            shown.contains("db.internal:6543/policies as app schema tenant_a"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let err = PostgresOptions::new("mysql://x").unwrap_err().to_string();
+        assert!(err.contains("expected postgres://"), "{err}");
+    }
+}

@@ -1,0 +1,1053 @@
+//! The PostgreSQL backend and replication against a real PostgreSQL: several replicas
+//! (stores) on one database, racing writers, lost connections, and two demo servers.
+//!
+//! The database comes from `ALLOWLIST_TEST_DATABASE_URL`, for example
+//! `postgres://postgres@127.0.0.1:5432/test`; without it, the tests that need it print
+//! a notice and pass. Each test works in a schema of its own, dropped at the end, so
+//! they run in parallel.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use axum::Router;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+use tower_ip_allowlist::jwt::{encode_hs256, TokenClaims};
+use tower_ip_allowlist::layer::AllowlistLayer;
+use tower_ip_allowlist::policy::OrgId;
+use tower_ip_allowlist::principal::Principal;
+use tower_ip_allowlist::snapshot::{Decision, DenyReason, SnapshotHandle};
+use tower_ip_allowlist::store::{
+    Actor, Limits, PolicyDraft, PolicyPatch, PostgresBackend, PostgresOptions, ReplicationOptions,
+    Replicator, Store, StoreError,
+};
+
+const ENV: &str = "ALLOWLIST_TEST_DATABASE_URL";
+
+/// The test database, or `None` (after printing why the test is skipped).
+fn database_url(test: &str) -> Option<String> {
+    match std::env::var(ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            // Straight to stderr: the test harness would swallow `eprintln!` of a
+            // passing test, and the notice must be seen.
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped {test}: {ENV} is not set (for example {ENV}=postgres://postgres@127.0.0.1:5432/test)"
+            );
+            None
+        }
+    }
+}
+
+/// A schema of its own for one test, dropped (with everything in it) when the guard
+/// is, even if the test fails.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new(url: &str, test: &str) -> Self {
+        let name = format!(
+            "allowlist_test_{}_{}_{:08x}",
+            test,
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        assert!(name.len() <= 63, "test name too long for a schema: {test}");
+        Self {
+            url: url.to_owned(),
+            name,
+        }
+    }
+
+    fn options(&self) -> PostgresOptions {
+        PostgresOptions::new(&self.url)
+            .unwrap()
+            .schema(&self.name)
+            .unwrap()
+    }
+
+    async fn backend(&self) -> PostgresBackend {
+        PostgresBackend::connect_with_schema(&self.url, &self.name)
+            .await
+            .unwrap()
+    }
+
+    /// The channel the backend announces changes on (see `PostgresBackend`).
+    fn channel(&self) -> String {
+        format!("allowlist_changes:{}", self.name)
+    }
+
+    /// The URL with the schema as the connection's search_path, as a process that only
+    /// takes a URL (the demo server) is given it.
+    fn url_with_search_path(&self) -> String {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        format!(
+            "{}{separator}options=-csearch_path%3D{}",
+            self.url, self.name
+        )
+    }
+
+    async fn sql(&self) -> sqlx::PgConnection {
+        sqlx::PgConnection::connect(&self.url).await.unwrap()
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime: clean up from a thread of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .execute(&mut conn)
+                    .await
+                    .map(|_| ())
+            })
+        });
+        if let Ok(Err(err)) = cleanup.join() {
+            eprintln!("could not drop test schema {}: {err}", self.name);
+        }
+    }
+}
+
+/// One replica: a store on its own backend (own pool), kept in step by a replicator.
+struct Replica {
+    store: Store,
+    replicator: Replicator,
+}
+
+impl Replica {
+    async fn start(options: PostgresOptions, replication: ReplicationOptions) -> Self {
+        let backend = options.connect().await.unwrap();
+        let store = Store::open(
+            Arc::new(backend.clone()),
+            SnapshotHandle::default(),
+            Limits::default(),
+        )
+        .await
+        .unwrap();
+        let replicator = backend.replicate(&store, replication);
+        tokio::time::timeout(Duration::from_secs(10), replicator.until_listening())
+            .await
+            .expect("the replica did not start listening");
+        Self { store, replicator }
+    }
+
+    fn decide(&self, org: &str, user: &str, addr: &str) -> Decision {
+        self.store
+            .handle()
+            .load()
+            .decide(Some(org), user, [], Some(addr.parse().unwrap()))
+    }
+}
+
+/// How long until `check` holds, polling every millisecond; `None` after `limit`.
+async fn until(limit: Duration, check: impl Fn() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    check().then(|| start.elapsed())
+}
+
+const DENIED: Decision = Decision::Denied(DenyReason::IpNotAllowed);
+const SYSTEM: fn() -> Actor = Actor::system;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_replica_is_enforced_by_the_other() {
+    let Some(url) = database_url("a_change_through_one_replica_is_enforced_by_the_other") else {
+        return;
+    };
+    let schema = Schema::new(&url, "propagate");
+    let a = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let b = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let org = OrgId::from("acme");
+
+    a.store
+        .create_policy(
+            &SYSTEM(),
+            &org,
+            PolicyDraft::new("office", ["203.0.113.0/24"]).users(["alice"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(a.decide("acme", "alice", "192.0.2.1"), DENIED, "A at once");
+    let took = until(Duration::from_secs(1), || {
+        b.decide("acme", "alice", "192.0.2.1") == DENIED
+    })
+    .await
+    .expect("B did not enforce A's new policy within a second");
+    eprintln!("create on A enforced by B after {took:?}");
+    assert_eq!(b.store.get_policy(&org, "office").unwrap().version, 1);
+
+    // Widened through B, enforced by A.
+    b.store
+        .update_policy(
+            &SYSTEM(),
+            &org,
+            "office",
+            PolicyPatch {
+                allowed_sources: Some(vec!["203.0.113.0/24".into(), "192.0.2.0/24".into()]),
+                ..PolicyPatch::default()
+            },
+            Some(1),
+        )
+        .await
+        .unwrap();
+    until(Duration::from_secs(1), || {
+        a.decide("acme", "alice", "192.0.2.1") == Decision::Allowed
+    })
+    .await
+    .expect("A did not enforce B's change within a second");
+    assert_eq!(a.store.get_policy(&org, "office").unwrap().version, 2);
+
+    // Deleted through A, gone on B.
+    a.store
+        .delete_policy(&SYSTEM(), &org, "office", None)
+        .await
+        .unwrap();
+    until(Duration::from_secs(1), || {
+        b.decide("acme", "alice", "192.0.2.1") == Decision::NoPolicy
+    })
+    .await
+    .expect("B did not see the deletion within a second");
+    assert!(b.store.get_policy(&org, "office").is_none());
+    let status = b.replicator.status();
+    assert!(status.loaded && status.listening, "{status:?}");
+    assert_eq!(status.staleness, Some(Duration::ZERO));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_writes_on_one_policy_cannot_both_win() {
+    let Some(url) = database_url("racing_writes_on_one_policy_cannot_both_win") else {
+        return;
+    };
+    let schema = Schema::new(&url, "race");
+    let a = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let b = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let org = OrgId::default();
+    a.store
+        .create_policy(&SYSTEM(), &org, PolicyDraft::new("p", ["192.0.2.1"]))
+        .await
+        .unwrap();
+
+    for round in 0..10u64 {
+        let version = round + 1;
+        let system = SYSTEM();
+        // Both replicas read the same version and race to replace the policy.
+        let (left, right) = tokio::join!(
+            a.store.replace_policy(
+                &system,
+                &org,
+                PolicyDraft::new("p", [format!("198.51.100.{round}")]),
+                Some(version),
+            ),
+            b.store.replace_policy(
+                &system,
+                &org,
+                PolicyDraft::new("p", [format!("203.0.113.{round}")]),
+                Some(version),
+            ),
+        );
+        let (won, lost) = match (left, right) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            (left, right) => panic!("round {round}: exactly one must win: {left:?} / {right:?}"),
+        };
+        assert_eq!(won.version, version + 1, "round {round}");
+        assert_eq!(
+            lost,
+            StoreError::VersionMismatch {
+                expected: version,
+                actual: version + 1
+            },
+            "round {round}"
+        );
+        assert_eq!(lost.code(), "versionMismatch", "the admin API's 412");
+    }
+    // Both replicas end at the same, newest version.
+    for replica in [&a, &b] {
+        until(Duration::from_secs(1), || {
+            replica.store.get_policy(&org, "p").map(|p| p.version) == Some(11)
+        })
+        .await
+        .expect("a replica did not converge");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_limit_holds_under_concurrent_creates_from_three_replicas() {
+    let Some(url) = database_url("the_policy_limit_holds_under_concurrent_creates") else {
+        return;
+    };
+    let schema = Schema::new(&url, "limit");
+    let replicas = [
+        Replica::start(schema.options(), ReplicationOptions::default()).await,
+        Replica::start(schema.options(), ReplicationOptions::default()).await,
+        Replica::start(schema.options(), ReplicationOptions::default()).await,
+    ];
+    let limit = Limits::default().max_policies_per_org;
+    let mut tasks = Vec::new();
+    for i in 0..(limit + 30) {
+        let store = replicas[i % replicas.len()].store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .create_policy(
+                    &Actor::system(),
+                    &OrgId::default(),
+                    PolicyDraft::new(format!("p{i}"), ["192.0.2.1"]).users([format!("u{i}")]),
+                )
+                .await
+        }));
+    }
+    let mut created = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => created += 1,
+            Err(err) => assert_eq!(err, StoreError::PolicyLimitExceeded { limit }),
+        }
+    }
+    assert_eq!(created, limit, "no policy past the limit slipped in");
+
+    let mut sql = schema.sql().await;
+    let document: String = sqlx::query_scalar(&format!(
+        "SELECT document::text FROM {}.allowlist_orgs WHERE org_id = 'default'",
+        schema.name
+    ))
+    .fetch_one(&mut sql)
+    .await
+    .unwrap();
+    let stored: Value = serde_json::from_str(&document).unwrap();
+    assert_eq!(stored["policies"].as_array().unwrap().len(), limit);
+    for replica in &replicas {
+        until(Duration::from_secs(2), || {
+            replica.store.list_policies(&OrgId::default()).len() == limit
+        })
+        .await
+        .expect("a replica did not converge on the stored policies");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_made_while_the_listener_is_down_still_arrives() {
+    let Some(url) = database_url("a_change_made_while_the_listener_is_down_still_arrives") else {
+        return;
+    };
+    let schema = Schema::new(&url, "outage");
+    let a = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    // B waits two seconds before reconnecting, and never resyncs on its own
+    // schedule: only the resync after reconnecting can bring it the change.
+    let b = Replica::start(
+        schema.options(),
+        ReplicationOptions::default()
+            .backoff(Duration::from_secs(2), Duration::from_secs(2))
+            .resync_interval(Duration::from_secs(3600)),
+    )
+    .await;
+    let org = OrgId::from("acme");
+
+    let mut sql = schema.sql().await;
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'tower-ip-allowlist listener' AND query = $1",
+    )
+    .bind(format!("LISTEN \"{}\"", schema.channel()))
+    .fetch_all(&mut sql)
+    .await
+    .unwrap();
+    assert_eq!(killed, [true, true], "both replicas' listeners");
+    until(Duration::from_secs(5), || !b.replicator.status().listening)
+        .await
+        .expect("B did not notice its listener was killed");
+
+    a.store
+        .create_policy(
+            &SYSTEM(),
+            &org,
+            PolicyDraft::new("office", ["203.0.113.0/24"]).users(["alice"]),
+        )
+        .await
+        .unwrap();
+    let status = b.replicator.status();
+    assert!(
+        !status.listening,
+        "the change must be made during the outage: {status:?}"
+    );
+    assert!(status.loaded, "{status:?}");
+    assert!(status.last_error.is_some(), "{status:?}");
+    assert_ne!(status.staleness, Some(Duration::ZERO), "{status:?}");
+
+    until(Duration::from_secs(5), || {
+        b.decide("acme", "alice", "192.0.2.1") == DENIED
+    })
+    .await
+    .expect("the change made during the outage never reached B");
+    until(Duration::from_secs(1), || b.replicator.status().listening)
+        .await
+        .expect("B is not listening again");
+    let status = b.replicator.status();
+    assert_eq!(status.reconnects, 1, "{status:?}");
+    assert_eq!(status.staleness, Some(Duration::ZERO));
+
+    // And notifications flow again.
+    a.store
+        .delete_policy(&SYSTEM(), &org, "office", None)
+        .await
+        .unwrap();
+    until(Duration::from_secs(1), || {
+        b.decide("acme", "alice", "192.0.2.1") == Decision::NoPolicy
+    })
+    .await
+    .expect("B does not get notifications after reconnecting");
+}
+
+/// A TCP forwarder to PostgreSQL that a test can cut (closing every connection and
+/// refusing new ones) and restore: a replica losing its database while the others
+/// keep theirs.
+struct Proxy {
+    addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let up = Arc::clone(&up);
+            let connections = Arc::clone(&connections);
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: closed at once
+                    }
+                    let upstream = upstream.clone();
+                    let task = tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(task);
+                }
+            }
+        });
+        Self {
+            addr,
+            up,
+            connections,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        for task in self.connections.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let userinfo = authority
+            .rsplit_once('@')
+            .map(|(userinfo, _)| format!("{userinfo}@"))
+            .unwrap_or_default();
+        format!("{scheme}://{userinfo}{}{tail}", self.addr)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}
+
+/// host:port of the database at `url`.
+fn upstream(url: &str) -> String {
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    format!("{}:{}", options.get_host(), options.get_port())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_loses_the_database_keeps_enforcing_and_reports_staleness() {
+    let Some(url) = database_url("a_replica_that_loses_the_database_keeps_enforcing") else {
+        return;
+    };
+    let schema = Schema::new(&url, "lost");
+    let proxy = Proxy::start(upstream(&url)).await;
+    let a = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let b = Replica::start(
+        PostgresOptions::new(&proxy.url(&url))
+            .unwrap()
+            .schema(&schema.name)
+            .unwrap()
+            .acquire_timeout(Duration::from_secs(1)),
+        ReplicationOptions::default()
+            .backoff(Duration::from_millis(20), Duration::from_millis(200))
+            .io_timeout(Duration::from_secs(2))
+            .warn_interval(Duration::from_millis(100)),
+    )
+    .await;
+    let org = OrgId::from("acme");
+    a.store
+        .create_policy(
+            &SYSTEM(),
+            &org,
+            PolicyDraft::new("office", ["203.0.113.0/24"]).users(["alice"]),
+        )
+        .await
+        .unwrap();
+    until(Duration::from_secs(1), || {
+        b.decide("acme", "alice", "192.0.2.1") == DENIED
+    })
+    .await
+    .expect("B did not get the policy");
+
+    proxy.cut();
+    until(Duration::from_secs(5), || !b.replicator.status().listening)
+        .await
+        .expect("B did not notice it lost the database");
+    // A change B cannot see while cut off...
+    a.store
+        .add_targets(
+            &SYSTEM(),
+            &org,
+            "office",
+            tower_ip_allowlist::store::Targets::default().users(["bob"]),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // ...while it keeps enforcing what it had.
+    assert_eq!(b.decide("acme", "alice", "192.0.2.1"), DENIED);
+    assert_eq!(b.decide("acme", "bob", "192.0.2.1"), Decision::NoPolicy);
+    let status = b.replicator.status();
+    assert!(status.loaded && !status.listening, "{status:?}");
+    assert!(
+        status.staleness.unwrap() >= Duration::from_millis(300),
+        "{status:?}"
+    );
+    assert!(status.last_error.is_some(), "{status:?}");
+    // Writes through B fail cleanly, and change nothing.
+    let err = b
+        .store
+        .delete_policy(&SYSTEM(), &org, "office", None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "backendError", "{err}");
+    assert_eq!(b.decide("acme", "alice", "192.0.2.1"), DENIED);
+
+    proxy.restore();
+    until(Duration::from_secs(5), || {
+        b.decide("acme", "bob", "192.0.2.1") == DENIED
+    })
+    .await
+    .expect("B did not catch up after the database came back");
+    until(Duration::from_secs(1), || b.replicator.status().listening)
+        .await
+        .unwrap();
+    let status = b.replicator.status();
+    assert_eq!(status.staleness, Some(Duration::ZERO), "{status:?}");
+    assert!(status.reconnects >= 1, "{status:?}");
+    assert_eq!(b.store.get_policy(&org, "office").unwrap().version, 2);
+}
+
+/// A request through the allowlist layer, as axum would give it: a peer address and,
+/// unless `None`, an authenticated caller.
+async fn through_layer(
+    handle: &SnapshotHandle,
+    caller: Option<&str>,
+    grpc: bool,
+) -> http::Response<Body> {
+    let app: Router = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(AllowlistLayer::new(handle.clone()));
+    let mut request = Request::get("/");
+    if grpc {
+        request = request.header("content-type", "application/grpc");
+    }
+    let mut request = request.body(Body::empty()).unwrap();
+    request.extensions_mut().insert(ConnectInfo(
+        "127.0.0.1:40000".parse::<SocketAddr>().unwrap(),
+    ));
+    if let Some(user) = caller {
+        request.extensions_mut().insert(Principal::new(user));
+    }
+    app.oneshot(request).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_never_loaded_fails_closed_until_the_database_answers() {
+    let Some(url) = database_url("a_replica_that_never_loaded_fails_closed") else {
+        return;
+    };
+    let schema = Schema::new(&url, "pending");
+    let a = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    a.store
+        .create_policy(
+            &SYSTEM(),
+            &OrgId::default(),
+            PolicyDraft::new("office", ["203.0.113.0/24"]).users(["alice"]),
+        )
+        .await
+        .unwrap();
+
+    // B starts while its database is unreachable.
+    let proxy = Proxy::start(upstream(&url)).await;
+    proxy.cut();
+    let backend = PostgresOptions::new(&proxy.url(&url))
+        .unwrap()
+        .schema(&schema.name)
+        .unwrap()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy();
+    let store = Store::unloaded(
+        Arc::new(backend.clone()),
+        SnapshotHandle::default(),
+        Limits::default(),
+    );
+    let replicator = backend.replicate(
+        &store,
+        ReplicationOptions::default()
+            .backoff(Duration::from_millis(20), Duration::from_millis(100)),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = replicator.status();
+    assert!(!status.loaded && !status.listening, "{status:?}");
+    assert_eq!(status.staleness, None);
+    assert!(!store.is_loaded());
+
+    // Callers with an identity: 503, even bob, to whom no policy applies.
+    for user in ["alice", "bob"] {
+        let response = through_layer(store.handle(), Some(user), false).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{user}");
+        assert_eq!(
+            response.extensions().get::<DenyReason>(),
+            Some(&DenyReason::PoliciesUnavailable)
+        );
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["errors"][0]["status"], "503");
+        assert_eq!(body["errors"][0]["code"], "policiesUnavailable");
+    }
+    let response = through_layer(store.handle(), Some("alice"), true).await;
+    assert_eq!(response.headers()["grpc-status"], "14", "gRPC UNAVAILABLE");
+    // Anonymous requests are not the allowlist's business.
+    let response = through_layer(store.handle(), None, false).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    proxy.restore();
+    tokio::time::timeout(Duration::from_secs(5), replicator.until_listening())
+        .await
+        .expect("B did not load once the database answered");
+    assert!(store.is_loaded());
+    let response = through_layer(store.handle(), Some("alice"), false).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN, "alice's policy");
+    let response = through_layer(store.handle(), Some("bob"), false).await;
+    assert_eq!(response.status(), StatusCode::OK, "no policy for bob");
+
+    // Losing the database again does not make it unloaded.
+    proxy.cut();
+    until(Duration::from_secs(5), || !replicator.status().listening)
+        .await
+        .unwrap();
+    assert!(replicator.status().loaded);
+    let response = through_layer(store.handle(), Some("bob"), false).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_changed_organization_is_reloaded_and_recompiled() {
+    let Some(url) = database_url("only_the_changed_organization_is_reloaded") else {
+        return;
+    };
+    let schema = Schema::new(&url, "versions");
+    let a = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let b = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    for org in ["one", "two"] {
+        a.store
+            .create_policy(
+                &SYSTEM(),
+                &OrgId::from(org),
+                PolicyDraft::new("p", ["203.0.113.0/24"]).users(["alice"]),
+            )
+            .await
+            .unwrap();
+    }
+    until(Duration::from_secs(1), || {
+        b.decide("one", "alice", "192.0.2.1") == DENIED
+            && b.decide("two", "alice", "192.0.2.1") == DENIED
+    })
+    .await
+    .unwrap();
+    let before = b.store.handle().load_full();
+
+    a.store
+        .create_policy(
+            &SYSTEM(),
+            &OrgId::from("one"),
+            PolicyDraft::new("q", ["192.0.2.0/24"]).users(["alice"]),
+        )
+        .await
+        .unwrap();
+    until(Duration::from_secs(1), || {
+        b.decide("one", "alice", "192.0.2.1") == Decision::Allowed
+    })
+    .await
+    .unwrap();
+    let after = b.store.handle().load_full();
+    assert!(
+        Arc::ptr_eq(before.org("two").unwrap(), after.org("two").unwrap()),
+        "organization two was recompiled for a change to one"
+    );
+    assert!(!Arc::ptr_eq(
+        before.org("one").unwrap(),
+        after.org("one").unwrap()
+    ));
+    // Nothing is stale: a resync reloads nothing and republishes nothing.
+    assert_eq!(b.store.resync().await.unwrap(), 0);
+    assert!(Arc::ptr_eq(&after, &b.store.handle().load_full()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_migrate_once() {
+    let Some(url) = database_url("replicas_starting_together_migrate_once") else {
+        return;
+    };
+    let schema = Schema::new(&url, "migrate");
+    let mut starts = Vec::new();
+    for _ in 0..6 {
+        let options = schema.options();
+        starts.push(tokio::spawn(async move { options.connect().await }));
+    }
+    for start in starts {
+        start.await.unwrap().expect("a replica failed to start");
+    }
+    let mut sql = schema.sql().await;
+    let applied: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT version FROM {}.allowlist_schema_migrations ORDER BY version",
+        schema.name
+    ))
+    .fetch_all(&mut sql)
+    .await
+    .unwrap();
+    assert_eq!(applied, [1]);
+    // And a backend on the schema, opened again, still works.
+    let backend = schema.backend().await;
+    let store = Store::open(
+        Arc::new(backend),
+        SnapshotHandle::default(),
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    assert!(store.list_policies(&OrgId::default()).is_empty());
+}
+
+#[tokio::test]
+async fn corrupt_rows_are_clear_errors_not_panics() {
+    let Some(url) = database_url("corrupt_rows_are_clear_errors_not_panics") else {
+        return;
+    };
+    let schema = Schema::new(&url, "corrupt");
+    let backend = schema.backend().await;
+    let mut sql = schema.sql().await;
+    sqlx::query(&format!(
+        r#"INSERT INTO {}.allowlist_orgs (org_id, version, document) VALUES ('acme', 1, '{{"policies":[{{"id":"p","allowedSources":["0.0.0.0/0"],"users":[],"groups":[],"version":1}}],"groups":{{}}}}')"#,
+        schema.name
+    ))
+    .execute(&mut sql)
+    .await
+    .unwrap();
+    let err = Store::open(
+        Arc::new(backend),
+        SnapshotHandle::default(),
+        Limits::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("organization `acme` is invalid") && err.contains("0.0.0.0/0"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_clear_error() {
+    // No database needed: nothing listens on port 1.
+    let err = PostgresOptions::new("postgres://app:s3cret@127.0.0.1:1/policies")
+        .unwrap()
+        .acquire_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("127.0.0.1:1/policies as app") && !err.contains("s3cret"),
+        "{err}"
+    );
+}
+
+// ---- two demo servers on one database ------------------------------------------------
+
+const SECRET: &str = "postgres-test-secret-postgres-test-secret";
+const POLICIES: &str = "/api/v1/entities/ipAllowlistPolicies";
+
+fn server_binary() -> PathBuf {
+    // target/debug/deps/postgres-<hash> -> target/debug/examples/server
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap();
+    let binary = dir
+        .join("examples")
+        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --all-features`, which builds the examples",
+        binary.display()
+    );
+    binary
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(database: &str) -> Server {
+    let mut child = Command::new(server_binary())
+        .args(["--listen", "127.0.0.1:0", "--database", database])
+        .env("ALLOWLIST_JWT_SECRET", SECRET)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the server did not print its address");
+    assert!(!line.contains("s3cret"), "the password was printed: {line}");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .parse()
+        .unwrap();
+    Server { child, addr }
+}
+
+fn token(user: &str, permissions: &[&str]) -> String {
+    let claims = TokenClaims::new(user, Duration::from_secs(600))
+        .with_permissions(permissions.iter().copied());
+    encode_hs256(SECRET.as_bytes(), &claims).unwrap()
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "test");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(body) => {
+            request = request.header("content-type", "application/vnd.gooddata.api+json");
+            Body::from(serde_json::to_vec(&body).unwrap())
+        }
+        None => Body::empty(),
+    };
+    let response = sender
+        .send_request(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Polls `path` on `addr` as `token` until it answers `want`; how long that took.
+async fn until_status(
+    addr: SocketAddr,
+    path: &str,
+    token: &str,
+    want: StatusCode,
+    limit: Duration,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, body) = send(addr, Method::GET, path, Some(token), None).await;
+        if status == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{addr}{path} still answers {status} {body} after {limit:?}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_demo_servers_on_one_database_enforce_each_others_changes() {
+    let Some(url) = database_url("two_demo_servers_on_one_database") else {
+        return;
+    };
+    let schema = Schema::new(&url, "servers");
+    // Create the schema; the servers find it through the URL's search_path.
+    drop(schema.backend().await);
+    let database = schema.url_with_search_path();
+    let a = start_server(&database);
+    let b = start_server(&database);
+    let admin = token("alice", &["MANAGE"]);
+    let bob = token("bob", &[]);
+    for server in [&a, &b] {
+        until_status(
+            server.addr,
+            "/api/v1/profile",
+            &bob,
+            StatusCode::OK,
+            Duration::from_secs(30),
+        )
+        .await;
+    }
+
+    let (status, body) = send(
+        a.addr,
+        Method::POST,
+        POLICIES,
+        Some(&admin),
+        Some(json!({"data": {"id": "office", "type": "ipAllowlistPolicy",
+            "attributes": {"allowedSources": ["203.0.113.0/24"]},
+            "relationships": {"users": {"data": [{"id": "bob", "type": "user"}]}}}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let took = until_status(
+        b.addr,
+        "/api/v1/profile",
+        &bob,
+        StatusCode::FORBIDDEN,
+        Duration::from_secs(5),
+    )
+    .await;
+    eprintln!("a policy created on server A was enforced by server B after {took:?}");
+
+    // B sees the stored version and deletes it; A lets bob in again.
+    let (status, body) = send(
+        b.addr,
+        Method::GET,
+        &format!("{POLICIES}/office"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(
+        b.addr,
+        Method::DELETE,
+        &format!("{POLICIES}/office"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    until_status(
+        a.addr,
+        "/api/v1/profile",
+        &bob,
+        StatusCode::OK,
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_demo_server_whose_database_is_down_answers_health_and_503() {
+    // No database needed: nothing listens on port 1.
+    let server = start_server("postgres://app:s3cret@127.0.0.1:1/test");
+    let (status, _) = send(server.addr, Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = send(
+        server.addr,
+        Method::GET,
+        "/api/v1/profile",
+        Some(&token("bob", &[])),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["errors"][0]["code"], "policiesUnavailable");
+    let (status, _) = send(server.addr, Method::GET, "/api/v1/profile", None, None).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "authentication still comes first"
+    );
+}
