@@ -90,9 +90,12 @@ impl CompiledOrg {
         for (p, policy) in active.iter().enumerate() {
             for source in policy.sources() {
                 sources += 1;
-                match index::split(&source.net()) {
-                    Ok((first, last)) => v4_ranges.push((p, first, last)),
-                    Err((first, last)) => v6_ranges.push((p, first, last)),
+                let (first, last) = source.bounds();
+                match (index::key(first), index::key(last)) {
+                    (Ok(first), Ok(last)) => v4_ranges.push((p, first, last)),
+                    (Err(first), Err(last)) => v6_ranges.push((p, first, last)),
+                    // Both ends of a source are of one family.
+                    _ => {}
                 }
             }
         }

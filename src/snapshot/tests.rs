@@ -192,10 +192,11 @@ fn naive(org: &OrgPolicies, user: &str, groups: &[String], addr: Option<IpAddr>)
     }
     let Some(addr) = addr else { return UNKNOWN };
     let addr = normalize_ip(addr);
-    if applicable
-        .iter()
-        .any(|p| p.sources().iter().any(|s| s.net().contains(&addr)))
-    {
+    if applicable.iter().any(|p| {
+        p.sources()
+            .iter()
+            .any(|s| s.to_cidrs().iter().any(|net| net.contains(&addr)))
+    }) {
         ALLOWED
     } else {
         NOT_ALLOWED
@@ -218,6 +219,15 @@ fn addr_strategy() -> impl Strategy<Value = IpAddr> {
 }
 
 fn source_strategy() -> impl Strategy<Value = AllowedSource> {
+    prop_oneof![
+        4 => net_strategy(),
+        1 => (addr_strategy(), addr_strategy()).prop_filter_map("mixed families", |(a, b)| {
+            AllowedSource::from_range(a.min(b), a.max(b)).ok()
+        }),
+    ]
+}
+
+fn net_strategy() -> impl Strategy<Value = AllowedSource> {
     (addr_strategy(), any::<u8>()).prop_filter_map("match-all", |(addr, p)| {
         let addr = normalize_ip(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -279,9 +289,9 @@ proptest! {
         let mut addrs: Vec<Option<IpAddr>> = queries.iter().map(|q| q.2).collect();
         for policy in org.policies.values() {
             for s in policy.sources().iter().chain(&more) {
-                let net = s.net();
-                addrs.push(Some(net.network()));
-                addrs.push(Some(net.broadcast()));
+                let (first, last) = s.bounds();
+                addrs.push(Some(first));
+                addrs.push(Some(last));
             }
         }
         for (i, (user, groups, _)) in queries.iter().enumerate() {
