@@ -1029,19 +1029,16 @@ async fn resource_allowlists_through_the_api() {
 
     let bad = json!({"data": {"id": "apollo", "type": "resourceAllowlist",
         "attributes": {"allowedSources": ["127.0.0.2"], "enforcement": "sometimes"}}});
-    let refused = Call::new(Method::PUT, path).json(&bad).send(&server).await;
+    let refused = Call::new(Method::PUT, path).json(&bad).send(server).await;
     assert_eq!(refused.error().1, Some("/data/attributes/enforcement"));
     let empty = json!({"data": {"id": "apollo", "type": "resourceAllowlist", "attributes": {"allowedSources": []}}});
-    let refused = Call::new(Method::PUT, path)
-        .json(&empty)
-        .send(&server)
-        .await;
+    let refused = Call::new(Method::PUT, path).json(&empty).send(server).await;
     assert_eq!(refused.error().0, "emptyAllowedSources");
 
-    let deleted = Call::new(Method::DELETE, path).send(&server).await;
+    let deleted = Call::new(Method::DELETE, path).send(server).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(from("127.0.0.1", "apollo").await.status, StatusCode::OK);
-    let again = Call::new(Method::DELETE, path).send(&server).await;
+    let again = Call::new(Method::DELETE, path).send(server).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
 
