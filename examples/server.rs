@@ -18,16 +18,21 @@
 //! - `GET /health`: 200, never authenticated nor gated;
 //! - `GET /api/v1/profile`: the caller's user, organization and address (401 without a
 //!   valid token, 403 when the allowlist denies);
-//! - the admin API of `tower_ip_allowlist::admin` (`/api/v1/entities/ipAllowlistPolicies`, ...).
+//! - `GET /api/v1/projects/{project}/media/{file}`: a small body, guarded by the
+//!   project's resource allowlist (`/api/v1/entities/resourceAllowlists/{project}`);
+//! - the admin API of `tower_ip_allowlist::admin` (`/api/v1/entities/ipAllowlistPolicies`,
+//!   `siteAllowlist`, `resourceAllowlists`, `evaluate`, `myAccess`, ...).
 //!
-//! Stack, outermost first: trace, JWT authentication, allowlist, routes. SIGTERM and
-//! Ctrl-C stop accepting connections and let in-flight requests finish.
+//! Stack, outermost first: trace, site allowlist (before authentication), JWT
+//! authentication, allowlist, routes. SIGTERM and Ctrl-C stop accepting connections and
+//! let in-flight requests finish.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::Path;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -39,6 +44,7 @@ use tower_ip_allowlist::admin;
 use tower_ip_allowlist::client_ip::{ClientIp, ClientIpResolver, ForwardedHeader};
 use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, RequirePrincipalLayer, TokenClaims};
 use tower_ip_allowlist::layer::AllowlistLayer;
+use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
 use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::SnapshotHandle;
 use tower_ip_allowlist::store::{
@@ -161,14 +167,22 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
     // Replication runs as long as `_replicator` lives.
     let (store, _replicator) = open_store(&cli.database).await?;
 
+    let handle = store.handle().clone();
+    let media = Router::new().route(MEDIA, get(media)).route_layer(
+        ResourceAllowlistLayer::path_param(handle.clone(), MEDIA, "project")
+            .map_err(|err| err.to_string())?
+            .client_ip(resolver.clone()),
+    );
     let gated = Router::new()
         .route(
             "/api/v1/profile",
             get(profile).route_layer(RequirePrincipalLayer::new()),
         )
+        .merge(media)
         .merge(admin::router(store.clone()))
-        .layer(AllowlistLayer::new(store.handle().clone()).client_ip(resolver))
-        .layer(JwtAuthLayer::hs256(secret.as_bytes()));
+        .layer(AllowlistLayer::new(handle.clone()).client_ip(resolver.clone()))
+        .layer(JwtAuthLayer::hs256(secret.as_bytes()))
+        .layer(SiteAllowlistLayer::new(handle).client_ip(resolver));
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .merge(gated)
@@ -202,6 +216,13 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
     .map_err(|err| format!("server error: {err}"))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A project's media, guarded by the project's resource allowlist.
+const MEDIA: &str = "/api/v1/projects/{project}/media/{file}";
+
+async fn media(Path((project, file)): Path<(String, String)>) -> String {
+    format!("media {file} of project {project}\n")
 }
 
 async fn profile(Extension(principal): Extension<Principal>, ip: ClientIp) -> Json<Value> {

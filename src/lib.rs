@@ -17,6 +17,9 @@
 //! | [`client_ip`] | which address a request comes from: the peer, or trusted proxies' headers |
 //! | [`principal`] | who the caller is, read from the request extensions |
 //! | [`layer`] | the tower layer that enforces it all |
+//! | [`explain`] | why a caller and address would be allowed or denied, rule by rule |
+//! | [`lists`] | site-wide and per-resource allowlists: lists that apply to requests, not users |
+//! | [`report`] | report-only rules and what they would have denied |
 //! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events; SQLite and PostgreSQL persistence, replication across replicas |
 //! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
 //! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
@@ -61,13 +64,16 @@
 pub mod admin;
 mod body;
 pub mod client_ip;
+pub mod explain;
 mod grpc;
 #[cfg(feature = "jwt")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwt")))]
 pub mod jwt;
 pub mod layer;
+pub mod lists;
 pub mod policy;
 pub mod principal;
+pub mod report;
 pub mod snapshot;
 pub mod source;
 pub mod store;

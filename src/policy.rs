@@ -38,6 +38,7 @@
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::source::{parse_sources, AllowedSource, SourceError, SourceListError};
@@ -118,6 +119,129 @@ id_type! {
     /// A policy's id, unique within its organization.
     PolicyId
 }
+id_type! {
+    /// A resource (a project, say) that can have its own allowlist.
+    ResourceId
+}
+
+/// Whether a rule refuses requests from outside it, or only reports them.
+///
+/// A report-only rule is evaluated on every request and never denies; when it would
+/// have denied, the layers emit a `tracing` event (and a metric, with the `metrics`
+/// feature) naming the rule, the user and the address. It is how a list is rolled out
+/// without locking anyone out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Enforcement {
+    /// Requests from outside the rule are refused.
+    #[default]
+    Enforce,
+    /// Requests from outside the rule are let through and reported.
+    Report,
+}
+
+impl Enforcement {
+    /// `enforce` or `report`, as the admin API writes it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Report => "report",
+        }
+    }
+
+    /// Parses `enforce` or `report`.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "enforce" => Some(Self::Enforce),
+            "report" => Some(Self::Report),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Enforcement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A list of allowed sources that applies to requests rather than to users: an
+/// organization's site list, or a resource's list. Never empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceList {
+    sources: Vec<AllowedSource>,
+    enforcement: Enforcement,
+}
+
+impl SourceList {
+    /// A list that enforces `sources`.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::Empty`] for an empty list.
+    pub fn new(sources: Vec<AllowedSource>) -> Result<Self, SourceError> {
+        if sources.is_empty() {
+            return Err(SourceError::Empty);
+        }
+        Ok(Self {
+            sources,
+            enforcement: Enforcement::Enforce,
+        })
+    }
+
+    /// Parses and validates `sources`.
+    ///
+    /// # Errors
+    ///
+    /// The first source that does not parse, with its index, or an empty list.
+    pub fn parse<I, S>(sources: I) -> Result<Self, SourceListError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let sources = parse_sources(sources)?;
+        Ok(Self {
+            sources,
+            enforcement: Enforcement::Enforce,
+        })
+    }
+
+    /// Sets whether the list enforces or only reports.
+    #[must_use]
+    pub fn with_enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = enforcement;
+        self
+    }
+
+    /// The allowed sources.
+    #[must_use]
+    pub fn sources(&self) -> &[AllowedSource] {
+        &self.sources
+    }
+
+    /// Whether the list enforces or only reports.
+    #[must_use]
+    pub fn enforcement(&self) -> Enforcement {
+        self.enforcement
+    }
+
+    /// Whether `addr` is inside the list (the slow, obvious way).
+    #[must_use]
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.sources.iter().any(|source| source.contains(addr))
+    }
+}
+
+/// An organization's site allowlist: once enabled, every request of the organization,
+/// authenticated or not, must come from inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteList {
+    /// Whether the list is in force (kept, but ignored, when disabled).
+    pub enabled: bool,
+    /// The sources, and whether they enforce or report.
+    pub list: SourceList,
+}
 
 impl OrgId {
     /// The id of the default organization, used when a caller carries none.
@@ -140,6 +264,7 @@ pub struct Policy {
     sources: Vec<AllowedSource>,
     users: BTreeSet<UserId>,
     groups: BTreeSet<GroupId>,
+    enforcement: Enforcement,
 }
 
 impl Policy {
@@ -152,8 +277,20 @@ impl Policy {
                 sources: Vec::new(),
                 users: BTreeSet::new(),
                 groups: BTreeSet::new(),
+                enforcement: Enforcement::Enforce,
             },
         }
+    }
+
+    /// Whether the policy enforces or only reports.
+    #[must_use]
+    pub fn enforcement(&self) -> Enforcement {
+        self.enforcement
+    }
+
+    /// Sets whether the policy enforces or only reports.
+    pub fn set_enforcement(&mut self, enforcement: Enforcement) {
+        self.enforcement = enforcement;
     }
 
     /// The policy's id.
@@ -289,6 +426,12 @@ impl PolicyBuilder {
     /// Adds an already validated source.
     pub fn source(mut self, source: AllowedSource) -> Self {
         self.policy.sources.push(source);
+        self
+    }
+
+    /// Sets whether the policy enforces (the default) or only reports.
+    pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.policy.enforcement = enforcement;
         self
     }
 
@@ -461,14 +604,19 @@ impl fmt::Display for CycleError {
 
 impl std::error::Error for CycleError {}
 
-/// Everything the allowlist knows about one organization: its policies and its group
-/// hierarchy. The [`snapshot`](crate::snapshot) compiles one of these per organization.
+/// Everything the allowlist knows about one organization: its policies, its group
+/// hierarchy, its site list and its resources' lists. The [`snapshot`](crate::snapshot)
+/// compiles one of these per organization.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OrgPolicies {
     /// Policies by id.
     pub policies: BTreeMap<PolicyId, Policy>,
     /// The organization's group hierarchy.
     pub groups: GroupHierarchy,
+    /// The site allowlist, if one was ever set.
+    pub site: Option<SiteList>,
+    /// Per-resource allowlists; a resource without one is unrestricted.
+    pub resources: BTreeMap<ResourceId, SourceList>,
 }
 
 impl OrgPolicies {

@@ -1,7 +1,9 @@
 //! Allowed sources: the addresses and ranges a policy admits, parsed and validated.
 //!
-//! An allowed source is an IPv4 or IPv6 address (meaning a `/32` or `/128`) or a CIDR
-//! range. Parsing trims white space and refuses, each with its own [`SourceError`]
+//! An allowed source is an IPv4 or IPv6 address (meaning a `/32` or `/128`), a CIDR
+//! range, or an address range `first-last` of one family (`198.51.100.10-198.51.100.20`,
+//! which need not fall on CIDR boundaries; [`AllowedSource::to_cidrs`] gives the
+//! smallest set of CIDR blocks covering it). Parsing trims white space and refuses, each with its own [`SourceError`]
 //! variant, everything the product refuses: malformed input, DNS host names, match-all
 //! ranges, ranges with host bits set and zone ids. A list of sources must not be empty.
 //!
@@ -35,27 +37,66 @@ use std::str::FromStr;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-/// One validated allowed source: a single address or a CIDR network, IPv4-mapped
-/// IPv6 already folded into IPv4.
+/// One validated allowed source: a single address, a CIDR network, or a range of
+/// addresses written `first-last`, IPv4-mapped IPv6 already folded into IPv4.
 ///
-/// Displays in canonical form: a single address as `a.b.c.d` or `x::y`, a range as
-/// `network/prefix`. See the [module docs](self) for the rules and an example.
+/// Displays in canonical form: a single address as `a.b.c.d` or `x::y`, a network as
+/// `network/prefix`, a range as `first-last`. See the [module docs](self) for the rules
+/// and an example.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AllowedSource {
-    net: IpNet,
+    kind: Kind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Kind {
+    Net(IpNet),
+    /// `first < last`, both of one family.
+    Range(IpAddr, IpAddr),
 }
 
 impl AllowedSource {
-    /// The network this source admits (a single address is a `/32` or `/128`).
+    /// The first and the last address this source admits (the same address for a
+    /// single one).
     #[must_use]
-    pub fn net(&self) -> IpNet {
-        self.net
+    pub fn bounds(&self) -> (IpAddr, IpAddr) {
+        match self.kind {
+            Kind::Net(net) => (net.network(), net.broadcast()),
+            Kind::Range(first, last) => (first, last),
+        }
+    }
+
+    /// The smallest set of CIDR networks covering exactly what this source admits: the
+    /// network itself, or the blocks an address range decomposes into.
+    #[must_use]
+    pub fn to_cidrs(&self) -> Vec<IpNet> {
+        match self.kind {
+            Kind::Net(net) => vec![net],
+            Kind::Range(IpAddr::V4(first), IpAddr::V4(last)) => {
+                ipnet::Ipv4Subnets::new(first, last, 0)
+                    .map(IpNet::V4)
+                    .collect()
+            }
+            Kind::Range(IpAddr::V6(first), IpAddr::V6(last)) => {
+                ipnet::Ipv6Subnets::new(first, last, 0)
+                    .map(IpNet::V6)
+                    .collect()
+            }
+            // Mixed families are refused when the range is built.
+            Kind::Range(..) => Vec::new(),
+        }
     }
 
     /// Whether `addr` is inside this source, after [`normalize_ip`].
     #[must_use]
     pub fn contains(&self, addr: IpAddr) -> bool {
-        self.net.contains(&normalize_ip(addr))
+        let addr = normalize_ip(addr);
+        match self.kind {
+            Kind::Net(net) => net.contains(&addr),
+            Kind::Range(first, last) => {
+                first.is_ipv4() == addr.is_ipv4() && first <= addr && addr <= last
+            }
+        }
     }
 
     /// Validates a network built in code with the same rules as parsed text: no match-all
@@ -77,7 +118,51 @@ impl AllowedSource {
                 network: net.trunc().to_string(),
             });
         }
-        Ok(Self { net })
+        Ok(Self {
+            kind: Kind::Net(net),
+        })
+    }
+
+    /// Validates the range `first..=last`: both of one family (IPv4-mapped IPv6 folded
+    /// into IPv4), `first` not after `last`, and not every address. A range of one
+    /// address is that address.
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::InvalidRange`] or [`SourceError::MatchAll`].
+    pub fn from_range(first: IpAddr, last: IpAddr) -> Result<Self, SourceError> {
+        let (first, last) = (normalize_ip(first), normalize_ip(last));
+        let input = || format!("{first}-{last}");
+        if first.is_ipv4() != last.is_ipv4() {
+            return Err(SourceError::InvalidRange {
+                input: input(),
+                reason: "its two ends are of different families (IPv4 and IPv6)",
+            });
+        }
+        if first > last {
+            return Err(SourceError::InvalidRange {
+                input: input(),
+                reason: "its first address comes after its last",
+            });
+        }
+        if first == last {
+            return Ok(Self::from(first));
+        }
+        let everything = match (first, last) {
+            (IpAddr::V4(first), IpAddr::V4(last)) => {
+                first == std::net::Ipv4Addr::UNSPECIFIED && last == std::net::Ipv4Addr::BROADCAST
+            }
+            (IpAddr::V6(first), IpAddr::V6(last)) => {
+                first == std::net::Ipv6Addr::UNSPECIFIED && u128::from(last) == u128::MAX
+            }
+            _ => false,
+        };
+        if everything {
+            return Err(SourceError::MatchAll { input: input() });
+        }
+        Ok(Self {
+            kind: Kind::Range(first, last),
+        })
     }
 }
 
@@ -85,7 +170,7 @@ impl From<IpAddr> for AllowedSource {
     /// A single address: always valid.
     fn from(addr: IpAddr) -> Self {
         Self {
-            net: IpNet::from(normalize_ip(addr)),
+            kind: Kind::Net(IpNet::from(normalize_ip(addr))),
         }
     }
 }
@@ -105,6 +190,9 @@ impl FromStr for AllowedSource {
         }
         if let Ok(addr) = text.parse::<IpAddr>() {
             return Ok(Self::from(addr));
+        }
+        if let Some(range) = parse_range(text) {
+            return range;
         }
         match parse_cidr(text) {
             Some(net) => Self::from_net(net).map_err(|err| err.with_input(text)),
@@ -126,12 +214,38 @@ fn shown(input: &str) -> String {
     }
 }
 
+/// `first-last`, if one side at least is an address (a host name such as
+/// `my-host.example.com` has a dash too, and is not a range).
+fn parse_range(text: &str) -> Option<Result<AllowedSource, SourceError>> {
+    let (first, last) = text.split_once('-')?;
+    let (first, last) = (
+        first.trim().parse::<IpAddr>(),
+        last.trim().parse::<IpAddr>(),
+    );
+    match (first, last) {
+        (Ok(first), Ok(last)) => Some(AllowedSource::from_range(first, last).map_err(
+            |err| match err {
+                SourceError::InvalidRange { reason, .. } => SourceError::InvalidRange {
+                    input: shown(text),
+                    reason,
+                },
+                other => other.with_input(text),
+            },
+        )),
+        (Err(_), Err(_)) => None,
+        _ => Some(Err(SourceError::InvalidRange {
+            input: shown(text),
+            reason: "one of its ends is not an IP address",
+        })),
+    }
+}
+
 impl fmt::Display for AllowedSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.net.prefix_len() == self.net.max_prefix_len() {
-            self.net.addr().fmt(f)
-        } else {
-            self.net.fmt(f)
+        match self.kind {
+            Kind::Net(net) if net.prefix_len() == net.max_prefix_len() => net.addr().fmt(f),
+            Kind::Net(net) => net.fmt(f),
+            Kind::Range(first, last) => write!(f, "{first}-{last}"),
         }
     }
 }
@@ -267,6 +381,14 @@ pub enum SourceError {
         /// The text as given.
         input: String,
     },
+    /// An address range `first-last` that is not valid: mixed families, reversed, or
+    /// an end that is not an address.
+    InvalidRange {
+        /// The text as given.
+        input: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The list of sources is empty.
     Empty,
 }
@@ -276,7 +398,9 @@ impl SourceError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Malformed { .. } | Self::ZoneId { .. } => "invalidSource",
+            Self::Malformed { .. } | Self::ZoneId { .. } | Self::InvalidRange { .. } => {
+                "invalidSource"
+            }
             Self::Hostname { .. } => "hostnameNotAllowed",
             Self::MatchAll { .. } => "matchAllNotAllowed",
             Self::HostBitsSet { .. } => "hostBitsSet",
@@ -316,6 +440,10 @@ impl fmt::Display for SourceError {
             Self::ZoneId { input } => write!(
                 f,
                 "`{input}` has an IPv6 zone id, which only means something on one host: remove the `%zone` part"
+            ),
+            Self::InvalidRange { input, reason } => write!(
+                f,
+                "`{input}` is not a valid address range: {reason}; write it as `198.51.100.10-198.51.100.20`"
             ),
             Self::Empty => write!(
                 f,
@@ -376,6 +504,16 @@ mod tests {
             Case { name: "v4-mapped /128 folded", input: "::ffff:198.51.100.1/128", want: Ok("198.51.100.1") },
             Case { name: "v6 /1", input: "8000::/1", want: Ok("8000::/1") },
             Case { name: "v4 /31", input: "192.0.2.0/31", want: Ok("192.0.2.0/31") },
+            Case { name: "v4 range", input: "198.51.100.10 - 198.51.100.20", want: Ok("198.51.100.10-198.51.100.20") },
+            Case { name: "v6 range", input: "2001:db8::1-2001:db8::ff", want: Ok("2001:db8::1-2001:db8::ff") },
+            Case { name: "range of one", input: "192.0.2.1-192.0.2.1", want: Ok("192.0.2.1") },
+            Case { name: "v4-mapped range folded", input: "::ffff:192.0.2.1-::ffff:192.0.2.9", want: Ok("192.0.2.1-192.0.2.9") },
+            Case { name: "reversed range", input: "192.0.2.9-192.0.2.1", want: Err("invalidSource") },
+            Case { name: "mixed range", input: "192.0.2.1-2001:db8::1", want: Err("invalidSource") },
+            Case { name: "half range", input: "192.0.2.1-x", want: Err("invalidSource") },
+            Case { name: "open range", input: "192.0.2.1-", want: Err("invalidSource") },
+            Case { name: "everything range", input: "0.0.0.0-255.255.255.255", want: Err("matchAllNotAllowed") },
+            Case { name: "dashed host name", input: "my-vpn.example.com", want: Err("hostnameNotAllowed") },
             Case { name: "v4 match-all", input: "0.0.0.0/0", want: Err("matchAllNotAllowed") },
             Case { name: "v6 match-all", input: "::/0", want: Err("matchAllNotAllowed") },
             Case { name: "v4-mapped match-all", input: "::ffff:0:0/96", want: Err("matchAllNotAllowed") },
@@ -462,5 +600,32 @@ mod tests {
         assert!(err.to_string().len() < 300, "{}", err.to_string().len());
         let err = "é".repeat(100).parse::<AllowedSource>().unwrap_err();
         assert!(err.to_string().contains(&format!("{}...", "é".repeat(64))));
+    }
+
+    #[test]
+    fn ranges_decompose_into_minimal_cidrs() {
+        let range: AllowedSource = "198.51.100.10-198.51.100.20".parse().unwrap();
+        let cidrs: Vec<String> = range.to_cidrs().iter().map(ToString::to_string).collect();
+        assert_eq!(
+            cidrs,
+            [
+                "198.51.100.10/31",
+                "198.51.100.12/30",
+                "198.51.100.16/30",
+                "198.51.100.20/32"
+            ]
+        );
+        assert!(range.contains("198.51.100.10".parse().unwrap()));
+        assert!(range.contains("::ffff:198.51.100.20".parse().unwrap()));
+        assert!(!range.contains("198.51.100.21".parse().unwrap()));
+        assert!(!range.contains("198.51.100.9".parse().unwrap()));
+        assert!(!range.contains("2001:db8::1".parse().unwrap()));
+        let aligned: AllowedSource = "10.0.0.0-10.0.255.255".parse().unwrap();
+        assert_eq!(
+            aligned.to_cidrs(),
+            vec!["10.0.0.0/16".parse::<IpNet>().unwrap()]
+        );
+        let err = "192.0.2.9-192.0.2.1".parse::<AllowedSource>().unwrap_err();
+        assert!(err.to_string().contains("comes after"), "{err}");
     }
 }

@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tower_ip_allowlist::admin;
 use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, TokenClaims};
 use tower_ip_allowlist::layer::AllowlistLayer;
+use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
 use tower_ip_allowlist::policy::OrgId;
 use tower_ip_allowlist::store::Store;
 
@@ -31,11 +32,17 @@ struct Server {
 /// JWT authentication, then the allowlist, then the admin router and `/whoami`.
 async fn start() -> Server {
     let store = Store::memory();
+    let media = "/api/v1/projects/{project}/media/{file}";
     let app = Router::new()
+        .route(media, get(|| async { "media" }))
+        .route_layer(
+            ResourceAllowlistLayer::path_param(store.handle().clone(), media, "project").unwrap(),
+        )
         .route("/whoami", get(|| async { "ok" }))
         .merge(admin::router(store.clone()))
         .layer(AllowlistLayer::new(store.handle().clone()))
-        .layer(JwtAuthLayer::hs256(SECRET));
+        .layer(JwtAuthLayer::hs256(SECRET))
+        .layer(SiteAllowlistLayer::new(store.handle().clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -881,4 +888,238 @@ async fn openapi_document_lists_every_route() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+}
+
+fn site(enabled: bool, sources: &[&str]) -> Value {
+    json!({"data": {"id": "siteAllowlist", "type": "siteAllowlist",
+        "attributes": {"enabled": enabled, "allowedSources": sources}}})
+}
+
+const SITE: &str = "/api/v1/entities/siteAllowlist";
+
+#[tokio::test]
+async fn site_allowlist_through_the_api() {
+    let server = start().await;
+    let got = Call::new(Method::GET, SITE).send(&server).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body["data"]["attributes"]["enabled"], false);
+
+    // Enabling it without the administrator's own address locks them out: refused.
+    let refused = Call::new(Method::PUT, SITE)
+        .json(&site(true, &["127.0.0.2"]))
+        .send(&server)
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.error().0, "lockoutPrevented");
+    let bad = Call::new(Method::PUT, SITE)
+        .json(&site(true, &["127.0.0.1", "127.0.0.7/24"]))
+        .send(&server)
+        .await;
+    assert_eq!(
+        bad.error(),
+        (
+            "hostBitsSet",
+            Some("/data/attributes/allowedSources/1"),
+            bad.error().2
+        )
+    );
+    let wrong_id = Call::new(Method::PUT, SITE)
+        .json(&json!({"data": {"id": "other", "type": "siteAllowlist", "attributes": {"enabled": true, "allowedSources": ["127.0.0.1"]}}}))
+        .send(&server)
+        .await;
+    assert_eq!(wrong_id.error().1, Some("/data/id"));
+
+    let set = Call::new(Method::PUT, SITE)
+        .json(&site(true, &["127.0.0.1", "127.0.0.2-127.0.0.3"]))
+        .send(&server)
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    assert_eq!(
+        set.body["data"]["attributes"]["allowedSources"],
+        json!(["127.0.0.1", "127.0.0.2-127.0.0.3"])
+    );
+
+    // Enforced at once, before authentication: anonymous and authenticated alike.
+    let outside = Call::new(Method::GET, "/whoami")
+        .token(None)
+        .from("127.0.0.9")
+        .send(&server)
+        .await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN);
+    let outside = Call::new(Method::GET, "/whoami")
+        .from("127.0.0.9")
+        .send(&server)
+        .await;
+    assert_eq!(outside.status, StatusCode::FORBIDDEN);
+    let inside = Call::new(Method::GET, "/whoami")
+        .token(None)
+        .from("127.0.0.3")
+        .send(&server)
+        .await;
+    assert_eq!(inside.status, StatusCode::OK);
+
+    // Report-only: let through. Forcing past the guard works too.
+    let report = json!({"data": {"id": "siteAllowlist", "type": "siteAllowlist",
+        "attributes": {"enabled": true, "allowedSources": ["127.0.0.2"], "enforcement": "report"}}});
+    let set = Call::new(Method::PUT, SITE)
+        .json(&report)
+        .send(&server)
+        .await;
+    assert_eq!(
+        set.status,
+        StatusCode::OK,
+        "report-only cannot lock anyone out: {}",
+        set.text
+    );
+    let outside = Call::new(Method::GET, "/whoami")
+        .from("127.0.0.9")
+        .send(&server)
+        .await;
+    assert_eq!(outside.status, StatusCode::OK);
+    let forced = Call::new(Method::PUT, &format!("{SITE}?force=true"))
+        .json(&site(true, &["127.0.0.2"]))
+        .send(&server)
+        .await;
+    assert_eq!(forced.status, StatusCode::OK);
+    let locked = Call::new(Method::GET, SITE).send(&server).await;
+    assert_eq!(
+        locked.status,
+        StatusCode::FORBIDDEN,
+        "the administrator locked themselves out, as forced"
+    );
+    // Another organization's site list is its own.
+    let acme = Call::new(Method::GET, SITE)
+        .from("127.0.0.2")
+        .token(Some(token("root", Some("acme"), &["MANAGE"], &[])))
+        .send(&server)
+        .await;
+    assert_eq!(acme.body["data"]["attributes"]["enabled"], false);
+}
+
+#[tokio::test]
+async fn resource_allowlists_through_the_api() {
+    let server = start().await;
+    let path = "/api/v1/entities/resourceAllowlists/apollo";
+    let media = |project: &str| format!("/api/v1/projects/{project}/media/cover.png");
+    let missing = Call::new(Method::GET, path).send(&server).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    let list = json!({"data": {"id": "apollo", "type": "resourceAllowlist",
+        "attributes": {"allowedSources": ["127.0.0.2"]}}});
+    let set = Call::new(Method::PUT, path).json(&list).send(&server).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    assert_eq!(set.body["data"]["attributes"]["enforcement"], "enforce");
+    let got = Call::new(Method::GET, path).send(&server).await;
+    assert_eq!(got.body, set.body);
+
+    let server = &server;
+    let from = |addr: &'static str, project: &'static str| async move {
+        let path = media(project);
+        Call::new(Method::GET, &path).from(addr).send(server).await
+    };
+    assert_eq!(from("127.0.0.2", "apollo").await.status, StatusCode::OK);
+    assert_eq!(
+        from("127.0.0.1", "apollo").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        from("127.0.0.1", "gemini").await.status,
+        StatusCode::OK,
+        "no list: unrestricted"
+    );
+
+    let bad = json!({"data": {"id": "apollo", "type": "resourceAllowlist",
+        "attributes": {"allowedSources": ["127.0.0.2"], "enforcement": "sometimes"}}});
+    let refused = Call::new(Method::PUT, path).json(&bad).send(server).await;
+    assert_eq!(refused.error().1, Some("/data/attributes/enforcement"));
+    let empty = json!({"data": {"id": "apollo", "type": "resourceAllowlist", "attributes": {"allowedSources": []}}});
+    let refused = Call::new(Method::PUT, path).json(&empty).send(server).await;
+    assert_eq!(refused.error().0, "emptyAllowedSources");
+
+    let deleted = Call::new(Method::DELETE, path).send(server).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(from("127.0.0.1", "apollo").await.status, StatusCode::OK);
+    let again = Call::new(Method::DELETE, path).send(server).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn evaluate_and_my_access_explain_decisions() {
+    let server = start().await;
+    for (id, parents) in [("staff", "company"), ("interns", "staff")] {
+        let body = json!({"data": {"id": id, "type": "userGroup", "relationships": {"parents": {"data": [{"id": parents, "type": "userGroup"}]}}}});
+        Call::new(Method::PUT, &format!("/api/v1/entities/userGroups/{id}"))
+            .json(&body)
+            .send(&server)
+            .await;
+    }
+    // An unaligned range, and a report-only policy being rolled out.
+    create(
+        &server,
+        &policy("office", &["127.0.0.2-127.0.0.6"], &[], &["company"]),
+    )
+    .await;
+    let mut rollout = policy("rollout", &["127.0.0.5"], &[], &["interns"]);
+    rollout["data"]["attributes"]["enforcement"] = json!("report");
+    let created = create(&server, &rollout).await;
+    assert_eq!(created.body["data"]["attributes"]["enforcement"], "report");
+
+    let ask = |address: &str| json!({"data": {"user": "ann", "userGroups": ["interns"], "address": address}});
+    let evaluated = Call::new(Method::POST, "/api/v1/actions/ipAllowlistPolicies/evaluate")
+        .json(&ask("127.0.0.3"))
+        .send(&server)
+        .await;
+    assert_eq!(evaluated.status, StatusCode::OK, "{}", evaluated.text);
+    let data = &evaluated.body["data"];
+    assert_eq!(data["decision"], "allowed");
+    assert_eq!(
+        data["matching"],
+        json!({"policy": "office", "source": "127.0.0.2-127.0.0.6"})
+    );
+    assert_eq!(
+        data["policies"][0]["viaGroups"],
+        json!([["interns", "staff", "company"]])
+    );
+    assert_eq!(data["policies"][1]["id"], "rollout");
+    assert_eq!(data["policies"][1]["admits"], false);
+    assert_eq!(
+        data["withReportOnly"], "allowed",
+        "the office policy still admits it"
+    );
+
+    let outside = Call::new(Method::POST, "/api/v1/actions/ipAllowlistPolicies/evaluate")
+        .json(&ask("127.0.0.7"))
+        .send(&server)
+        .await;
+    assert_eq!(outside.body["data"]["decision"], "denied");
+    assert_eq!(outside.body["data"]["reason"], "ipNotAllowed");
+    let bad = Call::new(Method::POST, "/api/v1/actions/ipAllowlistPolicies/evaluate")
+        .json(&ask("not-an-ip"))
+        .send(&server)
+        .await;
+    assert_eq!(bad.error().1, Some("/data/address"));
+    let not_admin = Call::new(Method::POST, "/api/v1/actions/ipAllowlistPolicies/evaluate")
+        .json(&ask("127.0.0.3"))
+        .token(Some(token("ann", None, &[], &["interns"])))
+        .send(&server)
+        .await;
+    assert_eq!(not_admin.status, StatusCode::FORBIDDEN);
+
+    // myAccess: any authenticated caller, about their own requests.
+    let ann = token("ann", None, &[], &["interns"]);
+    let mine = Call::new(Method::GET, "/api/v1/actions/ipAllowlistPolicies/myAccess")
+        .token(Some(ann))
+        .from("127.0.0.4")
+        .send(&server)
+        .await;
+    assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
+    assert_eq!(mine.body["data"]["clientIp"], "127.0.0.4");
+    assert_eq!(mine.body["data"]["clientIpSource"], "peer");
+    assert_eq!(mine.body["data"]["user"], "ann");
+    assert_eq!(mine.body["data"]["policies"][0]["admits"], true);
+    assert_eq!(mine.body["data"]["withReportOnly"], "allowed");
+    let anonymous = Call::new(Method::GET, "/api/v1/actions/ipAllowlistPolicies/myAccess")
+        .token(None)
+        .send(&server)
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }

@@ -240,6 +240,47 @@ async fn routes_of_the_demo() {
     assert_eq!(body["errors"][0]["code"], "ipNotAllowed");
     let (status, _) = send(server.addr, Method::GET, "/health", None, None).await;
     assert_eq!(status, StatusCode::OK, "health is never gated");
+
+    // A project's media, guarded by the project's resource allowlist.
+    let media = "/api/v1/projects/apollo/media/cover.png";
+    let (status, _) = send(server.addr, Method::GET, media, None, None).await;
+    assert_eq!(status, StatusCode::OK, "no list: unrestricted");
+    let list = |sources: &[&str]| {
+        json!({"data": {"id": "apollo", "type": "resourceAllowlist",
+            "attributes": {"allowedSources": sources}}})
+    };
+    let path = "/api/v1/entities/resourceAllowlists/apollo";
+    let (status, _) = send(
+        server.addr,
+        Method::PUT,
+        path,
+        Some(&admin),
+        Some(list(&["192.0.2.0/24"])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(server.addr, Method::GET, media, None, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = send(
+        server.addr,
+        Method::GET,
+        "/api/v1/projects/gemini/media/a.png",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "another project is unrestricted");
+    let (status, _) = send(
+        server.addr,
+        Method::PUT,
+        path,
+        Some(&admin),
+        Some(list(&["127.0.0.1"])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = send(server.addr, Method::GET, media, None, None).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -376,6 +376,7 @@ async fn run(store: &Store, op: &Op) -> Result<(), StoreError> {
                 groups: groups
                     .as_ref()
                     .map(|g| g.iter().map(|&i| GROUPS[i].into()).collect()),
+                ..PolicyPatch::default()
             };
             store
                 .update_policy(&actor, &org, IDS[*id], patch, None)

@@ -11,10 +11,12 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use crate::policy::{GroupId, UserId};
+use crate::explain::{Explanation, ListExplanation, PolicyExplanation, Via};
+use crate::policy::{Enforcement, GroupId, SiteList, SourceList, UserId};
+use crate::snapshot::Decision;
 use crate::store::{
-    check_policy_id, check_principal_id, PolicyDraft, PolicyPatch, StoredGroup, StoredPolicy,
-    Targets,
+    check_policy_id, check_principal_id, ListDraft, PolicyDraft, PolicyPatch, StoredGroup,
+    StoredPolicy, Targets,
 };
 
 /// `data.type` of a policy.
@@ -23,6 +25,10 @@ pub const POLICY_TYPE: &str = "ipAllowlistPolicy";
 pub const GROUP_TYPE: &str = "userGroup";
 /// `type` of a user in a relationship.
 pub const USER_TYPE: &str = "user";
+/// `data.type` (and `data.id`) of the site allowlist.
+pub const SITE_TYPE: &str = "siteAllowlist";
+/// `data.type` of a resource's allowlist.
+pub const RESOURCE_TYPE: &str = "resourceAllowlist";
 
 /// The longest policy name accepted, in characters.
 const MAX_NAME_CHARS: usize = 255;
@@ -71,6 +77,15 @@ pub struct PolicyAttributes {
     /// IP addresses and CIDR ranges; not empty, no host names, no match-all ranges.
     #[schema(example = json!(["203.0.113.10/32", "198.51.100.0/24", "2001:db8:abcd::/48"]))]
     pub allowed_sources: Vec<String>,
+    /// `enforce` (the default) or `report`: a report-only policy never denies, it logs
+    /// what it would have denied.
+    #[serde(default = "enforce")]
+    #[schema(example = "enforce")]
+    pub enforcement: String,
+}
+
+fn enforce() -> String {
+    Enforcement::Enforce.as_str().to_owned()
 }
 
 /// A policy's targets.
@@ -196,6 +211,172 @@ pub struct ErrorSource {
     pub header: Option<String>,
 }
 
+/// A document holding an organization's site allowlist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SiteAllowlistDocument {
+    /// The site allowlist.
+    pub data: SiteAllowlistResource,
+}
+
+/// The `siteAllowlist` resource: one per organization, id `siteAllowlist`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SiteAllowlistResource {
+    /// Always `siteAllowlist`.
+    #[schema(example = "siteAllowlist")]
+    pub id: String,
+    /// Always `siteAllowlist`.
+    #[serde(rename = "type")]
+    #[schema(example = "siteAllowlist")]
+    pub kind: String,
+    /// Whether it is in force, its sources and enforcement.
+    pub attributes: SiteAllowlistAttributes,
+}
+
+/// The site allowlist's attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SiteAllowlistAttributes {
+    /// Once enabled, every request of the organization must come from inside the list.
+    pub enabled: bool,
+    /// IP addresses, CIDR ranges and `first-last` ranges (empty only when never set).
+    pub allowed_sources: Vec<String>,
+    /// `enforce` (the default) or `report`.
+    #[serde(default = "enforce")]
+    pub enforcement: String,
+}
+
+/// A document holding one resource's allowlist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceAllowlistDocument {
+    /// The resource's allowlist.
+    pub data: ResourceAllowlistResource,
+}
+
+/// A `resourceAllowlist` resource, whose id is the resource's (a project id, say).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceAllowlistResource {
+    /// The resource id.
+    pub id: String,
+    /// Always `resourceAllowlist`.
+    #[serde(rename = "type")]
+    #[schema(example = "resourceAllowlist")]
+    pub kind: String,
+    /// Its sources and enforcement.
+    pub attributes: ListAttributes,
+}
+
+/// A list's attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListAttributes {
+    /// IP addresses, CIDR ranges and `first-last` ranges; not empty.
+    pub allowed_sources: Vec<String>,
+    /// `enforce` (the default) or `report`.
+    #[serde(default = "enforce")]
+    pub enforcement: String,
+}
+
+/// The body of `evaluate`: a caller and an address to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EvaluateDocument {
+    /// What to evaluate.
+    pub data: EvaluateData,
+}
+
+/// A caller and an address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluateData {
+    /// The user id.
+    #[schema(example = "bob")]
+    pub user: String,
+    /// The user's direct groups (their ancestors are found through the hierarchy).
+    #[serde(default)]
+    #[schema(example = json!(["interns"]))]
+    pub user_groups: Vec<String>,
+    /// The client address to evaluate.
+    #[schema(example = "198.51.100.7")]
+    pub address: String,
+}
+
+/// The outcome of `evaluate` or `myAccess`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExplanationDocument {
+    /// The outcome.
+    pub data: ExplanationData,
+}
+
+/// A decision and the reasons for it, rule by rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExplanationData {
+    /// The user evaluated.
+    pub user: String,
+    /// The organization.
+    pub organization: String,
+    /// The address evaluated.
+    pub client_ip: Option<String>,
+    /// How the address was found (`myAccess` only): `peer`, `xForwardedFor`,
+    /// `forwarded` or `xRealIp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip_source: Option<String>,
+    /// `allowed`, `denied` or `noPolicy`, from the enforced policies.
+    #[schema(example = "allowed")]
+    pub decision: String,
+    /// Why it is denied: `ipNotAllowed` or `clientIpUnknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Every applicable policy, enforced and report-only.
+    pub policies: Vec<PolicyVerdict>,
+    /// The enforced policy that admits the address, and the source that does.
+    pub matching: Option<MatchingRule>,
+    /// The decision if report-only policies enforced too, when some apply.
+    pub with_report_only: Option<String>,
+    /// The site allowlist, when enabled.
+    pub site_allowlist: Option<ListVerdict>,
+}
+
+/// One applicable policy, for a caller and an address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyVerdict {
+    /// The policy id.
+    pub id: String,
+    /// `enforce` or `report`.
+    pub enforcement: String,
+    /// Whether it names the user directly.
+    pub via_user: bool,
+    /// The chains of groups through which it applies, each from the caller's group up
+    /// to the group the policy names.
+    pub via_groups: Vec<Vec<String>>,
+    /// Whether it admits the address (`null`: unknown address).
+    pub admits: Option<bool>,
+    /// Its first source containing the address.
+    pub matching_source: Option<String>,
+}
+
+/// The rule that admits a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchingRule {
+    /// The policy id.
+    pub policy: String,
+    /// The source containing the address.
+    pub source: String,
+}
+
+/// A site or resource list, for an address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListVerdict {
+    /// `enforce` or `report`.
+    pub enforcement: String,
+    /// Whether it admits the address (`null`: unknown address).
+    pub admits: Option<bool>,
+    /// Its first source containing the address.
+    pub matching_source: Option<String>,
+}
+
 // ---- responses -------------------------------------------------------------------
 
 fn identifiers<'a>(ids: impl Iterator<Item = &'a str>, kind: &str) -> Relationship {
@@ -218,6 +399,7 @@ impl From<&StoredPolicy> for PolicyResource {
             attributes: PolicyAttributes {
                 name: policy.name().map(str::to_owned),
                 allowed_sources: policy.sources().iter().map(ToString::to_string).collect(),
+                enforcement: policy.enforcement().as_str().to_owned(),
             },
             relationships: PolicyRelationships {
                 users: identifiers(policy.users().iter().map(UserId::as_str), USER_TYPE),
@@ -238,6 +420,117 @@ impl From<&StoredGroup> for GroupResource {
             relationships: GroupRelationships {
                 parents: identifiers(group.parents.iter().map(GroupId::as_str), GROUP_TYPE),
             },
+        }
+    }
+}
+
+impl From<&SiteList> for SiteAllowlistResource {
+    fn from(site: &SiteList) -> Self {
+        Self {
+            id: SITE_TYPE.to_owned(),
+            kind: SITE_TYPE.to_owned(),
+            attributes: SiteAllowlistAttributes {
+                enabled: site.enabled,
+                allowed_sources: site
+                    .list
+                    .sources()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                enforcement: site.list.enforcement().as_str().to_owned(),
+            },
+        }
+    }
+}
+
+impl SiteAllowlistResource {
+    /// An organization that never set one: disabled and empty.
+    pub(crate) fn unset() -> Self {
+        Self {
+            id: SITE_TYPE.to_owned(),
+            kind: SITE_TYPE.to_owned(),
+            attributes: SiteAllowlistAttributes {
+                enabled: false,
+                allowed_sources: Vec::new(),
+                enforcement: enforce(),
+            },
+        }
+    }
+}
+
+impl ResourceAllowlistResource {
+    pub(crate) fn of(id: &str, list: &SourceList) -> Self {
+        Self {
+            id: id.to_owned(),
+            kind: RESOURCE_TYPE.to_owned(),
+            attributes: ListAttributes {
+                allowed_sources: list.sources().iter().map(ToString::to_string).collect(),
+                enforcement: list.enforcement().as_str().to_owned(),
+            },
+        }
+    }
+}
+
+fn decision_text(decision: Decision) -> (String, Option<String>) {
+    match decision {
+        Decision::Allowed => ("allowed".to_owned(), None),
+        Decision::NoPolicy => ("noPolicy".to_owned(), None),
+        Decision::Denied(reason) => ("denied".to_owned(), Some(reason.code().to_owned())),
+    }
+}
+
+impl From<&ListExplanation> for ListVerdict {
+    fn from(list: &ListExplanation) -> Self {
+        Self {
+            enforcement: list.enforcement.as_str().to_owned(),
+            admits: list.admits,
+            matching_source: list.matching_source.map(|s| s.to_string()),
+        }
+    }
+}
+
+impl From<&PolicyExplanation> for PolicyVerdict {
+    fn from(policy: &PolicyExplanation) -> Self {
+        Self {
+            id: policy.id.to_string(),
+            enforcement: policy.enforcement.as_str().to_owned(),
+            via_user: policy.via.contains(&Via::User),
+            via_groups: policy
+                .via
+                .iter()
+                .filter_map(|via| match via {
+                    Via::Group { path } => Some(path.iter().map(ToString::to_string).collect()),
+                    Via::User => None,
+                })
+                .collect(),
+            admits: policy.admits,
+            matching_source: policy.matching_source.map(|s| s.to_string()),
+        }
+    }
+}
+
+impl ExplanationData {
+    pub(crate) fn of(
+        user: &str,
+        organization: &str,
+        client_ip: Option<std::net::IpAddr>,
+        why: &Explanation,
+    ) -> Self {
+        let (decision, reason) = decision_text(why.decision);
+        Self {
+            user: user.to_owned(),
+            organization: organization.to_owned(),
+            client_ip: client_ip.map(|ip| ip.to_string()),
+            client_ip_source: None,
+            decision,
+            reason,
+            policies: why.policies.iter().map(PolicyVerdict::from).collect(),
+            matching: why.matching.as_ref().map(|(policy, source)| MatchingRule {
+                policy: policy.to_string(),
+                source: source.to_string(),
+            }),
+            with_report_only: why.with_report_only.map(|d| decision_text(d).0),
+            site_allowlist: why.site.as_ref().map(ListVerdict::from),
         }
     }
 }
@@ -413,6 +706,21 @@ struct PolicyFields {
     allowed_sources: Option<Vec<String>>,
     users: Option<BTreeSet<UserId>>,
     groups: Option<BTreeSet<GroupId>>,
+    enforcement: Option<Enforcement>,
+}
+
+/// `allowedSources`: an array of strings.
+fn sources(list: &At<'_>) -> Result<Vec<String>, ApiError> {
+    list.items()?
+        .map(|item| item.string().map(str::to_owned))
+        .collect()
+}
+
+/// `enforcement`: `enforce` or `report`.
+fn enforcement(value: &At<'_>) -> Result<Enforcement, ApiError> {
+    Enforcement::parse(value.string()?).ok_or_else(|| {
+        ApiError::malformed(value.shown(), "`enforcement` must be `enforce` or `report`")
+    })
 }
 
 fn policy_fields(data: &At<'_>) -> Result<PolicyFields, ApiError> {
@@ -422,9 +730,13 @@ fn policy_fields(data: &At<'_>) -> Result<PolicyFields, ApiError> {
         allowed_sources: None,
         users: None,
         groups: None,
+        enforcement: None,
     };
     if let Some(attributes) = data.optional("attributes")? {
-        attributes.only(&["name", "allowedSources"])?;
+        attributes.only(&["name", "allowedSources", "enforcement"])?;
+        if let Some(value) = attributes.optional("enforcement")? {
+            fields.enforcement = Some(enforcement(&value)?);
+        }
         // `name: null` is sent as a JSON null, which `optional` hides; look for it.
         if attributes.object()?.contains_key("name") {
             fields.name = Some(match attributes.optional("name")? {
@@ -441,12 +753,8 @@ fn policy_fields(data: &At<'_>) -> Result<PolicyFields, ApiError> {
                 None => None,
             });
         }
-        if let Some(sources) = attributes.optional("allowedSources")? {
-            let sources = sources
-                .items()?
-                .map(|item| item.string().map(str::to_owned))
-                .collect::<Result<Vec<_>, _>>()?;
-            fields.allowed_sources = Some(sources);
+        if let Some(list) = attributes.optional("allowedSources")? {
+            fields.allowed_sources = Some(sources(&list)?);
         }
     }
     if let Some(relationships) = data.optional("relationships")? {
@@ -485,6 +793,7 @@ pub(crate) fn policy_draft(root: &Value, path_id: Option<&str>) -> Result<Policy
         allowed_sources,
         users: fields.users.unwrap_or_default(),
         groups: fields.groups.unwrap_or_default(),
+        enforcement: fields.enforcement.unwrap_or_default(),
     })
 }
 
@@ -498,6 +807,7 @@ pub(crate) fn policy_patch(root: &Value, path_id: &str) -> Result<PolicyPatch, A
         allowed_sources: fields.allowed_sources,
         users: fields.users,
         groups: fields.groups,
+        enforcement: fields.enforcement,
     })
 }
 
@@ -525,6 +835,63 @@ pub(crate) fn group_parents(root: &Value, path_id: &str) -> Result<BTreeSet<Grou
     };
     relationships.only(&["parents"])?;
     Ok(relationship(&relationships, "parents", GROUP_TYPE)?.unwrap_or_default())
+}
+
+/// The body of `PUT siteAllowlist`: `enabled` and `allowedSources` required.
+pub(crate) fn site_list(root: &Value) -> Result<(bool, ListDraft), ApiError> {
+    let data = data(root, SITE_TYPE, Some(SITE_TYPE))?;
+    data.only(&["id", "type", "attributes", "meta", "links"])?;
+    let attributes = data.get("attributes")?;
+    attributes.only(&["enabled", "allowedSources", "enforcement"])?;
+    let enabled = attributes.get("enabled")?;
+    let enabled = enabled.value.as_bool().ok_or_else(|| {
+        ApiError::malformed(enabled.shown(), "`enabled` must be `true` or `false`")
+    })?;
+    Ok((enabled, list_draft(&attributes)?))
+}
+
+/// The body of `PUT resourceAllowlists/{id}`.
+pub(crate) fn resource_list(root: &Value, path_id: &str) -> Result<ListDraft, ApiError> {
+    let data = data(root, RESOURCE_TYPE, Some(path_id))?;
+    data.only(&["id", "type", "attributes", "meta", "links"])?;
+    let attributes = data.get("attributes")?;
+    attributes.only(&["allowedSources", "enforcement"])?;
+    list_draft(&attributes)
+}
+
+fn list_draft(attributes: &At<'_>) -> Result<ListDraft, ApiError> {
+    let mut draft = ListDraft::new(sources(&attributes.get("allowedSources")?)?);
+    if let Some(value) = attributes.optional("enforcement")? {
+        draft = draft.enforcement(enforcement(&value)?);
+    }
+    Ok(draft)
+}
+
+/// The body of `evaluate`: a user, their groups and an address.
+pub(crate) fn evaluate(root: &Value) -> Result<(String, Vec<String>, std::net::IpAddr), ApiError> {
+    let data = At::root(root).get("data")?;
+    data.only(&["user", "userGroups", "address"])?;
+    let user = data.get("user")?;
+    let user_text = user.string()?;
+    check_principal_id("user", user_text)
+        .map_err(|err| ApiError::malformed(user.shown(), err.to_string()))?;
+    let mut groups = Vec::new();
+    if let Some(list) = data.optional("userGroups")? {
+        for item in list.items()? {
+            let text = item.string()?;
+            check_principal_id("userGroup", text)
+                .map_err(|err| ApiError::malformed(item.shown(), err.to_string()))?;
+            groups.push(text.to_owned());
+        }
+    }
+    let address = data.get("address")?;
+    let addr = address.string()?.trim().parse().map_err(|_| {
+        ApiError::malformed(
+            address.shown(),
+            "`address` must be an IPv4 or IPv6 address, such as 198.51.100.7",
+        )
+    })?;
+    Ok((user_text.to_owned(), groups, addr))
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub(crate) enum Context {
     Targets,
     /// A `userGroup` resource document.
     Group,
+    /// A `siteAllowlist` or `resourceAllowlist` document.
+    List,
     /// No request body.
     NoBody,
 }
@@ -101,6 +103,7 @@ impl ApiError {
             StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
             StoreError::Conflict { .. }
             | StoreError::PolicyLimitExceeded { .. }
+            | StoreError::ResourceLimitExceeded { .. }
             | StoreError::LockoutPrevented { .. } => StatusCode::CONFLICT,
             StoreError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             StoreError::Backend(backend) => {
@@ -115,10 +118,12 @@ impl ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         let pointer = match (&err, context) {
-            (StoreError::InvalidSource(err), Context::Policy) => Some(match err.index {
-                Some(index) => format!("/data/attributes/allowedSources/{index}"),
-                None => "/data/attributes/allowedSources".to_owned(),
-            }),
+            (StoreError::InvalidSource(err), Context::Policy | Context::List) => {
+                Some(match err.index {
+                    Some(index) => format!("/data/attributes/allowedSources/{index}"),
+                    None => "/data/attributes/allowedSources".to_owned(),
+                })
+            }
             (StoreError::TargetLimitExceeded { .. }, Context::Policy) => {
                 Some("/data/relationships".to_owned())
             }
@@ -149,6 +154,7 @@ fn title(code: &str) -> &'static str {
         "hostBitsSet" => "Range has host bits set",
         "policyLimitExceeded" => "Too many policies",
         "targetLimitExceeded" => "Too many targets",
+        "resourceLimitExceeded" => "Too many resource allowlists",
         "conflict" => "Conflict",
         "lockoutPrevented" => "Change would lock you out",
         "versionMismatch" => "Version mismatch",

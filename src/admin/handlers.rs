@@ -14,12 +14,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::document::{
-    self, ErrorDocument, GroupDocument, GroupResource, PolicyDocument, PolicyListDocument,
-    PolicyResource, TargetsDocument,
+    self, ErrorDocument, EvaluateDocument, ExplanationData, ExplanationDocument, GroupDocument,
+    GroupResource, PolicyDocument, PolicyListDocument, PolicyResource, ResourceAllowlistDocument,
+    ResourceAllowlistResource, SiteAllowlistDocument, SiteAllowlistResource, TargetsDocument,
 };
 use super::error::{ApiError, Context};
 use super::{AdminState, MAX_BODY_BYTES, MEDIA_TYPE, POLICIES_PATH};
-use crate::client_ip::ClientIp;
+use crate::client_ip::{ClientIp, ClientIpSource};
 use crate::policy::OrgId;
 use crate::principal::Principal;
 use crate::source::normalize_ip;
@@ -41,29 +42,44 @@ impl FromRequestParts<AdminState> for Manager {
         parts: &mut Parts,
         state: &AdminState,
     ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if !caller.principal.has_permission(&state.permission) {
+            return Err(ApiError::forbidden(&state.permission));
+        }
+        Ok(Self {
+            org: caller.principal.organization_or_default(),
+            actor: Actor::new(&caller.principal, caller.ip.map(|ip| ip.addr)).force(force(parts)?),
+        })
+    }
+}
+
+/// Any authenticated caller, with the address it calls from.
+pub(super) struct Caller {
+    principal: Principal,
+    ip: Option<ClientIp>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let principal = parts
             .extensions
             .get::<Principal>()
+            .cloned()
             .ok_or_else(ApiError::unauthenticated)?;
-        if !principal.has_permission(&state.permission) {
-            return Err(ApiError::forbidden(&state.permission));
-        }
         // The address the allowlist layer resolved (which honours trusted proxies),
         // else the TCP peer.
-        let addr = parts
-            .extensions
-            .get::<ClientIp>()
-            .map(|ip| ip.addr)
-            .or_else(|| {
-                parts
-                    .extensions
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|info| normalize_ip(info.0.ip()))
-            });
-        Ok(Self {
-            org: principal.organization_or_default(),
-            actor: Actor::new(principal, addr).force(force(parts)?),
-        })
+        let ip = parts.extensions.get::<ClientIp>().copied().or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| ClientIp {
+                    addr: normalize_ip(info.0.ip()),
+                    source: ClientIpSource::Peer,
+                })
+        });
+        Ok(Self { principal, ip })
     }
 }
 
@@ -559,6 +575,196 @@ pub(super) async fn delete_group(
         .await
         .map_err(|err| ApiError::from_store(err, Context::NoBody))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- site and resource lists ---------------------------------------------------
+
+/// Get the organization's site allowlist (disabled and empty if never set).
+#[utoipa::path(
+    get, path = "/api/v1/entities/siteAllowlist", tag = "siteAllowlist",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The site allowlist", body = SiteAllowlistDocument, content_type = "application/vnd.api+json"),
+    )
+)]
+pub(super) async fn get_site_list(State(state): State<AdminState>, manager: Manager) -> Response {
+    let data = state
+        .store
+        .site_list(&manager.org)
+        .as_ref()
+        .map_or_else(SiteAllowlistResource::unset, SiteAllowlistResource::from);
+    document(StatusCode::OK, &SiteAllowlistDocument { data })
+}
+
+/// Set the organization's site allowlist: once enabled, every request of the
+/// organization must come from inside it.
+#[utoipa::path(
+    put, path = "/api/v1/entities/siteAllowlist", tag = "siteAllowlist",
+    security(("bearer" = [])),
+    params(("force" = Option<bool>, Query, description = "Skip the lockout guard")),
+    request_body(content = SiteAllowlistDocument, content_type = "application/vnd.gooddata.api+json"),
+    responses(
+        (status = 200, description = "The site allowlist", body = SiteAllowlistDocument, content_type = "application/vnd.api+json"),
+        (status = 400, description = "Invalid document or source", body = ErrorDocument),
+        (status = 409, description = "The change would lock the caller out", body = ErrorDocument),
+    )
+)]
+pub(super) async fn put_site_list(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let (enabled, draft) = document::site_list(&body)?;
+    let site = state
+        .store
+        .set_site_list(&manager.actor, &manager.org, enabled, draft)
+        .await
+        .map_err(|err| ApiError::from_store(err, Context::List))?;
+    let data = SiteAllowlistResource::from(&site);
+    Ok(document(StatusCode::OK, &SiteAllowlistDocument { data }))
+}
+
+/// Get a resource's allowlist.
+#[utoipa::path(
+    get, path = "/api/v1/entities/resourceAllowlists/{id}", tag = "resourceAllowlists",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The resource id")),
+    responses(
+        (status = 200, description = "The resource's allowlist", body = ResourceAllowlistDocument, content_type = "application/vnd.api+json"),
+        (status = 404, description = "The resource has no allowlist (it is unrestricted)", body = ErrorDocument),
+    )
+)]
+pub(super) async fn get_resource_list(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Id(id): Id,
+) -> Result<Response, ApiError> {
+    let list = state
+        .store
+        .resource_list(&manager.org, &id)
+        .ok_or_else(|| ApiError::not_found("resourceAllowlist", &id))?;
+    let data = ResourceAllowlistResource::of(&id, &list);
+    Ok(document(
+        StatusCode::OK,
+        &ResourceAllowlistDocument { data },
+    ))
+}
+
+/// Set (create or replace) a resource's allowlist.
+#[utoipa::path(
+    put, path = "/api/v1/entities/resourceAllowlists/{id}", tag = "resourceAllowlists",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The resource id")),
+    request_body(content = ResourceAllowlistDocument, content_type = "application/vnd.gooddata.api+json"),
+    responses(
+        (status = 200, description = "The resource's allowlist", body = ResourceAllowlistDocument, content_type = "application/vnd.api+json"),
+        (status = 400, description = "Invalid document or source", body = ErrorDocument),
+        (status = 409, description = "Too many resources with an allowlist", body = ErrorDocument),
+    )
+)]
+pub(super) async fn put_resource_list(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Id(id): Id,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let draft = document::resource_list(&body, &id)?;
+    let list = state
+        .store
+        .set_resource_list(&manager.actor, &manager.org, &id, draft)
+        .await
+        .map_err(|err| ApiError::from_store(err, Context::List))?;
+    let data = ResourceAllowlistResource::of(&id, &list);
+    Ok(document(
+        StatusCode::OK,
+        &ResourceAllowlistDocument { data },
+    ))
+}
+
+/// Remove a resource's allowlist, leaving the resource unrestricted.
+#[utoipa::path(
+    delete, path = "/api/v1/entities/resourceAllowlists/{id}", tag = "resourceAllowlists",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The resource id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 404, description = "The resource has no allowlist", body = ErrorDocument),
+    )
+)]
+pub(super) async fn delete_resource_list(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Id(id): Id,
+) -> Result<StatusCode, ApiError> {
+    state
+        .store
+        .delete_resource_list(&manager.actor, &manager.org, &id)
+        .await
+        .map_err(|err| ApiError::from_store(err, Context::NoBody))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- explain ---------------------------------------------------------------------
+
+/// Evaluate a user, their groups and an address against the organization's policies
+/// and site allowlist, rule by rule.
+#[utoipa::path(
+    post, path = "/api/v1/actions/ipAllowlistPolicies/evaluate", tag = "ipAllowlistPolicies",
+    security(("bearer" = [])),
+    request_body(content = EvaluateDocument, content_type = "application/vnd.gooddata.api+json"),
+    responses(
+        (status = 200, description = "The decision and its reasons", body = ExplanationDocument, content_type = "application/vnd.api+json"),
+        (status = 400, description = "Invalid document", body = ErrorDocument),
+    )
+)]
+pub(super) async fn evaluate(
+    State(state): State<AdminState>,
+    manager: Manager,
+    Body(body): Body,
+) -> Result<Response, ApiError> {
+    let (user, groups, addr) = document::evaluate(&body)?;
+    let why = state.store.explain(
+        &manager.org,
+        &user,
+        groups.iter().map(String::as_str),
+        Some(addr),
+    );
+    let data = ExplanationData::of(&user, manager.org.as_str(), Some(addr), &why);
+    Ok(document(StatusCode::OK, &ExplanationDocument { data }))
+}
+
+/// How the caller's own requests are evaluated: the resolved address, how it was
+/// resolved, and whether each applicable rule admits it. Any authenticated caller.
+#[utoipa::path(
+    get, path = "/api/v1/actions/ipAllowlistPolicies/myAccess", tag = "ipAllowlistPolicies",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's decision and its reasons", body = ExplanationDocument, content_type = "application/vnd.api+json"),
+        (status = 401, description = "No valid token", body = ErrorDocument),
+    )
+)]
+pub(super) async fn my_access(State(state): State<AdminState>, caller: Caller) -> Response {
+    let org = caller.principal.organization_or_default();
+    let addr = caller.ip.map(|ip| ip.addr);
+    let why = state.store.explain(
+        &org,
+        caller.principal.user.as_str(),
+        caller.principal.groups.iter().map(|g| g.as_str()),
+        addr,
+    );
+    let mut data = ExplanationData::of(caller.principal.user.as_str(), org.as_str(), addr, &why);
+    data.client_ip_source = caller.ip.map(|ip| source_name(ip.source).to_owned());
+    document(StatusCode::OK, &ExplanationDocument { data })
+}
+
+fn source_name(source: ClientIpSource) -> &'static str {
+    match source {
+        ClientIpSource::XForwardedFor => "xForwardedFor",
+        ClientIpSource::Forwarded => "forwarded",
+        ClientIpSource::XRealIp => "xRealIp",
+        // `Peer`, and whatever later versions add.
+        _ => "peer",
+    }
 }
 
 /// This API's OpenAPI 3.1 document.

@@ -12,6 +12,10 @@
 //! | `POST /api/v1/actions/ipAllowlistPolicies/{id}/addTargets` | assign users and groups | 204 |
 //! | `POST /api/v1/actions/ipAllowlistPolicies/{id}/removeTargets` | unassign them | 204 |
 //! | `GET`, `PUT`, `DELETE /api/v1/entities/userGroups/{id}` | a group's parents | 200 / 200 / 204 |
+//! | `POST /api/v1/actions/ipAllowlistPolicies/evaluate` | explain a user, groups and address, rule by rule | 200 |
+//! | `GET /api/v1/actions/ipAllowlistPolicies/myAccess` | explain the caller's own requests (any authenticated caller) | 200 |
+//! | `GET`, `PUT /api/v1/entities/siteAllowlist` | the organization's site allowlist | 200 |
+//! | `GET`, `PUT`, `DELETE /api/v1/entities/resourceAllowlists/{id}` | a resource's allowlist | 200 / 200 / 204 |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document, generated from this code | 200 |
 //!
 //! Documents are JSON:API as in the [`document`] types; bodies may be sent as
@@ -36,8 +40,14 @@
 //! `"<version>"`. `PUT`, `PATCH` and `DELETE` with `If-Match: "<version>"` are refused
 //! with 412 `versionMismatch` when the policy changed since.
 //!
-//! A change that would deny the administrator's own current address is refused with
-//! 409 `lockoutPrevented`; add `?force=true` to make it anyway.
+//! A change that would deny the administrator's own current address (a policy that
+//! applies to them, or enabling the site allowlist) is refused with 409
+//! `lockoutPrevented`; add `?force=true` to make it anyway.
+//!
+//! Policies, the site allowlist and resource allowlists take an `enforcement`
+//! attribute, `enforce` (the default) or `report`: a report-only rule never refuses a
+//! request, it reports what it would have refused (see [`report`](crate::report)).
+//! Sources may be addresses, CIDR ranges, or ranges `first-last`.
 //!
 //! # Errors
 //!
@@ -56,7 +66,7 @@
 //! | `unauthenticated` | 401 |
 //! | `forbidden` | 403 |
 //! | `notFound` | 404 |
-//! | `conflict` (duplicate id), `policyLimitExceeded`, `lockoutPrevented` | 409 |
+//! | `conflict` (duplicate id), `policyLimitExceeded`, `resourceLimitExceeded`, `lockoutPrevented` | 409 |
 //! | `versionMismatch` | 412 |
 //! | `payloadTooLarge` | 413 |
 //! | `unsupportedMediaType` | 415 |
@@ -182,6 +192,24 @@ impl Admin {
                 "/api/v1/entities/userGroups/{id}",
                 get(get_group).put(put_group).delete(delete_group),
             )
+            .route(
+                "/api/v1/actions/ipAllowlistPolicies/evaluate",
+                post(evaluate),
+            )
+            .route(
+                "/api/v1/actions/ipAllowlistPolicies/myAccess",
+                get(my_access),
+            )
+            .route(
+                "/api/v1/entities/siteAllowlist",
+                get(get_site_list).put(put_site_list),
+            )
+            .route(
+                "/api/v1/entities/resourceAllowlists/{id}",
+                get(get_resource_list)
+                    .put(put_resource_list)
+                    .delete(delete_resource_list),
+            )
             .route("/api/v1/openapi.json", get(handlers::openapi))
             .with_state(self.state)
     }
@@ -211,12 +239,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::get_group,
         handlers::put_group,
         handlers::delete_group,
+        handlers::get_site_list,
+        handlers::put_site_list,
+        handlers::get_resource_list,
+        handlers::put_resource_list,
+        handlers::delete_resource_list,
+        handlers::evaluate,
+        handlers::my_access,
         handlers::openapi,
     ),
     modifiers(&BearerAuth),
     tags(
         (name = "ipAllowlistPolicies", description = "IP allowlist policies"),
         (name = "userGroups", description = "The user-group hierarchy policies follow"),
+        (name = "siteAllowlist", description = "The organization-wide allowlist"),
+        (name = "resourceAllowlists", description = "Allowlists of single resources, such as a project's media"),
     )
 )]
 struct ApiDoc;

@@ -28,13 +28,13 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn future(future: F) -> Self {
+    pub(crate) fn future(future: F) -> Self {
         Self {
             kind: Kind::Future { future },
         }
     }
 
-    pub(super) fn rejected(response: Response<Bytes>) -> Self {
+    pub(crate) fn rejected(response: Response<Bytes>) -> Self {
         Self {
             kind: Kind::Rejected {
                 response: Some(response),

@@ -21,6 +21,16 @@ pub struct Denial {
     pub client_ip: Option<ClientIp>,
 }
 
+impl Denial {
+    pub(crate) fn new(reason: DenyReason, grpc: bool, client_ip: Option<ClientIp>) -> Self {
+        Self {
+            reason,
+            grpc,
+            client_ip,
+        }
+    }
+}
+
 /// Builds the response for a refused request.
 ///
 /// Implemented for [`DefaultRejection`] and for any `Fn(&Denial) -> Response<Bytes>`

@@ -11,6 +11,7 @@ use crate::client_ip::ClientIpResolver;
 use crate::grpc;
 use crate::policy::OrgId;
 use crate::principal::Identity;
+use crate::report;
 use crate::snapshot::{Decision, SnapshotHandle};
 
 /// The service produced by [`AllowlistLayer`](super::AllowlistLayer).
@@ -72,6 +73,18 @@ where
         let decision = snapshot.decide(organization, caller.user_id(), caller.group_ids(), addr);
 
         let Decision::Denied(reason) = decision else {
+            let org_id = organization.unwrap_or(OrgId::DEFAULT);
+            if let Some(org) = snapshot.org(org_id).filter(|org| org.has_report_policies()) {
+                let groups: Vec<&str> = caller.group_ids().collect();
+                let user = caller.user_id();
+                for rule in org
+                    .would_deny(user, groups.iter().copied(), addr)
+                    .into_iter()
+                    .flatten()
+                {
+                    report::would_deny("policy", rule.as_str(), org_id, Some(user), addr);
+                }
+            }
             tracing::trace!(
                 organization = organization.unwrap_or(OrgId::DEFAULT),
                 user = caller.user_id(),

@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-
 /// Key space of one address family: IPv4 as `u32`, IPv6 as `u128`.
 pub(crate) trait Key: Copy + Ord + std::hash::Hash {
     fn checked_next(self) -> Option<Self>;
@@ -223,24 +221,6 @@ pub(crate) fn build<K: Key>(
         }
     }
     RangeIndex::new(starts, set_ids)
-}
-
-/// The first and last address of a network, as keys.
-pub(crate) fn v4_bounds(net: &ipnet::Ipv4Net) -> (u32, u32) {
-    (u32::from(net.network()), u32::from(net.broadcast()))
-}
-
-/// The first and last address of a network, as keys.
-pub(crate) fn v6_bounds(net: &ipnet::Ipv6Net) -> (u128, u128) {
-    (u128::from(net.network()), u128::from(net.broadcast()))
-}
-
-/// Splits networks by family.
-pub(crate) fn split(net: &IpNet) -> Result<(u32, u32), (u128, u128)> {
-    match net {
-        IpNet::V4(v4) => Ok(v4_bounds(v4)),
-        IpNet::V6(v6) => Err(v6_bounds(v6)),
-    }
 }
 
 /// The key of an already normalized address.

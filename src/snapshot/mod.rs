@@ -47,6 +47,7 @@
 
 mod handle;
 mod index;
+mod list;
 mod org;
 
 use std::collections::HashMap;
@@ -55,6 +56,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use handle::SnapshotHandle;
+pub use list::CompiledList;
 pub use org::CompiledOrg;
 
 use crate::policy::{OrgId, OrgPolicies};
@@ -181,7 +183,7 @@ impl Snapshot {
     /// Sets an organization's compiled form (compiled elsewhere, or shared with
     /// another snapshot).
     pub fn insert_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
-        if org.active_policies() == 0 {
+        if org.is_empty() {
             // Nothing can apply: keep the map small and the look-up a miss.
             self.orgs.remove(id.as_str());
         } else {
@@ -193,7 +195,7 @@ impl Snapshot {
         self.insert_compiled(id, Arc::new(CompiledOrg::compile(org)));
     }
 
-    /// The compiled organization, if it has any active policy.
+    /// The compiled organization, if it has any active policy or list.
     #[must_use]
     pub fn org(&self, id: &str) -> Option<&Arc<CompiledOrg>> {
         self.orgs.get(id)

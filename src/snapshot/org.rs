@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use smallvec::SmallVec;
 
 use super::index::{self, RangeIndex, SetTable};
-use super::{Decision, DenyReason};
-use crate::policy::{OrgPolicies, PolicyId};
+use super::{CompiledList, Decision, DenyReason};
+use crate::policy::{Enforcement, OrgPolicies, Policy, PolicyId};
 use crate::source::normalize_ip;
 
 type FastMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
@@ -32,13 +32,45 @@ pub struct CompiledOrg {
     v4: RangeIndex<u32>,
     v6: RangeIndex<u128>,
     sources: usize,
+    /// The enabled site list.
+    site: Option<CompiledList>,
+    /// Resources' lists.
+    resources: FastMap<CompiledList>,
+    /// When some active policies only report: every active policy, compiled, to tell
+    /// what the decision would be if they enforced.
+    report: Option<Box<CompiledOrg>>,
 }
 
 impl CompiledOrg {
-    /// Compiles an organization's policies and group hierarchy.
+    /// Compiles an organization's policies, group hierarchy, site list and resource
+    /// lists.
     #[must_use]
     pub fn compile(org: &OrgPolicies) -> Self {
-        let active: Vec<_> = org.policies.values().filter(|p| p.is_active()).collect();
+        let active: Vec<&Policy> = org.policies.values().filter(|p| p.is_active()).collect();
+        let enforced: Vec<&Policy> = active
+            .iter()
+            .copied()
+            .filter(|p| p.enforcement() == Enforcement::Enforce)
+            .collect();
+        let mut compiled = Self::policies(&enforced, org);
+        if enforced.len() < active.len() {
+            compiled.report = Some(Box::new(Self::policies(&active, org)));
+        }
+        compiled.site = org
+            .site
+            .as_ref()
+            .filter(|site| site.enabled)
+            .map(|site| CompiledList::compile(&site.list));
+        compiled.resources = org
+            .resources
+            .iter()
+            .map(|(id, list)| (id.as_str().into(), CompiledList::compile(list)))
+            .collect();
+        compiled
+    }
+
+    /// Compiles `active` policies over the organization's group hierarchy.
+    fn policies(active: &[&Policy], org: &OrgPolicies) -> Self {
         let mut sets = SetTable::new(active.len());
         let words = sets.words();
         let bit = |bits: &mut [u64], p: usize| bits[p / 64] |= 1 << (p % 64);
@@ -90,9 +122,12 @@ impl CompiledOrg {
         for (p, policy) in active.iter().enumerate() {
             for source in policy.sources() {
                 sources += 1;
-                match index::split(&source.net()) {
-                    Ok((first, last)) => v4_ranges.push((p, first, last)),
-                    Err((first, last)) => v6_ranges.push((p, first, last)),
+                let (first, last) = source.bounds();
+                match (index::key(first), index::key(last)) {
+                    (Ok(first), Ok(last)) => v4_ranges.push((p, first, last)),
+                    (Err(first), Err(last)) => v6_ranges.push((p, first, last)),
+                    // Both ends of a source are of one family.
+                    _ => {}
                 }
             }
         }
@@ -108,7 +143,70 @@ impl CompiledOrg {
             v4,
             v6,
             sources,
+            site: None,
+            resources: FastMap::default(),
+            report: None,
         }
+    }
+
+    /// What the decision would be if the report-only policies enforced too, when that
+    /// differs from [`decide`](Self::decide)'s by denying: the report-only policies that
+    /// apply to the caller, which would have denied the request. `None` when there is
+    /// nothing to report (the usual case, and free when no policy only reports).
+    #[must_use]
+    pub fn would_deny<'a>(
+        &self,
+        user: &str,
+        groups: impl IntoIterator<Item = &'a str> + Clone,
+        addr: Option<IpAddr>,
+    ) -> Option<Vec<PolicyId>> {
+        let report = self.report.as_deref()?;
+        if !matches!(
+            report.decide(user, groups.clone(), addr),
+            Decision::Denied(_)
+        ) {
+            return None;
+        }
+        if matches!(self.decide(user, groups.clone(), addr), Decision::Denied(_)) {
+            return None;
+        }
+        let enforced = self.applicable_policies(user, groups.clone());
+        let reporting: Vec<PolicyId> = report
+            .applicable_policies(user, groups)
+            .into_iter()
+            .filter(|id| !enforced.contains(id))
+            .collect();
+        Some(reporting)
+    }
+
+    /// Whether nothing here can affect a request: no active policy (enforced or
+    /// report-only), no enabled site list, no resource list.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.policy_ids.is_empty()
+            && self.report.is_none()
+            && self.site.is_none()
+            && self.resources.is_empty()
+    }
+
+    /// Whether some active policies only report (and [`would_deny`](Self::would_deny)
+    /// has anything to say).
+    #[must_use]
+    #[inline]
+    pub fn has_report_policies(&self) -> bool {
+        self.report.is_some()
+    }
+
+    /// The enabled site list, if any.
+    #[must_use]
+    pub fn site(&self) -> Option<&CompiledList> {
+        self.site.as_ref()
+    }
+
+    /// The list of `resource`, if it has one.
+    #[must_use]
+    pub fn resource(&self, resource: &str) -> Option<&CompiledList> {
+        self.resources.get(resource)
     }
 
     /// Decides for a caller and a client address (`None`: it could not be determined).

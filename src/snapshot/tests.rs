@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use proptest::prelude::*;
 
 use super::*;
-use crate::policy::{GroupHierarchy, GroupId, Policy, PolicyId, UserId};
+use crate::policy::{Enforcement, GroupHierarchy, GroupId, Policy, PolicyId, UserId};
 use crate::source::{normalize_ip, AllowedSource};
 
 fn policy(id: &str, sources: &[&str], users: &[&str], groups: &[&str]) -> Policy {
@@ -211,16 +211,18 @@ fn deep_hierarchy_compiles_without_recursion() {
 
 /// The naive reference: find applicable policies the obvious way, then scan sources.
 fn naive(org: &OrgPolicies, user: &str, groups: &[String], addr: Option<IpAddr>) -> Decision {
-    let applicable = org.applicable(user, groups.iter().map(String::as_str));
+    let mut applicable = org.applicable(user, groups.iter().map(String::as_str));
+    applicable.retain(|p| p.enforcement() == Enforcement::Enforce);
     if applicable.is_empty() {
         return NO_POLICY;
     }
     let Some(addr) = addr else { return UNKNOWN };
     let addr = normalize_ip(addr);
-    if applicable
-        .iter()
-        .any(|p| p.sources().iter().any(|s| s.net().contains(&addr)))
-    {
+    if applicable.iter().any(|p| {
+        p.sources()
+            .iter()
+            .any(|s| s.to_cidrs().iter().any(|net| net.contains(&addr)))
+    }) {
         ALLOWED
     } else {
         NOT_ALLOWED
@@ -243,6 +245,15 @@ fn addr_strategy() -> impl Strategy<Value = IpAddr> {
 }
 
 fn source_strategy() -> impl Strategy<Value = AllowedSource> {
+    prop_oneof![
+        4 => net_strategy(),
+        1 => (addr_strategy(), addr_strategy()).prop_filter_map("mixed families", |(a, b)| {
+            AllowedSource::from_range(a.min(b), a.max(b)).ok()
+        }),
+    ]
+}
+
+fn net_strategy() -> impl Strategy<Value = AllowedSource> {
     (addr_strategy(), any::<u8>()).prop_filter_map("match-all", |(addr, p)| {
         let addr = normalize_ip(addr);
         let max = if addr.is_ipv4() { 32 } else { 128 };
@@ -264,14 +275,16 @@ prop_compose! {
                 prop::collection::vec(source_strategy(), 1..6),
                 prop::collection::btree_set(0u8..6, 0..3),
                 prop::collection::btree_set(0u8..8, 0..3),
+                prop::bool::weighted(0.2),
             ),
             0..12,
         ),
         edges in prop::collection::vec((0u8..8, 0u8..8), 0..12),
     ) -> OrgPolicies {
         let mut org = OrgPolicies::default();
-        for (i, (sources, users, groups)) in policies.into_iter().enumerate() {
+        for (i, (sources, users, groups, report)) in policies.into_iter().enumerate() {
             let mut b = Policy::builder(format!("p{i}"));
+            if report { b = b.enforcement(Enforcement::Report); }
             for s in sources { b = b.source(s); }
             for u in users { b = b.user(format!("u{u}")); }
             for g in groups { b = b.group(format!("g{g}")); }
@@ -304,9 +317,9 @@ proptest! {
         let mut addrs: Vec<Option<IpAddr>> = queries.iter().map(|q| q.2).collect();
         for policy in org.policies.values() {
             for s in policy.sources().iter().chain(&more) {
-                let net = s.net();
-                addrs.push(Some(net.network()));
-                addrs.push(Some(net.broadcast()));
+                let (first, last) = s.bounds();
+                addrs.push(Some(first));
+                addrs.push(Some(last));
             }
         }
         for (i, (user, groups, _)) in queries.iter().enumerate() {
@@ -316,6 +329,13 @@ proptest! {
                 let want = naive(&org, user.as_str(), &groups, *addr);
                 let got = compiled.decide(user.as_str(), groups.iter().map(String::as_str), *addr);
                 prop_assert_eq!(got, want, "user {} groups {:?} addr {:?}", user, groups, addr);
+                // Report-only: the compiled "would deny" agrees with the explanation.
+                let why = crate::explain::explain(&org, user.as_str(), groups.iter().map(String::as_str), *addr);
+                prop_assert_eq!(why.decision, want);
+                let would = compiled.would_deny(user.as_str(), groups.iter().map(String::as_str), *addr);
+                let expected = !matches!(want, Decision::Denied(_))
+                    && matches!(why.with_report_only, Some(Decision::Denied(_)));
+                prop_assert_eq!(would.is_some(), expected, "would_deny {:?} vs {:?}", would, why);
             }
         }
     }

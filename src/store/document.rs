@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{BackendError, OrgRecord};
-use crate::policy::{GroupId, OrgId, OrgPolicies, Policy, PolicyId};
+use crate::policy::{
+    Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList, SourceList,
+};
 use crate::source::parse_sources;
 
 #[derive(Serialize, Deserialize)]
@@ -14,6 +16,62 @@ struct OrgDocument {
     policies: Vec<PolicyDocument>,
     /// Child group -> parents.
     groups: BTreeMap<String, Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    site: Option<SiteDocument>,
+    /// Resource id -> its list.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    resources: BTreeMap<String, ListDocument>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SiteDocument {
+    enabled: bool,
+    #[serde(flatten)]
+    list: ListDocument,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListDocument {
+    allowed_sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_enforce")]
+    enforcement: String,
+}
+
+fn is_enforce(enforcement: &str) -> bool {
+    enforcement.is_empty() || enforcement == Enforcement::Enforce.as_str()
+}
+
+impl ListDocument {
+    fn of(list: &SourceList) -> Self {
+        Self {
+            allowed_sources: list.sources().iter().map(ToString::to_string).collect(),
+            enforcement: list.enforcement().as_str().to_owned(),
+        }
+    }
+
+    fn read(
+        self,
+        what: &str,
+        corrupt: &dyn Fn(String) -> BackendError,
+    ) -> Result<SourceList, BackendError> {
+        let enforcement = enforcement(&self.enforcement, what, corrupt)?;
+        SourceList::parse(&self.allowed_sources)
+            .map(|list| list.with_enforcement(enforcement))
+            .map_err(|err| corrupt(format!("{what}: {err}")))
+    }
+}
+
+fn enforcement(
+    text: &str,
+    what: &str,
+    corrupt: &dyn Fn(String) -> BackendError,
+) -> Result<Enforcement, BackendError> {
+    if text.is_empty() {
+        return Ok(Enforcement::Enforce);
+    }
+    Enforcement::parse(text).ok_or_else(|| corrupt(format!("{what}: unknown enforcement `{text}`")))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -26,6 +84,8 @@ struct PolicyDocument {
     users: Vec<String>,
     groups: Vec<String>,
     version: u64,
+    #[serde(default, skip_serializing_if = "is_enforce")]
+    enforcement: String,
 }
 
 /// The document of a record (its data version is stored beside it).
@@ -46,6 +106,7 @@ pub(super) fn encode(record: &OrgRecord) -> Result<String, BackendError> {
                     .get(policy.id())
                     .copied()
                     .unwrap_or(1),
+                enforcement: policy.enforcement().as_str().to_owned(),
             })
             .collect(),
         groups: record
@@ -58,6 +119,16 @@ pub(super) fn encode(record: &OrgRecord) -> Result<String, BackendError> {
                     parents.iter().map(ToString::to_string).collect(),
                 )
             })
+            .collect(),
+        site: record.org.site.as_ref().map(|site| SiteDocument {
+            enabled: site.enabled,
+            list: ListDocument::of(&site.list),
+        }),
+        resources: record
+            .org
+            .resources
+            .iter()
+            .map(|(id, list)| (id.to_string(), ListDocument::of(list)))
             .collect(),
     };
     serde_json::to_string(&document)
@@ -94,6 +165,8 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
         if let Some(name) = stored.name {
             builder = builder.name(name);
         }
+        let what = format!("policy `{}`", stored.id);
+        builder = builder.enforcement(enforcement(&stored.enforcement, &what, &corrupt)?);
         let policy = builder
             .build()
             .map_err(|err| corrupt(format!("policy `{}`: {err}", stored.id)))?;
@@ -108,6 +181,19 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
             .groups
             .set_parents(GroupId::from(child), parents)
             .map_err(|err| corrupt(err.to_string()))?;
+    }
+    if let Some(site) = document.site {
+        record.org.site = Some(SiteList {
+            enabled: site.enabled,
+            list: site.list.read("the site allowlist", &corrupt)?,
+        });
+    }
+    for (id, list) in document.resources {
+        let what = format!("the allowlist of resource `{id}`");
+        record
+            .org
+            .resources
+            .insert(ResourceId::from(id), list.read(&what, &corrupt)?);
     }
     Ok(record)
 }
@@ -129,11 +215,42 @@ mod tests {
                 .build()
                 .unwrap(),
         );
+        record.org.insert_policy(
+            Policy::builder("rollout")
+                .sources(["198.51.100.10-198.51.100.20"])
+                .unwrap()
+                .user("u")
+                .enforcement(Enforcement::Report)
+                .build()
+                .unwrap(),
+        );
         record.policy_versions.insert(PolicyId::from("p"), 7);
+        record.policy_versions.insert(PolicyId::from("rollout"), 1);
         record.org.groups.set_parents("c", ["g"]).unwrap();
+        record.org.site = Some(SiteList {
+            enabled: false,
+            list: SourceList::parse(["203.0.113.0/24"]).unwrap(),
+        });
+        record.org.resources.insert(
+            ResourceId::from("apollo"),
+            SourceList::parse(["192.0.2.1"])
+                .unwrap()
+                .with_enforcement(Enforcement::Report),
+        );
         record.version = 3;
         let org = OrgId::default();
         assert_eq!(decode(&org, 3, &encode(&record).unwrap()).unwrap(), record);
+    }
+
+    #[test]
+    fn documents_written_before_lists_and_enforcement_still_read() {
+        let text = r#"{"policies":[{"id":"p","allowedSources":["10.0.0.1"],"users":["u"],"groups":[],"version":2}],"groups":{}}"#;
+        let record = decode(&OrgId::default(), 1, text).unwrap();
+        assert_eq!(
+            record.org.policies[&PolicyId::from("p")].enforcement(),
+            Enforcement::Enforce
+        );
+        assert!(record.org.site.is_none() && record.org.resources.is_empty());
     }
 
     #[test]
@@ -146,6 +263,9 @@ mod tests {
             r#"{"policies":[{"id":"p","allowedSources":["0.0.0.0/0"],"users":[],"groups":[],"version":1}],"groups":{}}"#,
             r#"{"policies":[{"id":"p","allowedSources":[],"users":[],"groups":[],"version":1}],"groups":{}}"#,
             r#"{"policies":[],"groups":{},"extra":1}"#,
+            r#"{"policies":[],"groups":{},"site":{"enabled":true,"allowedSources":["example.com"]}}"#,
+            r#"{"policies":[],"groups":{},"resources":{"r":{"allowedSources":["10.0.0.1"],"enforcement":"maybe"}}}"#,
+            r#"{"policies":[{"id":"p","allowedSources":["10.0.0.1"],"users":[],"groups":[],"version":1,"enforcement":"off"}],"groups":{}}"#,
         ] {
             let err = decode(&org, 1, text).unwrap_err();
             assert!(

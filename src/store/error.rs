@@ -34,6 +34,11 @@ pub enum StoreError {
         /// How many it would have.
         count: usize,
     },
+    /// The organization already has the most resource allowlists it may have.
+    ResourceLimitExceeded {
+        /// The limit.
+        limit: usize,
+    },
     /// A policy with this id already exists.
     Conflict {
         /// The id.
@@ -71,6 +76,7 @@ impl StoreError {
             Self::Cycle(_) | Self::InvalidId { .. } => "malformedDocument",
             Self::PolicyLimitExceeded { .. } => "policyLimitExceeded",
             Self::TargetLimitExceeded { .. } => "targetLimitExceeded",
+            Self::ResourceLimitExceeded { .. } => "resourceLimitExceeded",
             Self::Conflict { .. } => "conflict",
             Self::NotFound { .. } => "notFound",
             Self::VersionMismatch { .. } => "versionMismatch",
@@ -93,6 +99,10 @@ impl fmt::Display for StoreError {
             Self::TargetLimitExceeded { limit, count } => write!(
                 f,
                 "a policy may have at most {limit} direct users and groups, and this one would have {count}: assign a group instead of many users"
+            ),
+            Self::ResourceLimitExceeded { limit } => write!(
+                f,
+                "the organization already has {limit} resources with an allowlist, the most allowed: delete one first"
             ),
             Self::Conflict { id } => write!(f, "a policy with id `{id}` already exists: choose another id, or replace it"),
             Self::NotFound { kind, id } => write!(f, "no {kind} `{id}` in this organization"),

@@ -94,7 +94,11 @@ pub use self::replicator::{ReplicationOptions, Replicator, SyncStatus};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use self::sqlite::SqliteBackend;
-use crate::policy::{GroupId, OrgId, OrgPolicies, Policy, PolicyId, UserId};
+use crate::explain::{explain, Explanation};
+use crate::policy::{
+    Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList, SourceList,
+    UserId,
+};
 use crate::principal::Principal;
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
 use crate::source::parse_sources;
@@ -107,6 +111,8 @@ pub struct Limits {
     pub max_policies_per_org: usize,
     /// Direct targets (users plus groups) per policy (default 100).
     pub max_targets_per_policy: usize,
+    /// Resources with their own allowlist, per organization (default 1000).
+    pub max_resource_lists_per_org: usize,
 }
 
 impl Default for Limits {
@@ -114,6 +120,7 @@ impl Default for Limits {
         Self {
             max_policies_per_org: 100,
             max_targets_per_policy: 100,
+            max_resource_lists_per_org: 1000,
         }
     }
 }
@@ -130,6 +137,13 @@ impl Limits {
     #[must_use]
     pub fn max_targets_per_policy(mut self, limit: usize) -> Self {
         self.max_targets_per_policy = limit;
+        self
+    }
+
+    /// Sets the most resources with an allowlist an organization may have.
+    #[must_use]
+    pub fn max_resource_lists_per_org(mut self, limit: usize) -> Self {
+        self.max_resource_lists_per_org = limit;
         self
     }
 }
@@ -192,6 +206,8 @@ pub struct PolicyDraft {
     pub users: BTreeSet<UserId>,
     /// Assigned groups.
     pub groups: BTreeSet<GroupId>,
+    /// Whether the policy enforces (the default) or only reports.
+    pub enforcement: Enforcement,
 }
 
 impl PolicyDraft {
@@ -228,6 +244,47 @@ impl PolicyDraft {
         self.groups.extend(groups.into_iter().map(Into::into));
         self
     }
+
+    /// Sets whether the policy enforces or only reports.
+    #[must_use]
+    pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = enforcement;
+        self
+    }
+}
+
+/// A site or resource list as an administrator writes it: sources as text, validated
+/// by the store so errors can name the offending entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListDraft {
+    /// Allowed sources: addresses, CIDR ranges and `first-last` ranges.
+    pub allowed_sources: Vec<String>,
+    /// Whether the list enforces (the default) or only reports.
+    pub enforcement: Enforcement,
+}
+
+impl ListDraft {
+    /// An enforcing list of `sources`.
+    #[must_use]
+    pub fn new<S: Into<String>>(sources: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            allowed_sources: sources.into_iter().map(Into::into).collect(),
+            enforcement: Enforcement::Enforce,
+        }
+    }
+
+    /// Sets whether the list enforces or only reports.
+    #[must_use]
+    pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
+        self.enforcement = enforcement;
+        self
+    }
+
+    fn build(&self) -> Result<SourceList, StoreError> {
+        SourceList::parse(&self.allowed_sources)
+            .map(|list| list.with_enforcement(self.enforcement))
+            .map_err(StoreError::InvalidSource)
+    }
 }
 
 /// A partial update: only the fields that are `Some` change.
@@ -241,6 +298,8 @@ pub struct PolicyPatch {
     pub users: Option<BTreeSet<UserId>>,
     /// New set of groups.
     pub groups: Option<BTreeSet<GroupId>>,
+    /// New enforcement.
+    pub enforcement: Option<Enforcement>,
 }
 
 /// Users and groups to assign to, or unassign from, a policy.
@@ -795,6 +854,160 @@ impl Store {
         Ok(())
     }
 
+    /// Explains, rule by rule, what `org`'s policies and site list say about a caller
+    /// (`user` and direct `groups`) at `addr`; see [`explain`](crate::explain).
+    #[must_use]
+    pub fn explain<'a>(
+        &self,
+        org: &OrgId,
+        user: &str,
+        groups: impl IntoIterator<Item = &'a str>,
+        addr: Option<IpAddr>,
+    ) -> Explanation {
+        match self.cached(org) {
+            Some(record) => explain(&record.org, user, groups, addr),
+            None => explain(&OrgPolicies::default(), user, groups, addr),
+        }
+    }
+
+    // ---- site and resource lists -----------------------------------------------
+
+    /// The site allowlist of `org`, if one was ever set.
+    #[must_use]
+    pub fn site_list(&self, org: &OrgId) -> Option<SiteList> {
+        self.cached(org)?.org.site.clone()
+    }
+
+    /// Sets the site allowlist of `org`: enabled or not, its sources and enforcement.
+    ///
+    /// # Errors
+    ///
+    /// Source validation errors, and the lockout guard: enabling or changing the list
+    /// so that the acting administrator's address falls outside is refused unless
+    /// forced.
+    pub async fn set_site_list(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        enabled: bool,
+        draft: ListDraft,
+    ) -> Result<SiteList, StoreError> {
+        let site = SiteList {
+            enabled,
+            list: draft.build()?,
+        };
+        let record = self
+            .change(actor, org, "setSiteAllowlist", Subject::Site, &|record| {
+                if record.org.site.as_ref() == Some(&site) {
+                    return Ok(false);
+                }
+                record.org.site = Some(site.clone());
+                Ok(true)
+            })
+            .await?;
+        record.org.site.ok_or_else(|| StoreError::NotFound {
+            kind: "siteAllowlist",
+            id: org.to_string(),
+        })
+    }
+
+    /// The allowlist of `resource` in `org`, if it has one.
+    #[must_use]
+    pub fn resource_list(&self, org: &OrgId, resource: &str) -> Option<SourceList> {
+        self.cached(org)?.org.resources.get(resource).cloned()
+    }
+
+    /// Every resource of `org` that has an allowlist, by id.
+    #[must_use]
+    pub fn resource_lists(&self, org: &OrgId) -> Vec<(ResourceId, SourceList)> {
+        self.cached(org).map_or_else(Vec::new, |record| {
+            record
+                .org
+                .resources
+                .iter()
+                .map(|(id, list)| (id.clone(), list.clone()))
+                .collect()
+        })
+    }
+
+    /// Sets (creating or replacing) the allowlist of `resource`.
+    ///
+    /// # Errors
+    ///
+    /// Source validation errors, an invalid id, and
+    /// [`StoreError::ResourceLimitExceeded`].
+    pub async fn set_resource_list(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        resource: &str,
+        draft: ListDraft,
+    ) -> Result<SourceList, StoreError> {
+        check_principal_id("resource", resource)?;
+        let list = draft.build()?;
+        let id = ResourceId::from(resource);
+        let limit = self.inner.limits.max_resource_lists_per_org;
+        let record = self
+            .change(
+                actor,
+                org,
+                "setResourceAllowlist",
+                Subject::Resource(&id),
+                &|record| {
+                    let resources = &mut record.org.resources;
+                    if resources.get(&id) == Some(&list) {
+                        return Ok(false);
+                    }
+                    if !resources.contains_key(&id) && resources.len() >= limit {
+                        return Err(StoreError::ResourceLimitExceeded { limit });
+                    }
+                    resources.insert(id.clone(), list.clone());
+                    Ok(true)
+                },
+            )
+            .await?;
+        record
+            .org
+            .resources
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                kind: "resourceAllowlist",
+                id: id.to_string(),
+            })
+    }
+
+    /// Removes the allowlist of `resource`, leaving it unrestricted.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when it has none.
+    pub async fn delete_resource_list(
+        &self,
+        actor: &Actor,
+        org: &OrgId,
+        resource: &str,
+    ) -> Result<(), StoreError> {
+        let id = ResourceId::from(resource);
+        self.change(
+            actor,
+            org,
+            "deleteResourceAllowlist",
+            Subject::Resource(&id),
+            &|record| {
+                if record.org.resources.remove(&id).is_none() {
+                    return Err(StoreError::NotFound {
+                        kind: "resourceAllowlist",
+                        id: id.to_string(),
+                    });
+                }
+                Ok(true)
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
     // ---- the one path every change takes ------------------------------------------
 
     async fn change(
@@ -884,6 +1097,8 @@ impl fmt::Debug for Store {
 enum Subject<'a> {
     Policy(&'a PolicyId),
     Group(&'a GroupId),
+    Site,
+    Resource(&'a ResourceId),
 }
 
 fn audit(actor: &Actor, org: &OrgId, operation: &str, subject: Subject<'_>, updated: &Updated) {
@@ -909,6 +1124,27 @@ fn audit(actor: &Actor, org: &OrgId, operation: &str, subject: Subject<'_>, upda
             before = ?updated.before.org.groups.parents(id.as_str()).collect::<Vec<_>>(),
             after = ?updated.after.org.groups.parents(id.as_str()).collect::<Vec<_>>(),
             "allowlist group hierarchy changed"
+        ),
+        Subject::Site => tracing::info!(
+            target: "tower_ip_allowlist::audit",
+            organization = %org,
+            actor = actor.name(),
+            forced = actor.force,
+            operation,
+            before = ?updated.before.org.site,
+            after = ?updated.after.org.site,
+            "site allowlist changed"
+        ),
+        Subject::Resource(id) => tracing::info!(
+            target: "tower_ip_allowlist::audit",
+            organization = %org,
+            actor = actor.name(),
+            forced = actor.force,
+            operation,
+            resource = %id,
+            before = ?updated.before.org.resources.get(id),
+            after = ?updated.after.org.resources.get(id),
+            "resource allowlist changed"
         ),
     }
 }
@@ -966,6 +1202,12 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
     if actor.force || identity.organization_or_default() != *org {
         return Ok(());
     }
+    if let Some(site) = policies.site.as_ref().filter(|site| site.enabled) {
+        let inside = actor.addr.is_some_and(|addr| site.list.contains(addr));
+        if !inside && site.list.enforcement() == Enforcement::Enforce {
+            return Err(StoreError::LockoutPrevented { addr: actor.addr });
+        }
+    }
     let compiled = CompiledOrg::compile(policies);
     match compiled.decide(
         identity.user.as_str(),
@@ -999,6 +1241,7 @@ fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
     if let Some(name) = draft.name {
         builder = builder.name(name);
     }
+    builder = builder.enforcement(draft.enforcement);
     builder.build().map_err(|error| {
         StoreError::InvalidSource(crate::source::SourceListError { index: None, error })
     })

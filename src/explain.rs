@@ -1,0 +1,307 @@
+//! Why a request would be allowed or denied: the slow, thorough evaluation behind the
+//! admin API's `evaluate` and `myAccess` actions.
+//!
+//! [`explain`] walks an organization's policies the obvious way (it is the reference
+//! the compiled snapshot is tested against), and says for each applicable policy how
+//! it reaches the caller (directly, or through which chain of groups), whether it
+//! admits the address and with which source, and what report-only rules would do.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_ip_allowlist::explain::{explain, Via};
+//! use tower_ip_allowlist::policy::{OrgPolicies, Policy};
+//! use tower_ip_allowlist::snapshot::Decision;
+//!
+//! let mut org = OrgPolicies::default();
+//! org.insert_policy(Policy::builder("office").sources(["198.51.100.0/24"])?.group("company").build()?);
+//! org.groups.set_parents("staff", ["company"])?;
+//! org.groups.set_parents("interns", ["staff"])?;
+//!
+//! let why = explain(&org, "ann", ["interns"], Some("198.51.100.7".parse()?));
+//! assert_eq!(why.decision, Decision::Allowed);
+//! assert_eq!(why.policies[0].via, vec![Via::Group { path: vec!["interns".into(), "staff".into(), "company".into()] }]);
+//! assert_eq!(why.policies[0].matching_source.unwrap().to_string(), "198.51.100.0/24");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
+
+use crate::policy::{Enforcement, GroupHierarchy, GroupId, OrgPolicies, PolicyId, SourceList};
+use crate::snapshot::{Decision, DenyReason};
+use crate::source::{normalize_ip, AllowedSource};
+
+/// The evaluation of one caller and address against an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Explanation {
+    /// The decision of the enforced policies (the site and resource lists are
+    /// separate: see [`site`](Self::site)).
+    pub decision: Decision,
+    /// Every active policy that applies to the caller, enforced and report-only, by id.
+    pub policies: Vec<PolicyExplanation>,
+    /// The first enforced policy admitting the address, and the source that does.
+    pub matching: Option<(PolicyId, AllowedSource)>,
+    /// What the decision would be if report-only policies enforced too, when some
+    /// apply.
+    pub with_report_only: Option<Decision>,
+    /// The organization's site list, when enabled.
+    pub site: Option<ListExplanation>,
+}
+
+/// How one applicable policy relates to the caller and the address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PolicyExplanation {
+    /// The policy.
+    pub id: PolicyId,
+    /// Whether it enforces or only reports.
+    pub enforcement: Enforcement,
+    /// Every way it reaches the caller.
+    pub via: Vec<Via>,
+    /// Whether it admits the address (`None`: the address is unknown).
+    pub admits: Option<bool>,
+    /// The first of its sources containing the address.
+    pub matching_source: Option<AllowedSource>,
+}
+
+/// How a policy reaches a caller.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Via {
+    /// It names the user.
+    User,
+    /// It names a group the caller is in, directly or through ancestors: `path` goes
+    /// from the caller's own group up to the group the policy names.
+    Group {
+        /// The chain of groups, from the caller's to the policy's.
+        path: Vec<GroupId>,
+    },
+}
+
+/// Whether a site or resource list admits the address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListExplanation {
+    /// Whether it enforces or only reports.
+    pub enforcement: Enforcement,
+    /// Whether it admits the address (`None`: the address is unknown).
+    pub admits: Option<bool>,
+    /// The first of its sources containing the address.
+    pub matching_source: Option<AllowedSource>,
+}
+
+impl ListExplanation {
+    /// Evaluates `list` for `addr`.
+    #[must_use]
+    pub fn of(list: &SourceList, addr: Option<IpAddr>) -> Self {
+        let matching_source = addr.and_then(|addr| first_match(list.sources(), addr));
+        Self {
+            enforcement: list.enforcement(),
+            admits: addr.map(|_| matching_source.is_some()),
+            matching_source,
+        }
+    }
+}
+
+fn first_match(sources: &[AllowedSource], addr: IpAddr) -> Option<AllowedSource> {
+    let addr = normalize_ip(addr);
+    sources.iter().find(|source| source.contains(addr)).copied()
+}
+
+/// Evaluates `org` for a caller (`user` and their direct `groups`) at `addr`.
+#[must_use]
+pub fn explain<'a>(
+    org: &OrgPolicies,
+    user: &str,
+    groups: impl IntoIterator<Item = &'a str>,
+    addr: Option<IpAddr>,
+) -> Explanation {
+    let groups: Vec<&str> = groups.into_iter().collect();
+    let mut policies = Vec::new();
+    for policy in org.policies.values().filter(|p| p.is_active()) {
+        let mut via = Vec::new();
+        if policy.users().iter().any(|u| u.as_str() == user) {
+            via.push(Via::User);
+        }
+        for target in policy.groups() {
+            for &group in &groups {
+                if let Some(path) = path_up(&org.groups, group, target.as_str()) {
+                    via.push(Via::Group { path });
+                }
+            }
+        }
+        if via.is_empty() {
+            continue;
+        }
+        via.sort();
+        via.dedup();
+        let matching_source = addr.and_then(|addr| first_match(policy.sources(), addr));
+        policies.push(PolicyExplanation {
+            id: policy.id().clone(),
+            enforcement: policy.enforcement(),
+            via,
+            admits: addr.map(|_| matching_source.is_some()),
+            matching_source,
+        });
+    }
+
+    let decide = |considered: &mut dyn Iterator<Item = &PolicyExplanation>| {
+        let mut any = false;
+        for policy in considered {
+            any = true;
+            if policy.admits == Some(true) {
+                return Decision::Allowed;
+            }
+        }
+        match (any, addr) {
+            (false, _) => Decision::NoPolicy,
+            (true, None) => Decision::Denied(DenyReason::ClientIpUnknown),
+            (true, Some(_)) => Decision::Denied(DenyReason::IpNotAllowed),
+        }
+    };
+    let decision = decide(
+        &mut policies
+            .iter()
+            .filter(|p| p.enforcement == Enforcement::Enforce),
+    );
+    let with_report_only = policies
+        .iter()
+        .any(|p| p.enforcement == Enforcement::Report)
+        .then(|| decide(&mut policies.iter()));
+    let matching = policies
+        .iter()
+        .filter(|p| p.enforcement == Enforcement::Enforce)
+        .find_map(|p| Some((p.id.clone(), p.matching_source?)));
+    let site = org
+        .site
+        .as_ref()
+        .filter(|site| site.enabled)
+        .map(|site| ListExplanation::of(&site.list, addr));
+    Explanation {
+        decision,
+        policies,
+        matching,
+        with_report_only,
+        site,
+    }
+}
+
+/// The shortest chain of parents from `from` up to `to`, both included.
+fn path_up(hierarchy: &GroupHierarchy, from: &str, to: &str) -> Option<Vec<GroupId>> {
+    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = VecDeque::from([from]);
+    let mut seen = std::collections::BTreeSet::from([from]);
+    while let Some(group) = queue.pop_front() {
+        if group == to {
+            let mut path = vec![GroupId::from(group)];
+            let mut current = group;
+            while let Some(&previous) = came_from.get(current) {
+                path.push(GroupId::from(previous));
+                current = previous;
+            }
+            path.reverse();
+            return Some(path);
+        }
+        for parent in hierarchy.parents(group) {
+            if seen.insert(parent.as_str()) {
+                came_from.insert(parent.as_str(), group);
+                queue.push_back(parent.as_str());
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Policy;
+
+    fn org() -> OrgPolicies {
+        let mut org = OrgPolicies::default();
+        org.insert_policy(
+            Policy::builder("office")
+                .sources(["198.51.100.0/24", "203.0.113.0/24"])
+                .unwrap()
+                .group("company")
+                .user("ann")
+                .build()
+                .unwrap(),
+        );
+        org.insert_policy(
+            Policy::builder("vpn-rollout")
+                .sources(["192.0.2.0/24"])
+                .unwrap()
+                .group("staff")
+                .enforcement(Enforcement::Report)
+                .build()
+                .unwrap(),
+        );
+        org.insert_policy(
+            Policy::builder("unassigned")
+                .sources(["192.0.2.0/24"])
+                .unwrap()
+                .build()
+                .unwrap(),
+        );
+        org.groups.set_parents("staff", ["company"]).unwrap();
+        org.groups.set_parents("interns", ["staff"]).unwrap();
+        org
+    }
+
+    #[test]
+    fn grandchild_group_match() {
+        let why = explain(
+            &org(),
+            "bob",
+            ["interns"],
+            Some("203.0.113.9".parse().unwrap()),
+        );
+        assert_eq!(why.decision, Decision::Allowed);
+        let ids: Vec<&str> = why.policies.iter().map(|p| p.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            ["office", "vpn-rollout"],
+            "inactive policies are left out"
+        );
+        let path: Vec<GroupId> = ["interns", "staff", "company"].map(GroupId::from).to_vec();
+        assert_eq!(why.policies[0].via, vec![Via::Group { path }]);
+        assert_eq!(
+            why.matching
+                .as_ref()
+                .map(|(id, s)| (id.as_str(), s.to_string())),
+            Some(("office", "203.0.113.0/24".to_owned()))
+        );
+        // The report-only policy would not admit it, but the office policy still
+        // does: enforcing it would change nothing.
+        assert_eq!(why.policies[1].admits, Some(false));
+        assert_eq!(why.with_report_only, Some(Decision::Allowed));
+    }
+
+    #[test]
+    fn report_only_would_widen_not_deny() {
+        let why = explain(
+            &org(),
+            "bob",
+            ["interns"],
+            Some("192.0.2.1".parse().unwrap()),
+        );
+        assert_eq!(why.decision, Decision::Denied(DenyReason::IpNotAllowed));
+        assert_eq!(why.with_report_only, Some(Decision::Allowed));
+        assert_eq!(why.matching, None);
+    }
+
+    #[test]
+    fn user_and_group_both_listed_and_unknown_address() {
+        let why = explain(&org(), "ann", ["staff"], None);
+        assert_eq!(why.decision, Decision::Denied(DenyReason::ClientIpUnknown));
+        assert_eq!(why.policies[0].via.len(), 2);
+        assert_eq!(why.policies[0].via[0], Via::User);
+        assert_eq!(why.policies[0].admits, None);
+        let nobody = explain(&org(), "zed", ["sales"], None);
+        assert_eq!(nobody.decision, Decision::NoPolicy);
+        assert!(nobody.policies.is_empty());
+        assert_eq!(nobody.with_report_only, None);
+    }
+}

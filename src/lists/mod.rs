@@ -1,0 +1,303 @@
+//! Site-wide and per-resource allowlists: lists that apply to **requests**, not to
+//! users.
+//!
+//! - [`SiteAllowlistLayer`]: an organization's site list. Once enabled, every request
+//!   of the organization, authenticated or not, must come from inside it. It can (and
+//!   usually should) run **before** authentication: it is cheap, and it keeps unknown
+//!   addresses away from the login path. The organization of a request comes from a
+//!   resolver you configure ([`SiteAllowlistLayer::organization`]); by default it is
+//!   the caller's organization if an earlier layer put a
+//!   [`Principal`](crate::principal::Principal) in the extensions, else the default
+//!   organization.
+//! - [`ResourceAllowlistLayer`]: a resource's list (a project's, say) restricting the
+//!   routes you guard with it, typically a resource's media. You tell it how to find the
+//!   resource id in a request, e.g. [`ResourceAllowlistLayer::path_param`]. A resource
+//!   without a list is unrestricted.
+//!
+//! Both combine with the user policies of [`AllowlistLayer`](crate::layer::AllowlistLayer):
+//! where several run, a request must pass all of them. A list whose enforcement is
+//! [`Report`](crate::policy::Enforcement::Report) never refuses: a request from outside
+//! it is let through and reported (see [`report`](crate::report)).
+//!
+//! Refusals are the allowlist layer's: 403 with `ipNotAllowed` or `clientIpUnknown`
+//! (gRPC: `PERMISSION_DENIED`), through the same pluggable
+//! [`Rejection`](crate::layer::Rejection).
+//!
+//! # Exempt routes
+//!
+//! [`exempt`](SiteAllowlistLayer::exempt) skips paths (health checks, webhook
+//! receivers) by exact path or by prefix (a pattern ending in `*`). With axum,
+//! `Router::layer` wraps every route, exempt ones included, and the exemption is what
+//! lets them through; `Router::route_layer` wraps only the routes registered before it,
+//! so a route added after it needs no exemption (and unknown paths answer 404 without
+//! reaching the layer).
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{body::Body, extract::connect_info::MockConnectInfo, http::{Request, StatusCode}, routing::get, Router};
+//! use std::net::SocketAddr;
+//! use tower::ServiceExt;
+//! use tower_ip_allowlist::lists::SiteAllowlistLayer;
+//! use tower_ip_allowlist::policy::{OrgId, OrgPolicies, SiteList, SourceList};
+//! use tower_ip_allowlist::snapshot::SnapshotHandle;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut org = OrgPolicies::default();
+//! org.site = Some(SiteList { enabled: true, list: SourceList::parse(["198.51.100.0/24"])? });
+//! let handle = SnapshotHandle::default();
+//! handle.set_org(OrgId::default(), &org);
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .route("/health", get(|| async { "ok" }))
+//!     .layer(SiteAllowlistLayer::new(handle).exempt("/health"));
+//!
+//! let from = |addr: &str| app.clone().layer(MockConnectInfo(addr.parse::<SocketAddr>().unwrap()));
+//! let get = |path: &str| Request::get(path).body(Body::empty()).unwrap();
+//! assert_eq!(from("198.51.100.7:4000").oneshot(get("/")).await?.status(), StatusCode::OK);
+//! assert_eq!(from("192.0.2.1:4000").oneshot(get("/")).await?.status(), StatusCode::FORBIDDEN);
+//! assert_eq!(from("192.0.2.1:4000").oneshot(get("/health")).await?.status(), StatusCode::OK);
+//! # Ok(()) }
+//! ```
+
+mod layer;
+mod service;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap, Method, Uri};
+
+pub use self::layer::{ResourceAllowlistLayer, SiteAllowlistLayer};
+pub use self::service::ListService;
+use crate::policy::OrgId;
+use crate::principal::Principal;
+
+/// The parts of a request a resolver may look at.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI.
+    pub uri: &'a Uri,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+    /// The extensions (where earlier layers put the `Principal` and `ClientIp`).
+    pub extensions: &'a Extensions,
+}
+
+impl<'a> RequestHead<'a> {
+    pub(crate) fn of<B>(request: &'a http::Request<B>) -> Self {
+        Self {
+            method: request.method(),
+            uri: request.uri(),
+            headers: request.headers(),
+            extensions: request.extensions(),
+        }
+    }
+}
+
+type OrgFn = dyn Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync;
+
+/// Which organization a request belongs to; `None` exempts the request.
+#[derive(Clone)]
+pub(crate) struct OrgResolver(Arc<OrgFn>);
+
+impl OrgResolver {
+    pub(crate) fn new(
+        f: impl Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(f))
+    }
+
+    pub(crate) fn resolve(&self, head: &RequestHead<'_>) -> Option<OrgId> {
+        (self.0)(head)
+    }
+}
+
+impl Default for OrgResolver {
+    /// The caller's organization if a `Principal` is there, else the default one.
+    fn default() -> Self {
+        Self::new(|head| {
+            Some(
+                head.extensions
+                    .get::<Principal>()
+                    .map(Principal::organization_or_default)
+                    .unwrap_or_default(),
+            )
+        })
+    }
+}
+
+impl fmt::Debug for OrgResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<fn>")
+    }
+}
+
+/// Paths a layer lets through without looking: exact paths, or prefixes written with a
+/// trailing `*`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Exempt {
+    exact: Vec<Arc<str>>,
+    prefixes: Vec<Arc<str>>,
+}
+
+impl Exempt {
+    pub(crate) fn add(&mut self, pattern: &str) {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => self.prefixes.push(Arc::from(prefix)),
+            None => self.exact.push(Arc::from(pattern)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn contains(&self, path: &str) -> bool {
+        self.exact.iter().any(|exact| **exact == *path)
+            || self
+                .prefixes
+                .iter()
+                .any(|prefix| path.starts_with(&**prefix))
+    }
+}
+
+/// A path template such as `/api/v1/projects/{project}/media/{file}`, and the name of
+/// the parameter that is the resource id.
+#[derive(Debug, Clone)]
+pub(crate) struct PathParam {
+    segments: Arc<[Segment]>,
+    index: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(Box<str>),
+    Param,
+    Rest,
+}
+
+/// Why a path template cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PathTemplateError {
+    /// The template.
+    pub template: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+impl fmt::Display for PathTemplateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "path template `{}` {}: write it as `/projects/{{project}}/media/{{file}}`",
+            self.template, self.reason
+        )
+    }
+}
+
+impl std::error::Error for PathTemplateError {}
+
+impl PathParam {
+    pub(crate) fn new(template: &str, name: &str) -> Result<Self, PathTemplateError> {
+        let error = |reason| PathTemplateError {
+            template: template.to_owned(),
+            reason,
+        };
+        let Some(rest) = template.strip_prefix('/') else {
+            return Err(error("does not start with `/`"));
+        };
+        let mut segments = Vec::new();
+        let mut index = None;
+        for (i, segment) in rest.split('/').enumerate() {
+            let parsed = match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(param) if param.starts_with('*') => Segment::Rest,
+                Some(param) => {
+                    if param == name {
+                        index = Some(i);
+                    }
+                    Segment::Param
+                }
+                None => Segment::Literal(segment.into()),
+            };
+            segments.push(parsed);
+        }
+        if segments[..segments.len() - 1].contains(&Segment::Rest) {
+            return Err(error("has a `{*rest}` parameter before its end"));
+        }
+        let index = index.ok_or_else(|| error("does not name the resource parameter"))?;
+        Ok(Self {
+            segments: segments.into(),
+            index,
+        })
+    }
+
+    /// The resource id in `path`, if the path matches the template.
+    pub(crate) fn extract(&self, path: &str) -> Option<String> {
+        let mut parts = path.strip_prefix('/')?.split('/');
+        let mut found = None;
+        for (i, segment) in self.segments.iter().enumerate() {
+            match segment {
+                Segment::Rest => return found,
+                _ => {
+                    let part = parts.next()?;
+                    match segment {
+                        Segment::Literal(literal) if **literal != *part => return None,
+                        Segment::Param if part.is_empty() => return None,
+                        _ => {}
+                    }
+                    if i == self.index {
+                        found = Some(part.to_owned());
+                    }
+                }
+            }
+        }
+        if parts.next().is_some() {
+            return None;
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_templates() {
+        let media = PathParam::new("/api/v1/projects/{project}/media/{file}", "project").unwrap();
+        assert_eq!(
+            media
+                .extract("/api/v1/projects/apollo/media/a.png")
+                .as_deref(),
+            Some("apollo")
+        );
+        for path in [
+            "/api/v1/projects/apollo/media",
+            "/api/v1/projects/apollo/media/a.png/more",
+            "/api/v1/projects//media/a.png",
+            "/api/v1/other/apollo/media/a.png",
+            "api/v1/projects/apollo/media/a.png",
+        ] {
+            assert_eq!(media.extract(path), None, "{path}");
+        }
+        let rest = PathParam::new("/p/{id}/{*rest}", "id").unwrap();
+        assert_eq!(rest.extract("/p/x/a/b/c").as_deref(), Some("x"));
+        assert!(PathParam::new("/p/{id}", "project").is_err());
+        assert!(PathParam::new("p/{id}", "id").is_err());
+        assert!(PathParam::new("/{*rest}/{id}", "id").is_err());
+    }
+
+    #[test]
+    fn exemptions() {
+        let mut exempt = Exempt::default();
+        exempt.add("/health");
+        exempt.add("/webhooks/*");
+        assert!(exempt.contains("/health"));
+        assert!(!exempt.contains("/health/deep"));
+        assert!(exempt.contains("/webhooks/github"));
+        assert!(!exempt.contains("/webhook"));
+    }
+}

@@ -1,0 +1,178 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::layer::Config;
+use super::RequestHead;
+use crate::body::ResponseBody;
+use crate::client_ip::ClientIp;
+use crate::grpc;
+use crate::layer::{Denial, Rejection, ResponseFuture};
+use crate::policy::Enforcement;
+use crate::principal::Principal;
+use crate::report;
+use crate::snapshot::{CompiledList, CompiledOrg, DenyReason};
+
+type ResourceFn = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
+
+/// Which list a layer enforces.
+#[derive(Clone)]
+pub(crate) enum Scope {
+    Site,
+    Resource(Arc<ResourceFn>),
+}
+
+impl fmt::Debug for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Site => f.write_str("Site"),
+            Self::Resource(_) => f.write_str("Resource(<fn>)"),
+        }
+    }
+}
+
+/// The service of [`SiteAllowlistLayer`](super::SiteAllowlistLayer) and
+/// [`ResourceAllowlistLayer`](super::ResourceAllowlistLayer).
+pub struct ListService<S, R> {
+    pub(super) inner: S,
+    pub(super) config: Arc<Config<R>>,
+}
+
+impl<S, R> ListService<S, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone, R> Clone for ListService<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for ListService<S, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListService")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ListService<S, R>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    R: Rejection,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        if config.exempt.contains(request.uri().path()) {
+            return ResponseFuture::future(self.inner.call(request));
+        }
+        let client_ip = config
+            .client_ip
+            .resolve(request.extensions(), request.headers());
+        if let Ok(ip) = client_ip {
+            request.extensions_mut().insert(ip);
+        }
+        let head = RequestHead::of(&request);
+        let Some(organization) = config.organization.resolve(&head) else {
+            return ResponseFuture::future(self.inner.call(request));
+        };
+        let snapshot = config.handle.load();
+        if snapshot.is_pending() {
+            // Whether a list applies is unknown until the policies are loaded: closed.
+            return reject(
+                config,
+                &request,
+                DenyReason::PoliciesUnavailable,
+                client_ip.ok(),
+            );
+        }
+        let compiled = snapshot.org(organization.as_str());
+        let Some((kind, rule, list)) = select(&config.scope, compiled.map(|c| &**c), &head) else {
+            return ResponseFuture::future(self.inner.call(request));
+        };
+        let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
+        if addr.is_some_and(|addr| list.contains(addr)) {
+            return ResponseFuture::future(self.inner.call(request));
+        }
+        let user = head.extensions.get::<Principal>().map(|p| p.user.as_str());
+        if list.enforcement() == Enforcement::Report {
+            report::would_deny(kind, &rule, organization.as_str(), user, addr);
+            return ResponseFuture::future(self.inner.call(request));
+        }
+        let reason = if addr.is_some() {
+            DenyReason::IpNotAllowed
+        } else {
+            DenyReason::ClientIpUnknown
+        };
+        tracing::debug!(
+            organization = organization.as_str(),
+            rule_kind = kind,
+            rule = rule.as_str(),
+            user,
+            client_ip = ?addr,
+            reason = reason.code(),
+            "allowlist: request denied"
+        );
+        reject(config, &request, reason, client_ip.ok())
+    }
+}
+
+fn reject<R: Rejection, B, F>(
+    config: &Config<R>,
+    request: &Request<B>,
+    reason: DenyReason,
+    client_ip: Option<ClientIp>,
+) -> ResponseFuture<F> {
+    let denial = Denial::new(reason, grpc::is_grpc(request.headers()), client_ip);
+    let mut response = config.rejection.reject(&denial);
+    response.extensions_mut().insert(reason);
+    ResponseFuture::rejected(response)
+}
+
+/// The list that applies to the request, with its kind and id for reports.
+fn select<'a>(
+    scope: &Scope,
+    compiled: Option<&'a CompiledOrg>,
+    head: &RequestHead<'_>,
+) -> Option<(&'static str, String, &'a CompiledList)> {
+    let compiled = compiled?;
+    match scope {
+        Scope::Site => compiled
+            .site()
+            .map(|list| ("siteAllowlist", "siteAllowlist".to_owned(), list)),
+        Scope::Resource(resource) => {
+            let id = resource(head)?;
+            let list = compiled.resource(&id)?;
+            Some(("resourceAllowlist", id, list))
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Report-only rules, and what they would have denied.
+//!
+//! A policy, a site list or a resource list whose enforcement is
+//! [`Report`](crate::policy::Enforcement::Report) never refuses a request. When it would
+//! have, the layer that evaluated it emits one `tracing` event at `INFO` on the target
+//! `tower_ip_allowlist::report`, with the fields
+//!
+//! | field | value |
+//! |---|---|
+//! | `rule_kind` | `policy`, `siteAllowlist` or `resourceAllowlist` |
+//! | `rule` | the policy id, `siteAllowlist`, or the resource id |
+//! | `organization` | the organization |
+//! | `user` | the caller, when known |
+//! | `client_ip` | the client address, when known |
+//!
+//! and counts it (see [`would_deny_count`]). Filter on the target to watch a rollout:
+//! `RUST_LOG=tower_ip_allowlist::report=info`.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static WOULD_DENY: AtomicU64 = AtomicU64::new(0);
+
+/// How many requests report-only rules would have denied since the process started.
+#[must_use]
+pub fn would_deny_count() -> u64 {
+    WOULD_DENY.load(Ordering::Relaxed)
+}
+
+/// Reports that a report-only rule would have denied a request.
+pub(crate) fn would_deny(
+    rule_kind: &'static str,
+    rule: &str,
+    organization: &str,
+    user: Option<&str>,
+    client_ip: Option<IpAddr>,
+) {
+    WOULD_DENY.fetch_add(1, Ordering::Relaxed);
+    tracing::info!(
+        target: "tower_ip_allowlist::report",
+        rule_kind,
+        rule,
+        organization,
+        user,
+        client_ip = ?client_ip,
+        "report-only rule would have denied the request"
+    );
+}
