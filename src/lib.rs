@@ -20,6 +20,7 @@
 //! | [`explain`] | why a caller and address would be allowed or denied, rule by rule |
 //! | [`lists`] | site-wide and per-resource allowlists: lists that apply to requests, not users |
 //! | [`report`] | report-only rules and what they would have denied |
+//! | [`metrics`] | counters through the `metrics` facade (feature `metrics`) |
 //! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events; SQLite and PostgreSQL persistence, replication across replicas |
 //! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
 //! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
@@ -52,6 +53,7 @@
 //! | `sqlite` | `store::SqliteBackend`: the store in one local SQLite file |
 //! | `postgres` | `store::PostgresBackend` and `store::Replicator`: one PostgreSQL database shared by several replicas, each change enforced by every replica within moments |
 //! | `admin` | `admin::router`: the JSON:API admin API over the store, with its OpenAPI document |
+//! | `metrics` | counters of allowed, denied and would-deny requests through the `metrics` facade |
 //!
 //! # Security
 //!
@@ -71,6 +73,7 @@ mod grpc;
 pub mod jwt;
 pub mod layer;
 pub mod lists;
+pub mod metrics;
 pub mod policy;
 pub mod principal;
 pub mod report;

@@ -13,7 +13,8 @@
 //! | `user` | the caller, when known |
 //! | `client_ip` | the client address, when known |
 //!
-//! and counts it (see [`would_deny_count`]). Filter on the target to watch a rollout:
+//! and counts it (see [`would_deny_count`], and with the `metrics` feature the
+//! `ip_allowlist_report_only_would_deny_total` counter of [`metrics`](crate::metrics)). Filter on the target to watch a rollout:
 //! `RUST_LOG=tower_ip_allowlist::report=info`.
 
 use std::net::IpAddr;
@@ -36,6 +37,7 @@ pub(crate) fn would_deny(
     client_ip: Option<IpAddr>,
 ) {
     WOULD_DENY.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::would_deny(organization, rule_kind, rule);
     tracing::info!(
         target: "tower_ip_allowlist::report",
         rule_kind,

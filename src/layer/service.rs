@@ -11,8 +11,8 @@ use crate::client_ip::ClientIpResolver;
 use crate::grpc;
 use crate::policy::OrgId;
 use crate::principal::Identity;
-use crate::report;
 use crate::snapshot::{Decision, SnapshotHandle};
+use crate::{metrics, report};
 
 /// The service produced by [`AllowlistLayer`](super::AllowlistLayer).
 pub struct AllowlistService<S, I, R> {
@@ -72,8 +72,11 @@ where
         let organization = caller.organization_id();
         let decision = snapshot.decide(organization, caller.user_id(), caller.group_ids(), addr);
 
+        let org_id = organization.unwrap_or(OrgId::DEFAULT);
         let Decision::Denied(reason) = decision else {
-            let org_id = organization.unwrap_or(OrgId::DEFAULT);
+            if decision == Decision::Allowed {
+                metrics::allowed(org_id, "policy");
+            }
             if let Some(org) = snapshot.org(org_id).filter(|org| org.has_report_policies()) {
                 let groups: Vec<&str> = caller.group_ids().collect();
                 let user = caller.user_id();
@@ -110,6 +113,7 @@ where
                 "allowlist: request denied"
             );
         }
+        metrics::denied(org_id, "policy", reason.code());
         let denial = Denial {
             reason,
             grpc: grpc::is_grpc(request.headers()),

@@ -13,8 +13,8 @@ use crate::grpc;
 use crate::layer::{Denial, Rejection, ResponseFuture};
 use crate::policy::Enforcement;
 use crate::principal::Principal;
-use crate::report;
 use crate::snapshot::{CompiledList, CompiledOrg, DenyReason};
+use crate::{metrics, report};
 
 type ResourceFn = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
 
@@ -108,19 +108,26 @@ where
         let snapshot = config.handle.load();
         if snapshot.is_pending() {
             // Whether a list applies is unknown until the policies are loaded: closed.
-            return reject(
-                config,
-                &request,
-                DenyReason::PoliciesUnavailable,
-                client_ip.ok(),
-            );
+            let reason = DenyReason::PoliciesUnavailable;
+            let layer = match config.scope {
+                Scope::Site => "site",
+                Scope::Resource(_) => "resource",
+            };
+            metrics::denied(organization.as_str(), layer, reason.code());
+            return reject(config, &request, reason, client_ip.ok());
         }
         let compiled = snapshot.org(organization.as_str());
         let Some((kind, rule, list)) = select(&config.scope, compiled.map(|c| &**c), &head) else {
             return ResponseFuture::future(self.inner.call(request));
         };
         let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
+        let layer = if kind == "siteAllowlist" {
+            "site"
+        } else {
+            "resource"
+        };
         if addr.is_some_and(|addr| list.contains(addr)) {
+            metrics::allowed(organization.as_str(), layer);
             return ResponseFuture::future(self.inner.call(request));
         }
         let user = head.extensions.get::<Principal>().map(|p| p.user.as_str());
@@ -142,6 +149,7 @@ where
             reason = reason.code(),
             "allowlist: request denied"
         );
+        metrics::denied(organization.as_str(), layer, reason.code());
         reject(config, &request, reason, client_ip.ok())
     }
 }
