@@ -487,3 +487,33 @@ fn client_ip_source_is_public() {
     };
     assert_eq!(ip.source, ClientIpSource::Peer);
 }
+
+#[tokio::test]
+async fn exempt_paths_skip_the_allowlist() {
+    let handle = policies();
+    let app = Router::new()
+        .route("/", get(|| async { "root" }))
+        .route("/health", get(|| async { "ok" }))
+        .route("/hooks/{name}", get(|| async { "hook" }))
+        .layer(
+            AllowlistLayer::new(handle)
+                .exempt("/health")
+                .exempt("/hooks/*"),
+        )
+        .layer(middleware::from_fn(header_auth))
+        .layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 4000))));
+    for (path, want) in [
+        ("/", StatusCode::FORBIDDEN),
+        ("/health", StatusCode::OK),
+        ("/health/", StatusCode::FORBIDDEN),
+        ("/hooks/github", StatusCode::OK),
+        ("/hook", StatusCode::FORBIDDEN),
+    ] {
+        let request = http::Request::get(path)
+            .header("x-user", "alice")
+            .body(Body::empty())
+            .unwrap();
+        let status = app.clone().oneshot(request).await.unwrap().status();
+        assert_eq!(status, want, "{path}");
+    }
+}

@@ -5,6 +5,7 @@ use tower_layer::Layer;
 
 use super::{AllowlistService, DefaultRejection, Rejection};
 use crate::client_ip::ClientIpResolver;
+use crate::lists::Exempt;
 use crate::principal::{Identity, Principal};
 use crate::snapshot::SnapshotHandle;
 
@@ -17,6 +18,7 @@ use crate::snapshot::SnapshotHandle;
 pub struct AllowlistLayer<I = Principal, R = DefaultRejection> {
     pub(super) handle: SnapshotHandle,
     pub(super) client_ip: ClientIpResolver,
+    pub(super) exempt: Exempt,
     pub(super) rejection: R,
     pub(super) identity: PhantomData<fn() -> I>,
 }
@@ -28,6 +30,7 @@ impl AllowlistLayer {
         Self {
             handle,
             client_ip: ClientIpResolver::default(),
+            exempt: Exempt::default(),
             rejection: DefaultRejection,
             identity: PhantomData,
         }
@@ -46,11 +49,20 @@ impl<I, R> AllowlistLayer<I, R> {
         self
     }
 
+    /// Lets requests for `path` through unchecked: an exact path, or a prefix written
+    /// with a trailing `*` (`/webhooks/*`). See [`lists`](crate::lists#exempt-routes)
+    /// for how this interacts with axum's `route_layer`.
+    pub fn exempt(mut self, path: &str) -> Self {
+        self.exempt.add(path);
+        self
+    }
+
     /// Reads the caller as the application's own type `J` instead of [`Principal`].
     pub fn with_identity<J: Identity>(self) -> AllowlistLayer<J, R> {
         AllowlistLayer {
             handle: self.handle,
             client_ip: self.client_ip,
+            exempt: self.exempt,
             rejection: self.rejection,
             identity: PhantomData,
         }
@@ -61,6 +73,7 @@ impl<I, R> AllowlistLayer<I, R> {
         AllowlistLayer {
             handle: self.handle,
             client_ip: self.client_ip,
+            exempt: self.exempt,
             rejection,
             identity: PhantomData,
         }
@@ -80,6 +93,7 @@ impl<S, I, R: Clone> Layer<S> for AllowlistLayer<I, R> {
             inner,
             handle: self.handle.clone(),
             client_ip: self.client_ip.clone(),
+            exempt: self.exempt.clone(),
             rejection: self.rejection.clone(),
             identity: PhantomData,
         }
@@ -91,6 +105,7 @@ impl<I, R: Clone> Clone for AllowlistLayer<I, R> {
         Self {
             handle: self.handle.clone(),
             client_ip: self.client_ip.clone(),
+            exempt: self.exempt.clone(),
             rejection: self.rejection.clone(),
             identity: PhantomData,
         }
@@ -102,6 +117,7 @@ impl<I, R: fmt::Debug> fmt::Debug for AllowlistLayer<I, R> {
         f.debug_struct("AllowlistLayer")
             .field("handle", &self.handle)
             .field("client_ip", &self.client_ip)
+            .field("exempt", &self.exempt)
             .field("rejection", &self.rejection)
             .field("identity", &std::any::type_name::<I>())
             .finish()

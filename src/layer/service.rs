@@ -9,6 +9,7 @@ use super::{Denial, Rejection, ResponseFuture};
 use crate::body::ResponseBody;
 use crate::client_ip::ClientIpResolver;
 use crate::grpc;
+use crate::lists::Exempt;
 use crate::policy::OrgId;
 use crate::principal::Identity;
 use crate::snapshot::{Decision, SnapshotHandle};
@@ -19,6 +20,7 @@ pub struct AllowlistService<S, I, R> {
     pub(super) inner: S,
     pub(super) handle: SnapshotHandle,
     pub(super) client_ip: ClientIpResolver,
+    pub(super) exempt: Exempt,
     pub(super) rejection: R,
     pub(super) identity: PhantomData<fn() -> I>,
 }
@@ -56,6 +58,9 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        if self.exempt.contains(request.uri().path()) {
+            return ResponseFuture::future(self.inner.call(request));
+        }
         let client_ip = self
             .client_ip
             .resolve(request.extensions(), request.headers());
@@ -131,6 +136,7 @@ impl<S: Clone, I, R: Clone> Clone for AllowlistService<S, I, R> {
             inner: self.inner.clone(),
             handle: self.handle.clone(),
             client_ip: self.client_ip.clone(),
+            exempt: self.exempt.clone(),
             rejection: self.rejection.clone(),
             identity: PhantomData,
         }
@@ -143,6 +149,7 @@ impl<S: fmt::Debug, I, R: fmt::Debug> fmt::Debug for AllowlistService<S, I, R> {
             .field("inner", &self.inner)
             .field("handle", &self.handle)
             .field("client_ip", &self.client_ip)
+            .field("exempt", &self.exempt)
             .field("rejection", &self.rejection)
             .field("identity", &std::any::type_name::<I>())
             .finish()

@@ -7,7 +7,7 @@
 //!   addresses away from the login path. The organization of a request comes from a
 //!   resolver you configure ([`SiteAllowlistLayer::organization`]); by default it is
 //!   the caller's organization if an earlier layer put a
-//!   [`Principal`](crate::principal::Principal) in the extensions, else the default
+//!   [`Principal`] in the extensions, else the default
 //!   organization.
 //! - [`ResourceAllowlistLayer`]: a resource's list (a project's, say) restricting the
 //!   routes you guard with it, typically a resource's media. You tell it how to find the
@@ -138,25 +138,33 @@ impl fmt::Debug for OrgResolver {
 }
 
 /// Paths a layer lets through without looking: exact paths, or prefixes written with a
-/// trailing `*`.
+/// trailing `*`. Cheap to clone (layers clone it into every service).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Exempt {
-    exact: Vec<Arc<str>>,
-    prefixes: Vec<Arc<str>>,
+pub(crate) struct Exempt(Option<Arc<Patterns>>);
+
+#[derive(Debug, Clone, Default)]
+struct Patterns {
+    exact: Vec<Box<str>>,
+    prefixes: Vec<Box<str>>,
 }
 
 impl Exempt {
     pub(crate) fn add(&mut self, pattern: &str) {
+        let mut patterns = self.0.as_deref().cloned().unwrap_or_default();
         match pattern.strip_suffix('*') {
-            Some(prefix) => self.prefixes.push(Arc::from(prefix)),
-            None => self.exact.push(Arc::from(pattern)),
+            Some(prefix) => patterns.prefixes.push(prefix.into()),
+            None => patterns.exact.push(pattern.into()),
         }
+        self.0 = Some(Arc::new(patterns));
     }
 
     #[inline]
     pub(crate) fn contains(&self, path: &str) -> bool {
-        self.exact.iter().any(|exact| **exact == *path)
-            || self
+        let Some(patterns) = &self.0 else {
+            return false;
+        };
+        patterns.exact.iter().any(|exact| **exact == *path)
+            || patterns
                 .prefixes
                 .iter()
                 .any(|prefix| path.starts_with(&**prefix))
