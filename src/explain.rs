@@ -25,7 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use crate::policy::{Enforcement, GroupHierarchy, GroupId, OrgPolicies, PolicyId, SourceList};
@@ -36,8 +36,9 @@ use crate::source::{normalize_ip, AllowedSource};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Explanation {
-    /// The decision of the enforced policies (the site and resource lists are
-    /// separate: see [`site`](Self::site)).
+    /// The decision of the enforced policies. The site list is reported apart, in
+    /// [`site`](Self::site); resource lists, which depend on the route, are not
+    /// evaluated here.
     pub decision: Decision,
     /// Every active policy that applies to the caller, enforced and report-only, by id.
     pub policies: Vec<PolicyExplanation>,
@@ -117,7 +118,18 @@ pub fn explain<'a>(
     groups: impl IntoIterator<Item = &'a str>,
     addr: Option<IpAddr>,
 ) -> Explanation {
-    let groups: Vec<&str> = groups.into_iter().collect();
+    let mut groups: Vec<&str> = groups.into_iter().collect();
+    groups.sort_unstable();
+    groups.dedup();
+    // One walk up from each of the caller's groups; then, for each ancestor, which of
+    // them reach it. Each policy target is then one look-up, however many groups.
+    let walks: Vec<Walk<'_>> = groups.iter().map(|g| Walk::up(&org.groups, g)).collect();
+    let mut reached_by: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, walk) in walks.iter().enumerate() {
+        for ancestor in walk.came_from.keys() {
+            reached_by.entry(ancestor).or_default().push(i);
+        }
+    }
     let mut policies = Vec::new();
     for policy in org.policies.values().filter(|p| p.is_active()) {
         let mut via = Vec::new();
@@ -125,10 +137,10 @@ pub fn explain<'a>(
             via.push(Via::User);
         }
         for target in policy.groups() {
-            for &group in &groups {
-                if let Some(path) = path_up(&org.groups, group, target.as_str()) {
-                    via.push(Via::Group { path });
-                }
+            for &i in reached_by.get(target.as_str()).into_iter().flatten() {
+                via.push(Via::Group {
+                    path: walks[i].path_to(target.as_str()),
+                });
             }
         }
         if via.is_empty() {
@@ -187,30 +199,38 @@ pub fn explain<'a>(
     }
 }
 
-/// The shortest chain of parents from `from` up to `to`, both included.
-fn path_up(hierarchy: &GroupHierarchy, from: &str, to: &str) -> Option<Vec<GroupId>> {
-    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut queue = VecDeque::from([from]);
-    let mut seen = std::collections::BTreeSet::from([from]);
-    while let Some(group) = queue.pop_front() {
-        if group == to {
-            let mut path = vec![GroupId::from(group)];
-            let mut current = group;
-            while let Some(&previous) = came_from.get(current) {
-                path.push(GroupId::from(previous));
-                current = previous;
-            }
-            path.reverse();
-            return Some(path);
-        }
-        for parent in hierarchy.parents(group) {
-            if seen.insert(parent.as_str()) {
-                came_from.insert(parent.as_str(), group);
-                queue.push_back(parent.as_str());
+/// A breadth-first walk up the hierarchy from one group: every ancestor (and the group
+/// itself) with the group it was first reached from, so paths are shortest.
+struct Walk<'a> {
+    came_from: HashMap<&'a str, Option<&'a str>>,
+}
+
+impl<'a> Walk<'a> {
+    fn up(hierarchy: &'a GroupHierarchy, from: &'a str) -> Self {
+        let mut came_from = HashMap::from([(from, None)]);
+        let mut queue = VecDeque::from([from]);
+        while let Some(group) = queue.pop_front() {
+            for parent in hierarchy.parents(group) {
+                if !came_from.contains_key(parent.as_str()) {
+                    came_from.insert(parent.as_str(), Some(group));
+                    queue.push_back(parent.as_str());
+                }
             }
         }
+        Self { came_from }
     }
-    None
+
+    /// The chain from the walk's start up to `to` (which the walk reached).
+    fn path_to(&self, to: &str) -> Vec<GroupId> {
+        let mut path = vec![GroupId::from(to)];
+        let mut current = to;
+        while let Some(Some(previous)) = self.came_from.get(current) {
+            path.push(GroupId::from(*previous));
+            current = previous;
+        }
+        path.reverse();
+        path
+    }
 }
 
 #[cfg(test)]

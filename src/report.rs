@@ -2,8 +2,9 @@
 //!
 //! A policy, a site list or a resource list whose enforcement is
 //! [`Report`](crate::policy::Enforcement::Report) never refuses a request. When it would
-//! have, the layer that evaluated it emits one `tracing` event at `INFO` on the target
-//! `tower_ip_allowlist::report`, with the fields
+//! have, the layer that evaluated it emits one `tracing` event at `DEBUG` on the target
+//! `tower_ip_allowlist::report` (not `INFO`: a report-only site list sees every request,
+//! anonymous ones included, and must not let anyone flood the logs), with the fields
 //!
 //! | field | value |
 //! |---|---|
@@ -15,7 +16,7 @@
 //!
 //! and counts it (see [`would_deny_count`], and with the `metrics` feature the
 //! `ip_allowlist_report_only_would_deny_total` counter of [`metrics`](crate::metrics)). Filter on the target to watch a rollout:
-//! `RUST_LOG=tower_ip_allowlist::report=info`.
+//! `RUST_LOG=tower_ip_allowlist::report=debug`.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +39,7 @@ pub(crate) fn would_deny(
 ) {
     WOULD_DENY.fetch_add(1, Ordering::Relaxed);
     crate::metrics::would_deny(organization, rule_kind, rule);
-    tracing::info!(
+    tracing::debug!(
         target: "tower_ip_allowlist::report",
         rule_kind,
         rule,

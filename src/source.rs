@@ -3,7 +3,10 @@
 //! An allowed source is an IPv4 or IPv6 address (meaning a `/32` or `/128`), a CIDR
 //! range, or an address range `first-last` of one family (`198.51.100.10-198.51.100.20`,
 //! which need not fall on CIDR boundaries; [`AllowedSource::to_cidrs`] gives the
-//! smallest set of CIDR blocks covering it). Parsing trims white space and refuses, each with its own [`SourceError`]
+//! smallest set of CIDR blocks covering it). The match-all check refuses the obvious
+//! mistakes (`0.0.0.0/0`, `::/0`, a range over every address); it is a guard against
+//! typos, not against an administrator who lists `0.0.0.0/1` and `128.0.0.0/1`.
+//! Parsing trims white space and refuses, each with its own [`SourceError`]
 //! variant, everything the product refuses: malformed input, DNS host names, match-all
 //! ranges, ranges with host bits set and zone ids. A list of sources must not be empty.
 //!

@@ -987,6 +987,20 @@ async fn site_allowlist_through_the_api() {
         StatusCode::FORBIDDEN,
         "the administrator locked themselves out, as forced"
     );
+    // Disabling needs no sources: the ones stored are kept.
+    let off = Call::new(Method::PUT, SITE)
+        .json(&site(false, &[]))
+        .from("127.0.0.2")
+        .send(&server)
+        .await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.text);
+    assert_eq!(off.body["data"]["attributes"]["enabled"], false);
+    assert_eq!(
+        off.body["data"]["attributes"]["allowedSources"],
+        json!(["127.0.0.2"])
+    );
+    let back = Call::new(Method::GET, SITE).send(&server).await;
+    assert_eq!(back.status, StatusCode::OK, "disabled: reachable again");
     // Another organization's site list is its own.
     let acme = Call::new(Method::GET, SITE)
         .from("127.0.0.2")
@@ -1117,6 +1131,26 @@ async fn evaluate_and_my_access_explain_decisions() {
     assert_eq!(mine.body["data"]["user"], "ann");
     assert_eq!(mine.body["data"]["policies"][0]["admits"], true);
     assert_eq!(mine.body["data"]["withReportOnly"], "allowed");
+    // The rollout ends: switched to enforce, it applies at once (and the lockout guard
+    // checks the switch like any change).
+    let switch =
+        json!({"data": {"type": "ipAllowlistPolicy", "attributes": {"enforcement": "enforce"}}});
+    let switched = Call::new(Method::PATCH, &path("rollout"))
+        .json(&switch)
+        .send(&server)
+        .await;
+    assert_eq!(switched.status, StatusCode::OK, "{}", switched.text);
+    assert_eq!(
+        switched.body["data"]["attributes"]["enforcement"],
+        "enforce"
+    );
+    let mine = Call::new(Method::GET, "/api/v1/actions/ipAllowlistPolicies/myAccess")
+        .token(Some(token("ann", None, &[], &["interns"])))
+        .from("127.0.0.4")
+        .send(&server)
+        .await;
+    assert_eq!(mine.body["data"]["withReportOnly"], Value::Null);
+    assert_eq!(mine.body["data"]["policies"][1]["enforcement"], "enforce");
     let anonymous = Call::new(Method::GET, "/api/v1/actions/ipAllowlistPolicies/myAccess")
         .token(None)
         .send(&server)

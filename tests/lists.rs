@@ -52,8 +52,7 @@ fn app(handle: &SnapshotHandle) -> Router {
                 .exempt("/health")
                 // Before authentication the organization comes from the host name.
                 .organization(|head| {
-                    let host = head.headers.get("host")?.to_str().ok()?;
-                    Some(match host.split('.').next() {
+                    Some(match head.host()?.split('.').next() {
                         Some("acme") => OrgId::from("acme"),
                         _ => OrgId::default(),
                     })
@@ -220,6 +219,9 @@ async fn resource_list_restricts_only_its_own_project() {
         Some(&alice),
     )
     .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Percent-encoding the id changes nothing: it is the same project to the handler.
+    let (status, _) = get_from(server, "127.0.0.1", "app.test", &media("%61pollo"), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // Anonymous callers too: the resource list is about the address, not the user.
     let (status, _) = get_from(server, "127.0.0.1", "app.test", &media("apollo"), None).await;

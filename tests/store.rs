@@ -7,7 +7,7 @@ use tower_ip_allowlist::policy::OrgId;
 use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::{Decision, DenyReason, SnapshotHandle};
 use tower_ip_allowlist::store::{
-    Actor, Limits, MemoryBackend, PolicyDraft, PolicyPatch, Store, StoreError, Targets,
+    Actor, Limits, ListDraft, MemoryBackend, PolicyDraft, PolicyPatch, Store, StoreError, Targets,
 };
 
 fn ip(s: &str) -> Option<IpAddr> {
@@ -635,4 +635,59 @@ async fn concurrent_creates_never_pass_the_limit() {
     // The snapshot ends at the newest state whatever order the writers finished in.
     let compiled = store.handle().load_full();
     assert_eq!(compiled.org(OrgId::DEFAULT).unwrap().active_policies(), 100);
+}
+
+#[tokio::test]
+async fn source_and_resource_limits() {
+    let store = Store::open(
+        Arc::new(MemoryBackend::new()),
+        SnapshotHandle::default(),
+        Limits::default()
+            .max_sources_per_rule(3)
+            .max_resource_lists_per_org(2),
+    )
+    .await
+    .unwrap();
+    let sources = |n: u8| (0..n).map(|i| format!("192.0.2.{i}")).collect::<Vec<_>>();
+    store
+        .create_policy(&SYSTEM(), &org(), PolicyDraft::new("three", sources(3)))
+        .await
+        .unwrap();
+    let err = store
+        .create_policy(&SYSTEM(), &org(), PolicyDraft::new("four", sources(4)))
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::SourceLimitExceeded { limit: 3, count: 4 });
+    let patch = PolicyPatch {
+        allowed_sources: Some(sources(4)),
+        ..PolicyPatch::default()
+    };
+    let err = store
+        .update_policy(&SYSTEM(), &org(), "three", patch, None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "sourceLimitExceeded");
+    let err = store
+        .set_site_list(&SYSTEM(), &org(), true, ListDraft::new(sources(4)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "sourceLimitExceeded");
+
+    for id in ["a", "b"] {
+        store
+            .set_resource_list(&SYSTEM(), &org(), id, ListDraft::new(sources(1)))
+            .await
+            .unwrap();
+    }
+    // Replacing an existing one is fine at the limit; a third is not.
+    store
+        .set_resource_list(&SYSTEM(), &org(), "a", ListDraft::new(sources(2)))
+        .await
+        .unwrap();
+    let err = store
+        .set_resource_list(&SYSTEM(), &org(), "c", ListDraft::new(sources(1)))
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::ResourceLimitExceeded { limit: 2 });
+    assert_eq!(store.resource_lists(&org()).len(), 2);
 }

@@ -30,6 +30,9 @@ pub const SITE_TYPE: &str = "siteAllowlist";
 /// `data.type` of a resource's allowlist.
 pub const RESOURCE_TYPE: &str = "resourceAllowlist";
 
+/// The most groups `evaluate` takes.
+const MAX_EVALUATED_GROUPS: usize = 1000;
+
 /// The longest policy name accepted, in characters.
 const MAX_NAME_CHARS: usize = 255;
 
@@ -877,6 +880,12 @@ pub(crate) fn evaluate(root: &Value) -> Result<(String, Vec<String>, std::net::I
         .map_err(|err| ApiError::malformed(user.shown(), err.to_string()))?;
     let mut groups = Vec::new();
     if let Some(list) = data.optional("userGroups")? {
+        if list.array()?.len() > MAX_EVALUATED_GROUPS {
+            return Err(ApiError::malformed(
+                list.shown(),
+                format!("at most {MAX_EVALUATED_GROUPS} groups can be evaluated at once"),
+            ));
+        }
         for item in list.items()? {
             let text = item.string()?;
             check_principal_id("userGroup", text)

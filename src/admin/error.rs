@@ -124,6 +124,9 @@ impl ApiError {
                     None => "/data/attributes/allowedSources".to_owned(),
                 })
             }
+            (StoreError::SourceLimitExceeded { .. }, Context::Policy | Context::List) => {
+                Some("/data/attributes/allowedSources".to_owned())
+            }
             (StoreError::TargetLimitExceeded { .. }, Context::Policy) => {
                 Some("/data/relationships".to_owned())
             }
@@ -155,6 +158,7 @@ fn title(code: &str) -> &'static str {
         "policyLimitExceeded" => "Too many policies",
         "targetLimitExceeded" => "Too many targets",
         "resourceLimitExceeded" => "Too many resource allowlists",
+        "sourceLimitExceeded" => "Too many allowed sources",
         "conflict" => "Conflict",
         "lockoutPrevented" => "Change would lock you out",
         "versionMismatch" => "Version mismatch",

@@ -620,7 +620,9 @@ pub(super) async fn put_site_list(
         .set_site_list(&manager.actor, &manager.org, enabled, draft)
         .await
         .map_err(|err| ApiError::from_store(err, Context::List))?;
-    let data = SiteAllowlistResource::from(&site);
+    let data = site
+        .as_ref()
+        .map_or_else(SiteAllowlistResource::unset, SiteAllowlistResource::from);
     Ok(document(StatusCode::OK, &SiteAllowlistDocument { data }))
 }
 

@@ -62,7 +62,7 @@
 //!
 //! | `code` | status |
 //! |---|---|
-//! | `invalidSource`, `hostnameNotAllowed`, `matchAllNotAllowed`, `emptyAllowedSources`, `hostBitsSet`, `targetLimitExceeded`, `malformedDocument` | 400 |
+//! | `invalidSource`, `hostnameNotAllowed`, `matchAllNotAllowed`, `emptyAllowedSources`, `hostBitsSet`, `targetLimitExceeded`, `sourceLimitExceeded`, `malformedDocument` | 400 |
 //! | `unauthenticated` | 401 |
 //! | `forbidden` | 403 |
 //! | `notFound` | 404 |

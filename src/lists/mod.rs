@@ -21,7 +21,36 @@
 //!
 //! Refusals are the allowlist layer's: 403 with `ipNotAllowed` or `clientIpUnknown`
 //! (gRPC: `PERMISSION_DENIED`), through the same pluggable
-//! [`Rejection`](crate::layer::Rejection).
+//! [`Rejection`](crate::layer::Rejection). While the snapshot is
+//! [pending](crate::snapshot::SnapshotHandle::pending) (policies not loaded yet),
+//! whether a list applies is unknown, and every request that is not exempt is refused
+//! with 503 `policiesUnavailable`.
+//!
+//! # Security
+//!
+//! A list is looked up in the organization the resolver names, so in a multi-tenant
+//! service the resolver decides whose list protects a request:
+//!
+//! - Before authentication there is no `Principal`, and the default resolver names the
+//!   default organization for every request: a single-tenant service needs nothing
+//!   more, but a multi-tenant one must give [`SiteAllowlistLayer::organization`] a
+//!   resolver that finds the tenant another way, typically by host name with
+//!   [`RequestHead::host`] (normalized: authority or `Host`, no port, no trailing dot,
+//!   lower case).
+//! - For resources, the resolver must name the organization that **owns the resource**,
+//!   not the caller's: a caller of one tenant asking for another tenant's project must
+//!   meet the owner's list. The default (the caller's organization, else the default
+//!   one) is right only where resource ids are scoped per tenant by the application.
+//! - A resolver returning `None` lets the request through unchecked: return `None` only
+//!   for requests that belong to no tenant.
+//! - Resource ids are percent-decoded the way axum's `Path` decodes them, so
+//!   `/projects/%61pollo/...` is project `apollo` to the layer and to the handler. Under
+//!   `Router::nest`, the layer sees the path with the nest prefix stripped: write the
+//!   template relative to the nested router. The layer checks only the id segment;
+//!   rejecting `..` in a `{*rest}` parameter is the handler's job.
+//! - The client address comes from the layer's own [`client_ip`](SiteAllowlistLayer::client_ip)
+//!   resolver: give every layer, the admin router's included, the same one, so the
+//!   lockout guard checks the address the site list sees.
 //!
 //! # Exempt routes
 //!
@@ -89,6 +118,23 @@ pub struct RequestHead<'a> {
 }
 
 impl<'a> RequestHead<'a> {
+    /// The host the request is for, normalized: from the URI's authority (HTTP/2's
+    /// `:authority`) or else the `Host` header, without port or trailing dot, in lower
+    /// case. `None` when neither is there or the header is not text.
+    #[must_use]
+    pub fn host(&self) -> Option<String> {
+        let raw = match self.uri.authority() {
+            Some(authority) => authority.host().to_owned(),
+            None => {
+                let value = self.headers.get(http::header::HOST)?.to_str().ok()?;
+                let authority: http::uri::Authority = value.parse().ok()?;
+                authority.host().to_owned()
+            }
+        };
+        let host = raw.strip_suffix('.').unwrap_or(&raw).to_ascii_lowercase();
+        (!host.is_empty()).then_some(host)
+    }
+
     pub(crate) fn of<B>(request: &'a http::Request<B>) -> Self {
         Self {
             method: request.method(),
@@ -257,7 +303,13 @@ impl PathParam {
                         _ => {}
                     }
                     if i == self.index {
-                        found = Some(part.to_owned());
+                        // Decoded as axum's `Path` decodes it, so `%61pollo` is `apollo`
+                        // here and in the handler alike.
+                        found = Some(
+                            percent_encoding::percent_decode_str(part)
+                                .decode_utf8_lossy()
+                                .into_owned(),
+                        );
                     }
                 }
             }
@@ -291,11 +343,74 @@ mod tests {
         ] {
             assert_eq!(media.extract(path), None, "{path}");
         }
+        // Percent-encoded ids are the same resource as their decoded form.
+        assert_eq!(
+            media
+                .extract("/api/v1/projects/%61pollo/media/a.png")
+                .as_deref(),
+            Some("apollo")
+        );
+        assert_eq!(
+            media
+                .extract("/api/v1/projects/caf%C3%A9/media/a.png")
+                .as_deref(),
+            Some("café")
+        );
+        assert_eq!(
+            media
+                .extract("/api/v1/projects/a%2Fb/media/a.png")
+                .as_deref(),
+            Some("a/b")
+        );
         let rest = PathParam::new("/p/{id}/{*rest}", "id").unwrap();
         assert_eq!(rest.extract("/p/x/a/b/c").as_deref(), Some("x"));
         assert!(PathParam::new("/p/{id}", "project").is_err());
         assert!(PathParam::new("p/{id}", "id").is_err());
         assert!(PathParam::new("/{*rest}/{id}", "id").is_err());
+    }
+
+    #[test]
+    fn hosts_are_normalized() {
+        let headers = |host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(http::header::HOST, host.parse().unwrap());
+            headers
+        };
+        let extensions = Extensions::new();
+        let method = Method::GET;
+        let relative: Uri = "/x".parse().unwrap();
+        for (host, want) in [
+            ("ACME.example.com", Some("acme.example.com")),
+            ("acme.example.com.:8443", Some("acme.example.com")),
+            ("[2001:db8::1]:443", Some("[2001:db8::1]")),
+        ] {
+            let headers = headers(host);
+            let head = RequestHead {
+                method: &method,
+                uri: &relative,
+                headers: &headers,
+                extensions: &extensions,
+            };
+            assert_eq!(head.host().as_deref(), want, "{host}");
+        }
+        // HTTP/2 carries the authority in the URI, which wins over a stray header.
+        let absolute: Uri = "https://Acme.Example.com/x".parse().unwrap();
+        let stray = headers("other.example.com");
+        let head = RequestHead {
+            method: &method,
+            uri: &absolute,
+            headers: &stray,
+            extensions: &extensions,
+        };
+        assert_eq!(head.host().as_deref(), Some("acme.example.com"));
+        let none = HeaderMap::new();
+        let head = RequestHead {
+            method: &method,
+            uri: &relative,
+            headers: &none,
+            extensions: &extensions,
+        };
+        assert_eq!(head.host(), None);
     }
 
     #[test]

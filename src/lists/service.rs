@@ -113,7 +113,9 @@ where
                 Scope::Site => "site",
                 Scope::Resource(_) => "resource",
             };
-            metrics::denied(organization.as_str(), layer, reason.code());
+            // Not labelled by the resolver's organization: before the policies load,
+            // any client could claim label values with made-up host names.
+            metrics::denied("other", layer, reason.code());
             return reject(config, &request, reason, client_ip.ok());
         }
         let compiled = snapshot.org(organization.as_str());

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{BackendError, OrgRecord};
+use super::{check_principal_id, BackendError, OrgRecord};
 use crate::policy::{
     Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList, SourceList,
 };
@@ -27,12 +27,13 @@ struct OrgDocument {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SiteDocument {
     enabled: bool,
-    #[serde(flatten)]
-    list: ListDocument,
+    allowed_sources: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_enforce")]
+    enforcement: String,
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ListDocument {
     allowed_sources: Vec<String>,
     #[serde(default, skip_serializing_if = "is_enforce")]
@@ -120,9 +121,13 @@ pub(super) fn encode(record: &OrgRecord) -> Result<String, BackendError> {
                 )
             })
             .collect(),
-        site: record.org.site.as_ref().map(|site| SiteDocument {
-            enabled: site.enabled,
-            list: ListDocument::of(&site.list),
+        site: record.org.site.as_ref().map(|site| {
+            let list = ListDocument::of(&site.list);
+            SiteDocument {
+                enabled: site.enabled,
+                allowed_sources: list.allowed_sources,
+                enforcement: list.enforcement,
+            }
         }),
         resources: record
             .org
@@ -183,12 +188,17 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
             .map_err(|err| corrupt(err.to_string()))?;
     }
     if let Some(site) = document.site {
+        let list = ListDocument {
+            allowed_sources: site.allowed_sources,
+            enforcement: site.enforcement,
+        };
         record.org.site = Some(SiteList {
             enabled: site.enabled,
-            list: site.list.read("the site allowlist", &corrupt)?,
+            list: list.read("the site allowlist", &corrupt)?,
         });
     }
     for (id, list) in document.resources {
+        check_principal_id("resource", &id).map_err(|err| corrupt(err.to_string()))?;
         let what = format!("the allowlist of resource `{id}`");
         record
             .org
@@ -263,6 +273,8 @@ mod tests {
             r#"{"policies":[{"id":"p","allowedSources":["0.0.0.0/0"],"users":[],"groups":[],"version":1}],"groups":{}}"#,
             r#"{"policies":[{"id":"p","allowedSources":[],"users":[],"groups":[],"version":1}],"groups":{}}"#,
             r#"{"policies":[],"groups":{},"extra":1}"#,
+            r#"{"policies":[],"groups":{},"site":{"enabled":true,"allowedSources":["10.0.0.1"],"enforcment":"report"}}"#,
+            r#"{"policies":[],"groups":{},"resources":{"":{"allowedSources":["10.0.0.1"]}}}"#,
             r#"{"policies":[],"groups":{},"site":{"enabled":true,"allowedSources":["example.com"]}}"#,
             r#"{"policies":[],"groups":{},"resources":{"r":{"allowedSources":["10.0.0.1"],"enforcement":"maybe"}}}"#,
             r#"{"policies":[{"id":"p","allowedSources":["10.0.0.1"],"users":[],"groups":[],"version":1,"enforcement":"off"}],"groups":{}}"#,

@@ -39,6 +39,13 @@ pub enum StoreError {
         /// The limit.
         limit: usize,
     },
+    /// A policy or list would have more allowed sources than allowed.
+    SourceLimitExceeded {
+        /// The limit.
+        limit: usize,
+        /// How many it would have.
+        count: usize,
+    },
     /// A policy with this id already exists.
     Conflict {
         /// The id.
@@ -77,6 +84,7 @@ impl StoreError {
             Self::PolicyLimitExceeded { .. } => "policyLimitExceeded",
             Self::TargetLimitExceeded { .. } => "targetLimitExceeded",
             Self::ResourceLimitExceeded { .. } => "resourceLimitExceeded",
+            Self::SourceLimitExceeded { .. } => "sourceLimitExceeded",
             Self::Conflict { .. } => "conflict",
             Self::NotFound { .. } => "notFound",
             Self::VersionMismatch { .. } => "versionMismatch",
@@ -103,6 +111,10 @@ impl fmt::Display for StoreError {
             Self::ResourceLimitExceeded { limit } => write!(
                 f,
                 "the organization already has {limit} resources with an allowlist, the most allowed: delete one first"
+            ),
+            Self::SourceLimitExceeded { limit, count } => write!(
+                f,
+                "a policy or list may have at most {limit} allowed sources, and this one would have {count}: use wider CIDR ranges or address ranges"
             ),
             Self::Conflict { id } => write!(f, "a policy with id `{id}` already exists: choose another id, or replace it"),
             Self::NotFound { kind, id } => write!(f, "no {kind} `{id}` in this organization"),

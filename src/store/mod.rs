@@ -113,6 +113,8 @@ pub struct Limits {
     pub max_targets_per_policy: usize,
     /// Resources with their own allowlist, per organization (default 1000).
     pub max_resource_lists_per_org: usize,
+    /// Allowed sources per policy or list (default 1000).
+    pub max_sources_per_rule: usize,
 }
 
 impl Default for Limits {
@@ -121,6 +123,7 @@ impl Default for Limits {
             max_policies_per_org: 100,
             max_targets_per_policy: 100,
             max_resource_lists_per_org: 1000,
+            max_sources_per_rule: 1000,
         }
     }
 }
@@ -137,6 +140,13 @@ impl Limits {
     #[must_use]
     pub fn max_targets_per_policy(mut self, limit: usize) -> Self {
         self.max_targets_per_policy = limit;
+        self
+    }
+
+    /// Sets the most allowed sources a policy or list may have.
+    #[must_use]
+    pub fn max_sources_per_rule(mut self, limit: usize) -> Self {
+        self.max_sources_per_rule = limit;
         self
     }
 
@@ -280,7 +290,8 @@ impl ListDraft {
         self
     }
 
-    fn build(&self) -> Result<SourceList, StoreError> {
+    fn build(&self, limits: Limits) -> Result<SourceList, StoreError> {
+        check_sources(&self.allowed_sources, limits)?;
         SourceList::parse(&self.allowed_sources)
             .map(|list| list.with_enforcement(self.enforcement))
             .map_err(StoreError::InvalidSource)
@@ -552,6 +563,7 @@ impl Store {
         org: &OrgId,
         draft: PolicyDraft,
     ) -> Result<StoredPolicy, StoreError> {
+        check_sources(&draft.allowed_sources, self.inner.limits)?;
         let policy = build_policy(draft)?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
@@ -593,6 +605,7 @@ impl Store {
         draft: PolicyDraft,
         if_version: Option<u64>,
     ) -> Result<StoredPolicy, StoreError> {
+        check_sources(&draft.allowed_sources, self.inner.limits)?;
         let policy = build_policy(draft)?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
@@ -631,6 +644,9 @@ impl Store {
         if_version: Option<u64>,
     ) -> Result<StoredPolicy, StoreError> {
         let id = PolicyId::from(id);
+        if let Some(sources) = &patch.allowed_sources {
+            check_sources(sources, self.inner.limits)?;
+        }
         let sources = match &patch.allowed_sources {
             Some(sources) => Some(parse_sources(sources).map_err(StoreError::InvalidSource)?),
             None => None,
@@ -666,6 +682,9 @@ impl Store {
                     }
                     if let Some(groups) = &patch.groups {
                         policy.set_targets(policy.users().clone(), groups.clone());
+                    }
+                    if let Some(enforcement) = patch.enforcement {
+                        policy.set_enforcement(enforcement);
                     }
                     check_targets(&policy, limits)?;
                     let changed = record.org.policies.get(&id) != Some(&policy);
@@ -879,6 +898,8 @@ impl Store {
     }
 
     /// Sets the site allowlist of `org`: enabled or not, its sources and enforcement.
+    /// Disabling it with no sources keeps the sources it had (or none, if it never had
+    /// any); the result is what is now stored.
     ///
     /// # Errors
     ///
@@ -891,24 +912,33 @@ impl Store {
         org: &OrgId,
         enabled: bool,
         draft: ListDraft,
-    ) -> Result<SiteList, StoreError> {
-        let site = SiteList {
-            enabled,
-            list: draft.build()?,
+    ) -> Result<Option<SiteList>, StoreError> {
+        let site = if !enabled && draft.allowed_sources.is_empty() {
+            None
+        } else {
+            Some(SiteList {
+                enabled,
+                list: draft.build(self.inner.limits)?,
+            })
         };
         let record = self
             .change(actor, org, "setSiteAllowlist", Subject::Site, &|record| {
-                if record.org.site.as_ref() == Some(&site) {
+                let next = match &site {
+                    Some(site) => Some(site.clone()),
+                    // Disable, keeping the sources.
+                    None => record.org.site.clone().map(|site| SiteList {
+                        enabled: false,
+                        ..site
+                    }),
+                };
+                if record.org.site == next {
                     return Ok(false);
                 }
-                record.org.site = Some(site.clone());
+                record.org.site = next;
                 Ok(true)
             })
             .await?;
-        record.org.site.ok_or_else(|| StoreError::NotFound {
-            kind: "siteAllowlist",
-            id: org.to_string(),
-        })
+        Ok(record.org.site)
     }
 
     /// The allowlist of `resource` in `org`, if it has one.
@@ -944,7 +974,7 @@ impl Store {
         draft: ListDraft,
     ) -> Result<SourceList, StoreError> {
         check_principal_id("resource", resource)?;
-        let list = draft.build()?;
+        let list = draft.build(self.inner.limits)?;
         let id = ResourceId::from(resource);
         let limit = self.inner.limits.max_resource_lists_per_org;
         let record = self
@@ -1217,6 +1247,17 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
         Decision::Denied(_) => Err(StoreError::LockoutPrevented { addr: actor.addr }),
         Decision::Allowed | Decision::NoPolicy => Ok(()),
     }
+}
+
+/// Refuses more sources than a rule may have, before parsing any of them.
+fn check_sources(sources: &[String], limits: Limits) -> Result<(), StoreError> {
+    if sources.len() > limits.max_sources_per_rule {
+        return Err(StoreError::SourceLimitExceeded {
+            limit: limits.max_sources_per_rule,
+            count: sources.len(),
+        });
+    }
+    Ok(())
 }
 
 fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
