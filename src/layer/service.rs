@@ -12,7 +12,7 @@ use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
 use crate::principal::Identity;
-use crate::snapshot::{Decision, SnapshotHandle};
+use crate::snapshot::{Decision, DenyReason, SnapshotHandle};
 use crate::{metrics, report};
 
 /// The service produced by [`AllowlistLayer`](super::AllowlistLayer).
@@ -75,14 +75,21 @@ where
         let snapshot = self.handle.load();
         let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
         let organization = caller.organization_id();
-        let decision = snapshot.decide(organization, caller.user_id(), caller.group_ids(), addr);
-
         let org_id = organization.unwrap_or(OrgId::DEFAULT);
+        // One look-up of the organization serves the decision and the report-only check
+        // (`Snapshot::decide`, unrolled).
+        let compiled = snapshot.org(org_id);
+        let decision = match compiled {
+            _ if snapshot.is_pending() => Decision::Denied(DenyReason::PoliciesUnavailable),
+            Some(org) => org.decide(caller.user_id(), caller.group_ids(), addr),
+            None => Decision::NoPolicy,
+        };
+
         let Decision::Denied(reason) = decision else {
             if decision == Decision::Allowed {
                 metrics::allowed(org_id, "policy");
             }
-            if let Some(org) = snapshot.org(org_id).filter(|org| org.has_report_policies()) {
+            if let Some(org) = compiled.filter(|org| org.has_report_policies()) {
                 let groups: Vec<&str> = caller.group_ids().collect();
                 let user = caller.user_id();
                 for rule in org
