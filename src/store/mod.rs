@@ -33,9 +33,10 @@
 //! through [`reload_org`](Store::reload_org) (one organization) or
 //! [`resync`](Store::resync) (every organization whose data version moved). A replica
 //! that must start serving before its backend answers is built with
-//! [`Store::unloaded`]: its handle stays [pending](SnapshotHandle::pending), and the
-//! layer answers 503 to callers with an identity, until the first successful
-//! [`resync`](Store::resync).
+//! [`Store::unloaded`]: its handle stays [pending](SnapshotHandle::pending), and until
+//! the first successful [`resync`](Store::resync) the allowlist layer answers 503 to
+//! callers with an identity, and the site and resource list layers to every request
+//! they guard.
 //!
 //! # Example
 //!

@@ -239,7 +239,7 @@ async fn run(
                 tracing::warn!(
                     error = %err,
                     retry_in_ms,
-                    "allowlist replication: the policies are not loaded yet; requests carrying an identity are refused with 503 until they are"
+                    "allowlist replication: the policies are not loaded yet; gated requests are refused with 503 until they are"
                 );
             }
         } else {
