@@ -106,7 +106,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
-mod future;
 #[allow(clippy::module_inception)]
 mod layer;
 mod require;
@@ -114,12 +113,12 @@ mod response;
 mod service;
 mod verify;
 
-pub use self::future::ResponseFuture;
 pub use self::layer::JwtAuthLayer;
 pub use self::require::{RequirePrincipalLayer, RequirePrincipalService};
 pub use self::response::{DefaultRejection, Rejection, Unauthenticated};
 pub use self::service::JwtAuthService;
 pub use crate::body::ResponseBody;
+pub use crate::layer::ResponseFuture;
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 /// The longest bearer token accepted, in bytes; a longer one is refused with

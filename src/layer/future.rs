@@ -9,8 +9,9 @@ use pin_project_lite::pin_project;
 use crate::body::ResponseBody;
 
 pin_project! {
-    /// Response future of [`AllowlistService`](super::AllowlistService): the inner
-    /// service's future, or the ready rejection. Not boxed.
+    /// Response future of every layer of this crate ([`AllowlistService`](super::AllowlistService),
+    /// the list and JWT services): the inner service's future, or the ready rejection.
+    /// Not boxed.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
