@@ -37,6 +37,30 @@ pub struct Updated {
     pub changed: bool,
 }
 
+impl Updated {
+    /// Runs `change` on a copy of `before`: what a backend then writes, if `changed`,
+    /// is `after`, with the next data version. Every backend's
+    /// [`update`](Backend::update) goes through here.
+    ///
+    /// # Errors
+    ///
+    /// The change's refusal.
+    pub fn apply(before: OrgRecord, change: Change<'_>) -> Result<Self, StoreError> {
+        let mut after = before.clone();
+        let changed = change(&mut after)?;
+        if changed {
+            after.version = before.version + 1;
+        } else {
+            after.clone_from(&before);
+        }
+        Ok(Self {
+            before,
+            after,
+            changed,
+        })
+    }
+}
+
 /// Where the store keeps its state.
 ///
 /// [`update`](Backend::update) is the heart of it: the backend serializes writers of an
@@ -126,22 +150,11 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let mut orgs = self.lock()?;
             let before = orgs.get(org).cloned().unwrap_or_default();
-            let mut after = before.clone();
-            let changed = change(&mut after)?;
-            if !changed {
-                return Ok(Updated {
-                    after: before.clone(),
-                    before,
-                    changed,
-                });
+            let updated = Updated::apply(before, change)?;
+            if updated.changed {
+                orgs.insert(org.clone(), updated.after.clone());
             }
-            after.version = before.version + 1;
-            orgs.insert(org.clone(), after.clone());
-            Ok(Updated {
-                before,
-                after,
-                changed,
-            })
+            Ok(updated)
         })
     }
 }

@@ -494,26 +494,16 @@ impl Backend for PostgresBackend {
                 Some(row) => self.record(org, &row)?,
                 None => OrgRecord::default(),
             };
-            let mut after = before.clone();
-            let changed = match change(&mut after) {
-                Ok(changed) => changed,
-                Err(err) => {
+            let updated = match Updated::apply(before, change) {
+                Ok(updated) if updated.changed => updated,
+                unchanged_or_refused => {
                     tx.rollback().await.map_err(db)?;
-                    return Err(err);
+                    return unchanged_or_refused;
                 }
             };
-            if !changed {
-                tx.rollback().await.map_err(db)?;
-                return Ok(Updated {
-                    after: before.clone(),
-                    before,
-                    changed: false,
-                });
-            }
-            after.version = before.version + 1;
-            let version = i64::try_from(after.version)
+            let version = i64::try_from(updated.after.version)
                 .map_err(|_| BackendError::new("data version overflow"))?;
-            let previous = i64::try_from(before.version)
+            let previous = i64::try_from(updated.before.version)
                 .map_err(|_| BackendError::new("data version overflow"))?;
             let written = sqlx::query(
                 "INSERT INTO allowlist_orgs (org_id, version, document) VALUES ($1, $2, $3::jsonb)
@@ -523,7 +513,7 @@ impl Backend for PostgresBackend {
             )
             .bind(org.as_str())
             .bind(version)
-            .bind(document::encode(&after)?)
+            .bind(document::encode(&updated.after)?)
             .bind(previous)
             .execute(&mut *tx)
             .await
@@ -545,11 +535,7 @@ impl Backend for PostgresBackend {
                 .await
                 .map_err(db)?;
             tx.commit().await.map_err(db)?;
-            Ok(Updated {
-                before,
-                after,
-                changed: true,
-            })
+            Ok(updated)
         })
     }
 }

@@ -162,16 +162,11 @@ impl Backend for SqliteBackend {
                 }
                 None => OrgRecord::default(),
             };
-            let mut after = before.clone();
-            if !change(&mut after)? {
-                return Ok(Updated {
-                    after: before.clone(),
-                    before,
-                    changed: false,
-                });
+            let updated = Updated::apply(before, change)?;
+            if !updated.changed {
+                return Ok(updated);
             }
-            after.version = before.version + 1;
-            let version = i64::try_from(after.version)
+            let version = i64::try_from(updated.after.version)
                 .map_err(|_| BackendError::new("data version overflow"))?;
             sqlx::query(
                 "INSERT INTO allowlist_orgs (org_id, version, document) VALUES (?, ?, ?)
@@ -179,16 +174,12 @@ impl Backend for SqliteBackend {
             )
             .bind(org.as_str())
             .bind(version)
-            .bind(document::encode(&after)?)
+            .bind(document::encode(&updated.after)?)
             .execute(&mut *tx)
             .await
             .map_err(db)?;
             tx.commit().await.map_err(db)?;
-            Ok(Updated {
-                before,
-                after,
-                changed: true,
-            })
+            Ok(updated)
         })
     }
 }
