@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_principal_id, BackendError, OrgRecord};
+use super::{build_policy, check_principal_id, BackendError, OrgRecord, PolicyDraft};
 use crate::policy::{
-    Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList, SourceList,
+    Enforcement, GroupId, OrgId, OrgPolicies, ResourceId, SiteList, SourceList, UserId,
 };
-use crate::source::parse_sources;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -155,29 +154,20 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
         version,
     };
     for stored in document.policies {
-        let sources = parse_sources(&stored.allowed_sources)
-            .map_err(|err| corrupt(format!("policy `{}`: {err}", stored.id)))?;
-        let mut builder = Policy::builder(stored.id.as_str());
-        for source in sources {
-            builder = builder.source(source);
-        }
-        for user in stored.users {
-            builder = builder.user(user);
-        }
-        for group in stored.groups {
-            builder = builder.group(group);
-        }
-        if let Some(name) = stored.name {
-            builder = builder.name(name);
-        }
         let what = format!("policy `{}`", stored.id);
-        builder = builder.enforcement(enforcement(&stored.enforcement, &what, &corrupt)?);
-        let policy = builder
-            .build()
-            .map_err(|err| corrupt(format!("policy `{}`: {err}", stored.id)))?;
+        // Validated exactly as a new policy is.
+        let draft = PolicyDraft {
+            id: stored.id,
+            name: stored.name,
+            allowed_sources: stored.allowed_sources,
+            users: stored.users.into_iter().map(UserId::from).collect(),
+            groups: stored.groups.into_iter().map(GroupId::from).collect(),
+            enforcement: enforcement(&stored.enforcement, &what, &corrupt)?,
+        };
+        let policy = build_policy(draft).map_err(|err| corrupt(format!("{what}: {err}")))?;
         record
             .policy_versions
-            .insert(PolicyId::from(stored.id), stored.version);
+            .insert(policy.id().clone(), stored.version);
         record.org.insert_policy(policy);
     }
     for (child, parents) in document.groups {
@@ -211,6 +201,7 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::{Policy, PolicyId};
 
     #[test]
     fn round_trip() {

@@ -1261,7 +1261,7 @@ fn check_sources(sources: &[String], limits: Limits) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
+pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
     check_policy_id(&draft.id)?;
     for user in &draft.users {
         check_principal_id("user", user.as_str())?;
