@@ -12,7 +12,7 @@ use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
 use crate::principal::Identity;
-use crate::snapshot::{Decision, DenyReason, SnapshotHandle};
+use crate::snapshot::{Decision, SnapshotHandle};
 use crate::{metrics, report};
 
 /// The service produced by [`AllowlistLayer`](super::AllowlistLayer).
@@ -76,14 +76,8 @@ where
         let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
         let organization = caller.organization_id();
         let org_id = organization.unwrap_or(OrgId::DEFAULT);
-        // One look-up of the organization serves the decision and the report-only check
-        // (`Snapshot::decide`, unrolled).
-        let compiled = snapshot.org(org_id);
-        let decision = match compiled {
-            _ if snapshot.is_pending() => Decision::Denied(DenyReason::PoliciesUnavailable),
-            Some(org) => org.decide(caller.user_id(), caller.group_ids(), addr),
-            None => Decision::NoPolicy,
-        };
+        let (decision, compiled) =
+            snapshot.decide_in(organization, caller.user_id(), caller.group_ids(), addr);
 
         let Decision::Denied(reason) = decision else {
             if decision == Decision::Allowed {
@@ -101,7 +95,7 @@ where
                 }
             }
             tracing::trace!(
-                organization = organization.unwrap_or(OrgId::DEFAULT),
+                organization = org_id,
                 user = caller.user_id(),
                 client_ip = ?addr,
                 decision = ?decision,
@@ -111,12 +105,11 @@ where
         };
 
         if tracing::enabled!(tracing::Level::DEBUG) {
-            let policies = snapshot
-                .org(organization.unwrap_or(OrgId::DEFAULT))
+            let policies = compiled
                 .map(|org| org.applicable_policies(caller.user_id(), caller.group_ids()))
                 .unwrap_or_default();
             tracing::debug!(
-                organization = organization.unwrap_or(OrgId::DEFAULT),
+                organization = org_id,
                 user = caller.user_id(),
                 client_ip = ?addr,
                 client_ip_source = ?client_ip.as_ref().map(|ip| ip.source),

@@ -225,12 +225,27 @@ impl Snapshot {
         groups: impl IntoIterator<Item = &'a str>,
         addr: Option<IpAddr>,
     ) -> Decision {
+        self.decide_in(organization, user, groups, addr).0
+    }
+
+    /// [`decide`](Self::decide), also handing back the compiled organization it
+    /// decided with, so a caller that needs it too (the layer's report-only check)
+    /// looks it up once.
+    #[must_use]
+    #[inline]
+    pub fn decide_in<'a>(
+        &self,
+        organization: Option<&str>,
+        user: &str,
+        groups: impl IntoIterator<Item = &'a str>,
+        addr: Option<IpAddr>,
+    ) -> (Decision, Option<&CompiledOrg>) {
         if self.pending {
-            return Decision::Denied(DenyReason::PoliciesUnavailable);
+            return (Decision::Denied(DenyReason::PoliciesUnavailable), None);
         }
         match self.org(organization.unwrap_or(OrgId::DEFAULT)) {
-            Some(org) => org.decide(user, groups, addr),
-            None => Decision::NoPolicy,
+            Some(org) => (org.decide(user, groups, addr), Some(org)),
+            None => (Decision::NoPolicy, None),
         }
     }
 }
