@@ -249,8 +249,11 @@ impl OrgId {
 }
 
 impl Default for OrgId {
+    /// The default organization; one shared allocation, so resolving it per request
+    /// (as the list layers do for anonymous callers) costs a reference count.
     fn default() -> Self {
-        Self::from(Self::DEFAULT)
+        static DEFAULT: std::sync::OnceLock<OrgId> = std::sync::OnceLock::new();
+        DEFAULT.get_or_init(|| Self::from(Self::DEFAULT)).clone()
     }
 }
 

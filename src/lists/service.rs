@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -23,6 +24,16 @@ type ResourceFn = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
 pub(crate) enum Scope {
     Site,
     Resource(Arc<ResourceFn>),
+}
+
+impl Scope {
+    /// The rule kind reports name and the layer metrics name.
+    fn names(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::Site => ("siteAllowlist", "site"),
+            Self::Resource(_) => ("resourceAllowlist", "resource"),
+        }
+    }
 }
 
 impl fmt::Debug for Scope {
@@ -106,28 +117,20 @@ where
             return ResponseFuture::future(self.inner.call(request));
         };
         let snapshot = config.handle.load();
+        let (kind, layer) = config.scope.names();
         if snapshot.is_pending() {
             // Whether a list applies is unknown until the policies are loaded: closed.
             let reason = DenyReason::PoliciesUnavailable;
-            let layer = match config.scope {
-                Scope::Site => "site",
-                Scope::Resource(_) => "resource",
-            };
             // Not labelled by the resolver's organization: before the policies load,
             // any client could claim label values with made-up host names.
             metrics::denied("other", layer, reason.code());
             return reject(config, &request, reason, client_ip.ok());
         }
         let compiled = snapshot.org(organization.as_str());
-        let Some((kind, rule, list)) = select(&config.scope, compiled.map(|c| &**c), &head) else {
+        let Some((rule, list)) = select(&config.scope, compiled.map(|c| &**c), &head) else {
             return ResponseFuture::future(self.inner.call(request));
         };
         let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
-        let layer = if kind == "siteAllowlist" {
-            "site"
-        } else {
-            "resource"
-        };
         if addr.is_some_and(|addr| list.contains(addr)) {
             metrics::allowed(organization.as_str(), layer);
             return ResponseFuture::future(self.inner.call(request));
@@ -145,7 +148,7 @@ where
         tracing::debug!(
             organization = organization.as_str(),
             rule_kind = kind,
-            rule = rule.as_str(),
+            rule = &*rule,
             user,
             client_ip = ?addr,
             reason = reason.code(),
@@ -168,21 +171,22 @@ fn reject<R: Rejection, B, F>(
     ResponseFuture::rejected(response)
 }
 
-/// The list that applies to the request, with its kind and id for reports.
+/// The list that applies to the request, with its id for reports (no allocation for
+/// the site list, which is checked on every request).
 fn select<'a>(
     scope: &Scope,
     compiled: Option<&'a CompiledOrg>,
     head: &RequestHead<'_>,
-) -> Option<(&'static str, String, &'a CompiledList)> {
+) -> Option<(Cow<'static, str>, &'a CompiledList)> {
     let compiled = compiled?;
     match scope {
         Scope::Site => compiled
             .site()
-            .map(|list| ("siteAllowlist", "siteAllowlist".to_owned(), list)),
+            .map(|list| (Cow::Borrowed("siteAllowlist"), list)),
         Scope::Resource(resource) => {
             let id = resource(head)?;
             let list = compiled.resource(&id)?;
-            Some(("resourceAllowlist", id, list))
+            Some((Cow::Owned(id), list))
         }
     }
 }
