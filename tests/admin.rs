@@ -1,6 +1,8 @@
 //! The admin router end to end: real JWTs, the JWT layer, the allowlist layer and the
 //! router, served on loopback and called from chosen source addresses.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -11,7 +13,7 @@ use http::{HeaderMap, Method, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpSocket;
 use tower_ip_allowlist::admin;
 use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, TokenClaims};
 use tower_ip_allowlist::layer::AllowlistLayer;
@@ -43,16 +45,7 @@ async fn start() -> Server {
         .layer(AllowlistLayer::new(store.handle().clone()))
         .layer(JwtAuthLayer::hs256(SECRET))
         .layer(SiteAllowlistLayer::new(store.handle().clone()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let addr = common::serve(app).await;
     Server { addr, store }
 }
 

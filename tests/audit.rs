@@ -1,8 +1,9 @@
 //! The store's audit events, captured from `tracing`. Alone in its binary: a subscriber
 //! set for one thread must not race other tests registering the same callsites.
 
-use std::sync::Arc;
+mod common;
 
+use common::capture::Capture;
 use tower_ip_allowlist::policy::OrgId;
 use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::store::{Actor, PolicyDraft, Store, Targets};
@@ -11,37 +12,10 @@ fn org() -> OrgId {
     OrgId::default()
 }
 
-/// Records the fields of every event on the audit target.
-#[derive(Clone, Default)]
-struct AuditLog(Arc<std::sync::Mutex<Vec<std::collections::BTreeMap<String, String>>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AuditLog {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Fields(std::collections::BTreeMap<String, String>);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.insert(field.name().to_owned(), format!("{value:?}"));
-            }
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                self.0.insert(field.name().to_owned(), value.to_owned());
-            }
-        }
-        if event.metadata().target() == "tower_ip_allowlist::audit" {
-            let mut fields = Fields(Default::default());
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
-    }
-}
-
 #[tokio::test]
 async fn every_committed_change_is_audited_and_nothing_else() {
     use tracing_subscriber::layer::SubscriberExt;
-    let log = AuditLog::default();
+    let log = Capture::new("tower_ip_allowlist::audit");
     let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(log.clone()));
     let store = Store::memory();
     let admin = Principal::new("alice").with_permissions(["MANAGE"]);
@@ -69,7 +43,7 @@ async fn every_committed_change_is_audited_and_nothing_else() {
         .await
         .unwrap();
 
-    let events = log.0.lock().unwrap().clone();
+    let events = log.events();
     assert_eq!(events.len(), 3, "{events:#?}");
     let ops: Vec<&str> = events.iter().map(|e| e["operation"].as_str()).collect();
     assert_eq!(ops, ["createPolicy", "addTargets", "setGroupParents"]);

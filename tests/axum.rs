@@ -1,5 +1,7 @@
 //! The layer in a real axum server on loopback, and through `MockConnectInfo`.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
@@ -9,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
+use common::serve;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -90,21 +93,6 @@ fn app(layer: AllowlistLayer) -> Router {
         .route("/", get(whoami))
         .layer(layer)
         .layer(middleware::from_fn(header_auth))
-}
-
-/// Serves `app` on 127.0.0.1 with peer addresses; returns its address.
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
 }
 
 /// One HTTP/1.1 request from a client socket bound to `from`.

@@ -1,6 +1,8 @@
 //! The JWT layer with real signed tokens: through `oneshot` where the network does not
 //! matter, in a real axum server and a real tonic server on loopback where it does.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,6 +10,7 @@ use axum::body::Body;
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
+use common::serve;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -126,21 +129,6 @@ fn assert_rejected(answer: &Answer, reason: JwtRejection) {
         challenge.starts_with(r#"Bearer error="invalid_token", error_description=""#),
         "{challenge}"
     );
-}
-
-/// Serves `app` on 127.0.0.1; returns its address.
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
 }
 
 /// One HTTP/1.1 GET over loopback.

@@ -1,16 +1,19 @@
 //! Site and resource lists end to end over loopback, with real JWTs: the site list
 //! before authentication, site AND policy, a resource list on one project only.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::get;
 use axum::Router;
+use common::serve;
 use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpSocket;
 use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, RequirePrincipalLayer, TokenClaims};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
@@ -58,20 +61,6 @@ fn app(handle: &SnapshotHandle) -> Router {
                     })
                 }),
         )
-}
-
-async fn serve(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    addr
 }
 
 async fn get_from(

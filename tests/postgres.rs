@@ -6,27 +6,26 @@
 //! a notice and pass. Each test works in a schema of its own, dropped at the end, so
 //! they run in parallel.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
+use common::demo::{self, send, Running};
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use sqlx::Connection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
-use tower_ip_allowlist::jwt::{encode_hs256, TokenClaims};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::policy::OrgId;
 use tower_ip_allowlist::principal::Principal;
@@ -831,105 +830,18 @@ async fn an_unreachable_database_is_a_clear_error() {
 const SECRET: &str = "postgres-test-secret-postgres-test-secret";
 const POLICIES: &str = "/api/v1/entities/ipAllowlistPolicies";
 
-fn server_binary() -> PathBuf {
-    // target/debug/deps/postgres-<hash> -> target/debug/examples/server
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let binary = dir
-        .join("examples")
-        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
+fn start_server(database: &str) -> Running {
+    let server = demo::start(database, SECRET);
     assert!(
-        binary.exists(),
-        "{} is missing: run the tests with `cargo test --all-features`, which builds the examples",
-        binary.display()
+        !server.first_line.contains("s3cret"),
+        "the password was printed: {}",
+        server.first_line
     );
-    binary
-}
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(database: &str) -> Server {
-    let mut child = Command::new(server_binary())
-        .args(["--listen", "127.0.0.1:0", "--database", database])
-        .env("ALLOWLIST_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server did not print its address");
-    assert!(!line.contains("s3cret"), "the password was printed: {line}");
-    let addr = line
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .parse()
-        .unwrap();
-    Server { child, addr }
+    server
 }
 
 fn token(user: &str, permissions: &[&str]) -> String {
-    let claims = TokenClaims::new(user, Duration::from_secs(600))
-        .with_permissions(permissions.iter().copied());
-    encode_hs256(SECRET.as_bytes(), &claims).unwrap()
-}
-
-async fn send(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "test");
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let body = match body {
-        Some(body) => {
-            request = request.header("content-type", "application/vnd.gooddata.api+json");
-            Body::from(serde_json::to_vec(&body).unwrap())
-        }
-        None => Body::empty(),
-    };
-    let response = sender
-        .send_request(request.body(body).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    demo::token(SECRET, user, permissions)
 }
 
 /// Polls `path` on `addr` as `token` until it answers `want`; how long that took.

@@ -2,14 +2,15 @@
 //! events are captured here. Alone in its binary, so the thread's subscriber does not
 //! race other tests registering the same callsites.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::routing::get;
 use axum::{Extension, Router};
+use common::capture::Capture;
 use http::{Request, StatusCode};
 use tower::ServiceExt;
 use tower_ip_allowlist::layer::AllowlistLayer;
@@ -22,34 +23,9 @@ use tower_ip_allowlist::report;
 use tower_ip_allowlist::snapshot::SnapshotHandle;
 use tracing_subscriber::layer::SubscriberExt;
 
-type Events = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
-
-/// Records the fields of every event on the report target.
-#[derive(Clone, Default)]
-struct Capture(Events);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        struct Fields(BTreeMap<String, String>);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.insert(field.name().to_owned(), format!("{value:?}"));
-            }
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                self.0.insert(field.name().to_owned(), value.to_owned());
-            }
-        }
-        if event.metadata().target() == "tower_ip_allowlist::report" {
-            let mut fields = Fields(BTreeMap::new());
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
-    }
-}
-
 #[tokio::test]
 async fn report_only_rules_never_deny_and_are_observed() {
-    let capture = Capture::default();
+    let capture = Capture::new("tower_ip_allowlist::report");
     let _guard =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
 
@@ -103,7 +79,7 @@ async fn report_only_rules_never_deny_and_are_observed() {
         "report-only never denies"
     );
 
-    let events = capture.0.lock().unwrap().clone();
+    let events = capture.events();
     let rules: Vec<(&str, &str)> = events
         .iter()
         .map(|e| (e["rule_kind"].as_str(), e["rule"].as_str()))
@@ -127,11 +103,11 @@ async fn report_only_rules_never_deny_and_are_observed() {
     assert!(report::would_deny_count() >= before + 3);
 
     // From inside every list: nothing to report.
-    capture.0.lock().unwrap().clear();
+    capture.clear();
     let request = Request::get("/projects/apollo/media")
         .body(Body::empty())
         .unwrap();
     let response = app([192, 0, 2, 1]).oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(capture.0.lock().unwrap().is_empty());
+    assert!(capture.events().is_empty());
 }

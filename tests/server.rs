@@ -3,142 +3,28 @@
 //!
 //! Runs the `server` example binary that `cargo test` builds next to the test binaries.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-use axum::body::Body;
 use bytes::Bytes;
+use common::demo::{self, send, try_send, Running};
 use http::{Method, StatusCode};
-use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tower_ip_allowlist::jwt::{encode_hs256, TokenClaims};
 
 const SECRET: &str = "server-test-secret-server-test-secret";
 const POLICIES: &str = "/api/v1/entities/ipAllowlistPolicies";
 
-fn server_binary() -> PathBuf {
-    // target/debug/deps/server-<hash> -> target/debug/examples/server
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let binary = dir
-        .join("examples")
-        .join(format!("server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "{} is missing: run the tests with `cargo test --all-features`, which builds the examples",
-        binary.display()
-    );
-    binary
-}
-
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the server on a free port with its database in `db`.
+/// Starts the demo server on a free port with its database in `db`.
 fn start(db: &Path) -> Running {
-    let mut child = Command::new(server_binary())
-        .args(["--listen", "127.0.0.1:0", "--database"])
-        .arg(format!("sqlite://{}", db.display()))
-        .env("ALLOWLIST_JWT_SECRET", SECRET)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the server did not print its address");
-    let addr = line
-        .strip_prefix("listening on http://")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .parse()
-        .unwrap();
-    Running { child, addr }
+    demo::start(&format!("sqlite://{}", db.display()), SECRET)
 }
 
 fn token(user: &str, permissions: &[&str]) -> String {
-    let claims = TokenClaims::new(user, Duration::from_secs(600))
-        .with_permissions(permissions.iter().copied());
-    encode_hs256(SECRET.as_bytes(), &claims).unwrap()
-}
-
-async fn send(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    try_send(addr, method, path, token, body).await.unwrap()
-}
-
-/// One request; `Err` when the connection fails (the server was killed).
-async fn try_send(
-    addr: SocketAddr,
-    method: Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> Result<(StatusCode, Value), String> {
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "test");
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let body = match body {
-        Some(body) => {
-            request = request.header("content-type", "application/vnd.gooddata.api+json");
-            Body::from(serde_json::to_vec(&body).unwrap())
-        }
-        None => Body::empty(),
-    };
-    let response = sender
-        .send_request(request.body(body).unwrap())
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = response.status();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    ))
+    demo::token(SECRET, user, permissions)
 }
 
 fn policy(id: &str, sources: &[&str], users: &[&str]) -> Value {
