@@ -23,24 +23,35 @@ mod enabled {
     use super::MAX_LABEL_VALUES;
 
     /// A bounded set of label values: known values are shared, unknown ones past the
-    /// bound become `other`.
-    struct Bounded(RwLock<HashSet<Arc<str>>>);
+    /// bound become `other`. Labels are handed to `metrics` as shared `Arc<str>`s, so
+    /// counting a request allocates nothing once its values are known.
+    struct Bounded {
+        seen: RwLock<HashSet<Arc<str>>>,
+        other: Arc<str>,
+    }
 
     impl Bounded {
+        fn new() -> Self {
+            Self {
+                seen: RwLock::new(HashSet::new()),
+                other: Arc::from("other"),
+            }
+        }
+
         fn label(&self, value: &str) -> Arc<str> {
-            if let Ok(seen) = self.0.read() {
+            if let Ok(seen) = self.seen.read() {
                 if let Some(known) = seen.get(value) {
                     return Arc::clone(known);
                 }
             }
-            let Ok(mut seen) = self.0.write() else {
-                return Arc::from("other");
+            let Ok(mut seen) = self.seen.write() else {
+                return Arc::clone(&self.other);
             };
             if let Some(known) = seen.get(value) {
                 return Arc::clone(known);
             }
             if seen.len() >= MAX_LABEL_VALUES {
-                return Arc::from("other");
+                return Arc::clone(&self.other);
             }
             let value: Arc<str> = Arc::from(value);
             seen.insert(Arc::clone(&value));
@@ -50,22 +61,22 @@ mod enabled {
 
     fn orgs() -> &'static Bounded {
         static ORGS: OnceLock<Bounded> = OnceLock::new();
-        ORGS.get_or_init(|| Bounded(RwLock::new(HashSet::new())))
+        ORGS.get_or_init(Bounded::new)
     }
 
     fn rules() -> &'static Bounded {
         static RULES: OnceLock<Bounded> = OnceLock::new();
-        RULES.get_or_init(|| Bounded(RwLock::new(HashSet::new())))
+        RULES.get_or_init(Bounded::new)
     }
 
     pub(crate) fn allowed(organization: &str, layer: &'static str) {
-        let organization = orgs().label(organization).to_string();
+        let organization = orgs().label(organization);
         metrics::counter!("ip_allowlist_allowed_total", "organization" => organization, "layer" => layer)
             .increment(1);
     }
 
     pub(crate) fn denied(organization: &str, layer: &'static str, reason: &'static str) {
-        let organization = orgs().label(organization).to_string();
+        let organization = orgs().label(organization);
         metrics::counter!(
             "ip_allowlist_denied_total",
             "organization" => organization,
@@ -76,8 +87,8 @@ mod enabled {
     }
 
     pub(crate) fn would_deny(organization: &str, rule_kind: &'static str, rule: &str) {
-        let organization = orgs().label(organization).to_string();
-        let rule = rules().label(rule).to_string();
+        let organization = orgs().label(organization);
+        let rule = rules().label(rule);
         metrics::counter!(
             "ip_allowlist_report_only_would_deny_total",
             "organization" => organization,
