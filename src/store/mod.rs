@@ -18,8 +18,9 @@
 //!   address would be denied is refused ([`StoreError::LockoutPrevented`]) unless the
 //!   [`Actor`] forces it. The product this reproduces only warns.
 //! - Every committed change emits a `tracing` event at `INFO` on the target
-//!   `tower_ip_allowlist::audit` with the organization, actor, operation, policy or
-//!   group, and the state before and after.
+//!   `tower_ip_allowlist::audit` with the organization, actor, operation, what it is
+//!   about (a policy, a group, the site allowlist or a resource), and the state before
+//!   and after.
 //!
 //! [`MemoryBackend`] keeps everything in memory; `SqliteBackend` (feature `sqlite`)
 //! keeps it in one local SQLite file; `PostgresBackend` (feature `postgres`) keeps it in
