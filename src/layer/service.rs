@@ -26,20 +26,7 @@ pub struct AllowlistService<S, I, R> {
 }
 
 impl<S, I, R> AllowlistService<S, I, R> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_service_accessors!();
 }
 
 impl<S, I, R, ReqBody, ResBody> Service<Request<ReqBody>> for AllowlistService<S, I, R>
