@@ -124,6 +124,9 @@ impl fmt::Display for DenyReason {
 #[derive(Clone, Default)]
 pub struct Snapshot {
     orgs: HashMap<OrgId, Arc<CompiledOrg>, foldhash::fast::RandomState>,
+    /// The default organization's entry of `orgs` again, so that single-tenant
+    /// applications, whose callers carry no organization, skip the hash look-up.
+    default: Option<Arc<CompiledOrg>>,
     /// Not loaded yet: every decision is denied (see the module docs).
     pending: bool,
 }
@@ -176,7 +179,7 @@ impl Snapshot {
     #[must_use]
     pub fn without_org(&self, id: &str) -> Self {
         let mut next = self.clone();
-        next.orgs.remove(id);
+        next.remove(id);
         next
     }
 
@@ -185,10 +188,20 @@ impl Snapshot {
     pub fn insert_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
         if org.is_empty() {
             // Nothing can apply: keep the map small and the look-up a miss.
-            self.orgs.remove(id.as_str());
-        } else {
-            self.orgs.insert(id, org);
+            self.remove(id.as_str());
+            return;
         }
+        if id.as_str() == OrgId::DEFAULT {
+            self.default = Some(Arc::clone(&org));
+        }
+        self.orgs.insert(id, org);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if id == OrgId::DEFAULT {
+            self.default = None;
+        }
+        self.orgs.remove(id);
     }
 
     fn insert(&mut self, id: OrgId, org: &OrgPolicies) {
@@ -198,7 +211,11 @@ impl Snapshot {
     /// The compiled organization, if it has any active policy or list.
     #[must_use]
     pub fn org(&self, id: &str) -> Option<&Arc<CompiledOrg>> {
-        self.orgs.get(id)
+        if id == OrgId::DEFAULT {
+            self.default.as_ref()
+        } else {
+            self.orgs.get(id)
+        }
     }
 
     /// Number of organizations with at least one active policy.

@@ -219,14 +219,24 @@ impl CompiledOrg {
         groups: impl IntoIterator<Item = &'a str>,
         addr: Option<IpAddr>,
     ) -> Decision {
-        let Some(applicable) = self.applicable_bits(user, groups) else {
+        // The caller's sets of applicable policies, user first, then each group (already
+        // closed over its ancestors at compile time). The address is looked up when the
+        // first one is found, and the first set meeting the policies covering it allows:
+        // the rest of the caller's groups are not even looked up.
+        let user = self.users.get(user).copied();
+        let groups = groups
+            .into_iter()
+            .filter_map(|group| self.groups.get(group).copied());
+        let mut sets = user.into_iter().chain(groups).peekable();
+        if sets.peek().is_none() {
             return Decision::NoPolicy;
-        };
+        }
         let Some(addr) = addr else {
             return Decision::Denied(DenyReason::ClientIpUnknown);
         };
         let covering = self.set(self.covering(addr));
-        if applicable.iter().zip(covering).any(|(a, c)| a & c != 0) {
+        let meets = |id: u32| self.set(id).iter().zip(covering).any(|(a, c)| a & c != 0);
+        if sets.any(meets) {
             Decision::Allowed
         } else {
             Decision::Denied(DenyReason::IpNotAllowed)

@@ -148,6 +148,41 @@ fn handle_publishes_atomically() {
 }
 
 #[test]
+fn the_default_organization_follows_every_change() {
+    // Looked up without hashing; each way of changing it must reach that slot too.
+    let inside = Some("198.51.100.1".parse().unwrap());
+    let outside = Some("192.0.2.1".parse().unwrap());
+    let mut org = OrgPolicies::default();
+    org.insert_policy(policy("p", &["198.51.100.0/24"], &["u"], &[]));
+    let handle = SnapshotHandle::default();
+    handle.set_org(OrgId::from("default"), &org);
+    for name in [None, Some("default")] {
+        assert_eq!(handle.load().decide(name, "u", [], inside), ALLOWED);
+        assert_eq!(handle.load().decide(name, "u", [], outside), NOT_ALLOWED);
+    }
+    org.insert_policy(policy("p", &["192.0.2.0/24"], &["u"], &[]));
+    handle.set_org(OrgId::default(), &org);
+    assert_eq!(handle.load().decide(None, "u", [], inside), NOT_ALLOWED);
+    assert_eq!(handle.load().decide(None, "u", [], outside), ALLOWED);
+    // Left with no active policy: dropped, like any organization.
+    handle.set_org(OrgId::default(), &OrgPolicies::default());
+    assert_eq!(handle.load().decide(None, "u", [], outside), NO_POLICY);
+    assert!(handle.load().org(OrgId::DEFAULT).is_none());
+    handle.set_org(OrgId::default(), &org);
+    assert_eq!(handle.load().decide(None, "u", [], inside), NOT_ALLOWED);
+    assert_eq!(
+        handle
+            .load()
+            .without_org(OrgId::DEFAULT)
+            .decide(None, "u", [], inside),
+        NO_POLICY
+    );
+    // Another organization's changes leave it alone.
+    handle.set_org(OrgId::from("acme"), &OrgPolicies::default());
+    assert_eq!(handle.load().decide(None, "u", [], outside), ALLOWED);
+}
+
+#[test]
 fn a_pending_handle_denies_everyone_until_a_loaded_snapshot_is_published() {
     let handle = SnapshotHandle::pending();
     let addr = Some("192.0.2.1".parse().unwrap());
