@@ -1,8 +1,16 @@
 //! A request through an axum router with the allowlist layer, against the same router
 //! without it, in the same run: the difference is the layer's overhead.
 //!
+//! The layer is measured both ways an application can add it: with `Router::layer`
+//! (axum wraps every route in it, and re-boxes each route's service and response body;
+//! a layer that does nothing shows that cost alone) and around the whole router. The
+//! caller's groups are resolved in order and the first one whose policies cover the
+//! address allows, so the allowed address is in a policy of the caller's *last* group:
+//! every group is looked up, as in the denied case.
+//!
 //! `cargo bench --bench layer`; the figures are summarized in BENCHMARKS.md.
 
+use std::convert::Infallible;
 use std::hint::black_box;
 use std::net::SocketAddr;
 
@@ -11,8 +19,9 @@ use axum::extract::ConnectInfo;
 use axum::routing::get;
 use axum::Router;
 use criterion::{criterion_group, criterion_main, Criterion};
-use http::{Request, StatusCode};
-use tower::ServiceExt;
+use http::{Request, Response, StatusCode};
+use tokio::runtime::Runtime;
+use tower::{Layer, Service, ServiceExt};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
 use tower_ip_allowlist::principal::Principal;
@@ -25,11 +34,23 @@ fn request(principal: &Principal, peer: SocketAddr) -> Request<Body> {
     request
 }
 
+/// One request through a clone of `service`, as a server does per request.
+fn call<S, B>(runtime: &Runtime, service: &S, request: Request<Body>) -> Response<B>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    runtime
+        .block_on(service.clone().oneshot(request))
+        .unwrap_or_else(|never| match never {})
+}
+
 fn layer(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
 
+    // 100 policies of 100 sources: policy p is for group g(p % 20) and covers 100
+    // addresses of 10.0.(16p).0/20, 16 apart.
     let mut org = OrgPolicies::default();
     for p in 0..100 {
         let mut builder = Policy::builder(format!("p{p}")).group(format!("g{}", p % 20));
@@ -43,83 +64,50 @@ fn layer(c: &mut Criterion) {
     handle.set_org(OrgId::default(), &org);
 
     let bare: Router = Router::new().route("/", get(|| async { "ok" }));
-    let gated: Router = bare.clone().layer(AllowlistLayer::new(handle));
-    // The cost of any layer at all in an axum router (it re-boxes each route), for
-    // reference: a layer that does nothing.
+    // The cost of any layer at all added with `Router::layer`, for reference.
     let noop: Router = bare.clone().layer(tower::util::MapRequestLayer::new(
         |request: Request<Body>| request,
     ));
+    let allowlist = AllowlistLayer::new(handle);
+    let per_route: Router = bare.clone().layer(allowlist.clone());
+    let around = allowlist.layer(bare.clone());
 
     let principal = Principal::new("alice").with_groups(["g1", "g2", "g3", "g4", "g5"]);
-    let allowed: SocketAddr = "10.0.16.16:40000".parse().unwrap();
+    // In policy p5, for g5: the caller's last group.
+    let allowed: SocketAddr = "10.0.80.16:40000".parse().unwrap();
     let denied: SocketAddr = "192.0.2.1:40000".parse().unwrap();
 
-    // Both routers answer as expected before anything is timed.
-    runtime.block_on(async {
-        let ok = gated
-            .clone()
-            .oneshot(request(&principal, allowed))
-            .await
-            .unwrap();
-        assert_eq!(ok.status(), StatusCode::OK);
-        let no = gated
-            .clone()
-            .oneshot(request(&principal, denied))
-            .await
-            .unwrap();
-        assert_eq!(no.status(), StatusCode::FORBIDDEN);
-    });
+    // Every router answers as expected before anything is timed.
+    for status in [
+        call(&runtime, &bare, request(&principal, allowed)).status(),
+        call(&runtime, &noop, request(&principal, allowed)).status(),
+        call(&runtime, &per_route, request(&principal, allowed)).status(),
+        call(&runtime, &around, request(&principal, allowed)).status(),
+    ] {
+        assert_eq!(status, StatusCode::OK);
+    }
+    for status in [
+        call(&runtime, &per_route, request(&principal, denied)).status(),
+        call(&runtime, &around, request(&principal, denied)).status(),
+    ] {
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
 
     let mut group = c.benchmark_group("layer");
     group.bench_function("router_without_layer", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                black_box(
-                    bare.clone()
-                        .oneshot(request(&principal, allowed))
-                        .await
-                        .unwrap(),
-                )
-            })
-        })
+        b.iter(|| black_box(call(&runtime, &bare, request(&principal, allowed))))
     });
     group.bench_function("router_with_noop_layer", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                black_box(
-                    noop.clone()
-                        .oneshot(request(&principal, allowed))
-                        .await
-                        .unwrap(),
-                )
-            })
-        })
+        b.iter(|| black_box(call(&runtime, &noop, request(&principal, allowed))))
     });
     group.bench_function("router_with_layer_allowed", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                black_box(
-                    gated
-                        .clone()
-                        .oneshot(request(&principal, allowed))
-                        .await
-                        .unwrap(),
-                )
-            })
-        })
+        b.iter(|| black_box(call(&runtime, &per_route, request(&principal, allowed))))
+    });
+    group.bench_function("layer_around_router_allowed", |b| {
+        b.iter(|| black_box(call(&runtime, &around, request(&principal, allowed))))
     });
     group.bench_function("router_with_layer_denied", |b| {
-        b.iter(|| {
-            runtime.block_on(async {
-                black_box(
-                    gated
-                        .clone()
-                        .oneshot(request(&principal, denied))
-                        .await
-                        .unwrap(),
-                )
-            })
-        })
+        b.iter(|| black_box(call(&runtime, &per_route, request(&principal, denied))))
     });
     group.finish();
 }
