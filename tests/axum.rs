@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use common::serve;
@@ -191,6 +191,28 @@ async fn peer_address_over_loopback() {
     assert_eq!(status, StatusCode::OK);
     let (status, _) = get_from(ip("127.0.0.2"), server, &[("x-user", "alice")]).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn around_the_whole_router() {
+    // The layer around the router rather than inside each route (`Router::layer`), with
+    // authentication around it: the same decisions.
+    let router = Router::new().route("/", get(whoami));
+    let app = tower::ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .layer(middleware::from_fn(header_auth))
+        .layer(AllowlistLayer::new(policies()))
+        .service(router);
+    let server = serve(app).await;
+
+    let (status, body) = get_from(ip("127.0.0.2"), server, &[("x-user", "alice")]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, "127.0.0.2 Peer");
+    let (status, body) = get_from(ip("127.0.0.3"), server, &[("x-user", "alice")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(body.contains(r#""code":"ipNotAllowed""#), "{body}");
+    let (status, _) = get_from(ip("127.0.0.3"), server, &[("x-user", "bob")]).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -5,13 +5,22 @@
 pub mod capture;
 pub mod demo;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 
-use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use axum::ServiceExt;
 use tokio::net::TcpListener;
+use tower::Service;
 
-/// Serves `app` on 127.0.0.1 with peer addresses; returns its address.
-pub async fn serve(app: Router) -> SocketAddr {
+/// Serves `app` (a `Router`, or any service such as layers around one) on 127.0.0.1
+/// with peer addresses; returns its address.
+pub async fn serve<S>(app: S) -> SocketAddr
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
