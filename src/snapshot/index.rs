@@ -5,31 +5,37 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 /// Key space of one address family: IPv4 as `u32`, IPv6 as `u128`.
-pub(crate) trait Key: Copy + Ord + std::hash::Hash {
+pub(crate) trait Key: Copy + Ord + std::hash::Hash + Default {
     fn checked_next(self) -> Option<Self>;
-    /// The top `bits` bits, as a bucket number (`bits` is at most 16).
-    fn top(self, bits: u32) -> usize;
+    fn checked_sub(self, other: Self) -> Option<Self>;
+    /// Number of significant bits.
+    fn bit_len(self) -> u32;
+    /// `self >> shift` as a bucket number (`usize::MAX` if it does not fit).
+    fn bucket(self, shift: u32) -> usize;
 }
 
-impl Key for u32 {
-    fn checked_next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    #[inline]
-    fn top(self, bits: u32) -> usize {
-        self.checked_shr(Self::BITS - bits).unwrap_or(0) as usize
-    }
+macro_rules! impl_key {
+    ($t:ty) => {
+        impl Key for $t {
+            fn checked_next(self) -> Option<Self> {
+                self.checked_add(1)
+            }
+            #[inline]
+            fn checked_sub(self, other: Self) -> Option<Self> {
+                <$t>::checked_sub(self, other)
+            }
+            fn bit_len(self) -> u32 {
+                <$t>::BITS - self.leading_zeros()
+            }
+            #[inline]
+            fn bucket(self, shift: u32) -> usize {
+                usize::try_from(self.checked_shr(shift).unwrap_or(0)).unwrap_or(usize::MAX)
+            }
+        }
+    };
 }
-
-impl Key for u128 {
-    fn checked_next(self) -> Option<Self> {
-        self.checked_add(1)
-    }
-    #[inline]
-    fn top(self, bits: u32) -> usize {
-        self.checked_shr(Self::BITS - bits).unwrap_or(0) as usize
-    }
-}
+impl_key!(u32);
+impl_key!(u128);
 
 /// Most bucket bits: 65,536 buckets, 256 KiB, for indexes of 128K intervals and more.
 const MAX_BUCKET_BITS: u32 = 16;
@@ -37,16 +43,22 @@ const MAX_BUCKET_BITS: u32 = 16;
 /// Sorted interval starts; `set_ids[i]` is the policy set covering
 /// `starts[i]..starts[i + 1]`. Addresses before the first start are covered by nothing.
 ///
-/// A look-up first reads a bucket table indexed by the key's top bits, which bounds
-/// the binary search to the few starts inside that bucket. The table has about one
-/// bucket per two intervals (at most 65,536), so it costs about two bytes per interval.
+/// A look-up first reads a bucket table, which bounds the binary search to the few
+/// starts inside one bucket. The buckets divide the span from the first start to the
+/// last, not the whole address space, so that sources packed into one corner of it
+/// (an organization's ranges usually are) still spread over all the buckets. The table
+/// has about one bucket per two intervals (at most 65,536), so it costs about two
+/// bytes per interval.
 #[derive(Debug, Clone)]
 pub(crate) struct RangeIndex<K> {
     starts: Box<[K]>,
     set_ids: Box<[u32]>,
+    /// The first start: bucket `b` holds the keys whose offset from it, shifted right
+    /// by `shift`, is `b`.
+    base: K,
+    shift: u32,
     /// `buckets[b]` is the number of starts below the first key of bucket `b`.
     buckets: Box<[u32]>,
-    bucket_bits: u32,
 }
 
 impl<K: Key> RangeIndex<K> {
@@ -55,10 +67,19 @@ impl<K: Key> RangeIndex<K> {
             .checked_ilog2()
             .unwrap_or(0)
             .min(MAX_BUCKET_BITS);
+        let base = starts.first().copied().unwrap_or_default();
+        let span = starts
+            .last()
+            .and_then(|last| last.checked_sub(base))
+            .unwrap_or_default();
+        // The last start's bucket is at most 2^bucket_bits - 1.
+        let shift = span.bit_len().saturating_sub(bucket_bits);
         let mut buckets = vec![0u32; (1 << bucket_bits) + 1];
         for start in &starts {
-            // Every start counts towards each bucket after its own.
-            buckets[start.top(bucket_bits) + 1] += 1;
+            // Every start counts towards each bucket after its own. Sorted: no start is
+            // below the base.
+            let offset = start.checked_sub(base).unwrap_or_default();
+            buckets[offset.bucket(shift) + 1] += 1;
         }
         for b in 1..buckets.len() {
             buckets[b] += buckets[b - 1];
@@ -66,20 +87,24 @@ impl<K: Key> RangeIndex<K> {
         Self {
             starts: starts.into_boxed_slice(),
             set_ids: set_ids.into_boxed_slice(),
+            base,
+            shift,
             buckets: buckets.into_boxed_slice(),
-            bucket_bits,
         }
     }
 
     /// The id of the policy set covering `key` (0, the empty set, when none does).
     #[inline]
     pub(crate) fn lookup(&self, key: K) -> u32 {
-        let bucket = key.top(self.bucket_bits);
-        let (Some(&lo), Some(&hi)) = (self.buckets.get(bucket), self.buckets.get(bucket + 1))
-        else {
-            return 0;
+        let Some(offset) = key.checked_sub(self.base) else {
+            return 0; // before the first start
         };
-        let (lo, hi) = (lo as usize, hi as usize);
+        let bucket = offset.bucket(self.shift);
+        let (lo, hi) = match self.buckets.get(bucket..bucket.saturating_add(2)) {
+            Some(&[lo, hi]) => (lo as usize, hi as usize),
+            // Past the last bucket: after every start.
+            _ => (self.starts.len(), self.starts.len()),
+        };
         let i = lo + self.starts[lo..hi].partition_point(|start| *start <= key);
         match i.checked_sub(1) {
             Some(i) => self.set_ids[i],
@@ -91,6 +116,7 @@ impl<K: Key> RangeIndex<K> {
         self.starts.len() * std::mem::size_of::<K>()
             + self.set_ids.len() * 4
             + self.buckets.len() * 4
+            + std::mem::size_of::<K>()
     }
 
     #[cfg(test)]
@@ -263,14 +289,15 @@ mod tests {
     #[test]
     fn buckets_match_a_plain_sorted_search() {
         // Sizes around the bucket-count steps, keys spread over the whole space and
-        // packed into one bucket, every key between and around the starts.
+        // packed into a corner of it, low or high, every key between and around the
+        // starts, below the first and above the last.
         for n in (0..40u32).chain([255, 256, 257, 4097]) {
-            for spread in [1u32, 3, 1 << 18] {
-                let starts: Vec<u32> = (0..n).map(|i| 10 + spread * i).collect();
+            for (base, spread) in [(10u32, 1u32), (10, 3), (10, 1 << 18), (0xC000_0000, 7)] {
+                let starts: Vec<u32> = (0..n).map(|i| base + spread * i).collect();
                 let set_ids: Vec<u32> = (0..n).map(|i| 100 + i).collect();
                 let index = RangeIndex::new(starts.clone(), set_ids.clone());
                 let probes = starts.iter().flat_map(|s| [s.saturating_sub(1), *s, s + 1]);
-                for key in probes.chain([0, 9, u32::MAX]) {
+                for key in probes.chain([0, 9, base - 1, u32::MAX]) {
                     let i = starts.partition_point(|s| *s <= key);
                     let want = i.checked_sub(1).map_or(0, |i| set_ids[i]);
                     assert_eq!(index.lookup(key), want, "n {n} spread {spread} key {key}");
