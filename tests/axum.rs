@@ -11,7 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use common::serve;
+use common::{serve, serve_on};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
@@ -331,15 +331,7 @@ async fn dual_stack_socket_cannot_bypass_a_v4_rule() {
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();
     let listener = TcpListener::from_std(listener).unwrap();
-    let app = app(AllowlistLayer::new(policies()));
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    serve_on(listener, app(AllowlistLayer::new(policies())));
     let server: SocketAddr = SocketAddr::new(ip("127.0.0.1"), port);
     let (status, body) = get_from(ip("127.0.0.2"), server, &[("x-user", "alice")]).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "127.0.0.2 Peer"));

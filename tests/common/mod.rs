@@ -23,6 +23,16 @@ where
 {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    serve_on(listener, app);
+    addr
+}
+
+/// Serves `app` with peer addresses on a listener the test bound itself.
+pub fn serve_on<S>(listener: TcpListener, app: S)
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -31,5 +41,4 @@ where
         .await
         .unwrap();
     });
-    addr
 }
