@@ -124,9 +124,6 @@ impl fmt::Display for DenyReason {
 #[derive(Clone, Default)]
 pub struct Snapshot {
     orgs: HashMap<OrgId, Arc<CompiledOrg>, foldhash::fast::RandomState>,
-    /// The default organization's entry of `orgs` again, so that single-tenant
-    /// applications, whose callers carry no organization, skip the hash look-up.
-    default: Option<Arc<CompiledOrg>>,
     /// Not loaded yet: every decision is denied (see the module docs).
     pending: bool,
 }
@@ -179,7 +176,7 @@ impl Snapshot {
     #[must_use]
     pub fn without_org(&self, id: &str) -> Self {
         let mut next = self.clone();
-        next.remove(id);
+        next.orgs.remove(id);
         next
     }
 
@@ -188,20 +185,10 @@ impl Snapshot {
     pub fn insert_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
         if org.is_empty() {
             // Nothing can apply: keep the map small and the look-up a miss.
-            self.remove(id.as_str());
-            return;
+            self.orgs.remove(id.as_str());
+        } else {
+            self.orgs.insert(id, org);
         }
-        if id.as_str() == OrgId::DEFAULT {
-            self.default = Some(Arc::clone(&org));
-        }
-        self.orgs.insert(id, org);
-    }
-
-    fn remove(&mut self, id: &str) {
-        if id == OrgId::DEFAULT {
-            self.default = None;
-        }
-        self.orgs.remove(id);
     }
 
     fn insert(&mut self, id: OrgId, org: &OrgPolicies) {
@@ -211,11 +198,7 @@ impl Snapshot {
     /// The compiled organization, if it has any active policy or list.
     #[must_use]
     pub fn org(&self, id: &str) -> Option<&Arc<CompiledOrg>> {
-        if id == OrgId::DEFAULT {
-            self.default.as_ref()
-        } else {
-            self.orgs.get(id)
-        }
+        self.orgs.get(id)
     }
 
     /// Number of organizations with at least one active policy.

@@ -149,7 +149,7 @@ fn handle_publishes_atomically() {
 
 #[test]
 fn the_default_organization_follows_every_change() {
-    // Looked up without hashing; each way of changing it must reach that slot too.
+    // Named or not, through every way of changing it.
     let inside = Some("198.51.100.1".parse().unwrap());
     let outside = Some("192.0.2.1".parse().unwrap());
     let mut org = OrgPolicies::default();
