@@ -22,6 +22,9 @@ struct OrgDocument {
     resources: BTreeMap<String, ListDocument>,
 }
 
+/// A [`ListDocument`] with `enabled`. Its fields are written out rather than
+/// `#[serde(flatten)]`ed, because serde ignores `deny_unknown_fields` next to a
+/// flattened struct, and a misspelt field in stored data must be refused.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SiteDocument {
