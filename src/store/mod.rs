@@ -103,7 +103,7 @@ use crate::policy::{
 };
 use crate::principal::Principal;
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
-use crate::source::parse_sources;
+use crate::source::{check_coverage, parse_each, parse_sources, SourceListError};
 
 /// Limits on what one organization may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -567,6 +567,8 @@ impl Store {
     ) -> Result<StoredPolicy, StoreError> {
         check_sources(&draft.allowed_sources, self.inner.limits)?;
         let policy = build_policy(draft)?;
+        check_coverage(policy.sources())
+            .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
         let record = self
@@ -609,6 +611,8 @@ impl Store {
     ) -> Result<StoredPolicy, StoreError> {
         check_sources(&draft.allowed_sources, self.inner.limits)?;
         let policy = build_policy(draft)?;
+        check_coverage(policy.sources())
+            .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
         let record = self
@@ -1262,6 +1266,9 @@ fn check_sources(sources: &[String], limits: Limits) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Builds a policy from a draft, validating ids and each source. A new policy must
+/// also pass [`check_coverage`], which the callers that create one apply: a policy
+/// stored before that check existed still loads.
 pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
     check_policy_id(&draft.id)?;
     for user in &draft.users {
@@ -1270,7 +1277,7 @@ pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
     for group in &draft.groups {
         check_principal_id("userGroup", group.as_str())?;
     }
-    let sources = parse_sources(&draft.allowed_sources).map_err(StoreError::InvalidSource)?;
+    let sources = parse_each(&draft.allowed_sources).map_err(StoreError::InvalidSource)?;
     let mut builder = Policy::builder(draft.id.as_str());
     for source in sources {
         builder = builder.source(source);
@@ -1285,9 +1292,9 @@ pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
         builder = builder.name(name);
     }
     builder = builder.enforcement(draft.enforcement);
-    builder.build().map_err(|error| {
-        StoreError::InvalidSource(crate::source::SourceListError { index: None, error })
-    })
+    builder
+        .build_stored()
+        .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))
 }
 
 fn shown(id: &str) -> String {
