@@ -101,3 +101,4 @@ pub mod report;
 pub mod snapshot;
 pub mod source;
 pub mod store;
+mod warn;

@@ -49,7 +49,10 @@ async fn header_auth(mut request: Request, next: Next) -> Response {
 }
 
 async fn whoami(ip: ClientIp) -> String {
-    format!("{} {:?}", ip.addr, ip.source)
+    match ip.source {
+        ClientIpSource::Header { header, hop } => format!("{} {:?}#{hop}", ip.addr, header),
+        source => format!("{} {source:?}", ip.addr),
+    }
 }
 
 /// alice: 127.0.0.2 only. staff group (and its child interns): 203.0.113.0/24.
@@ -232,10 +235,9 @@ async fn spoofed_forwarded_headers_are_ignored_by_default() {
 
 #[tokio::test]
 async fn forwarded_headers_behind_a_trusted_proxy() {
-    let proxy = ClientIpResolver::trusted_proxies(
-        ["127.0.0.2/32".parse().unwrap()],
-        ForwardedHeader::XForwardedFor,
-    );
+    let proxy = ClientIpResolver::trusted_proxies(["127.0.0.2"])
+        .unwrap()
+        .header(ForwardedHeader::XForwardedFor);
     let server = serve(app(AllowlistLayer::new(policies()).client_ip(proxy))).await;
     let staff = [("x-user", "dan"), ("x-groups", "staff")];
 
@@ -248,7 +250,7 @@ async fn forwarded_headers_behind_a_trusted_proxy() {
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (StatusCode::OK, "203.0.113.5 XForwardedFor")
+        (StatusCode::OK, "203.0.113.5 XForwardedFor#1")
     );
 
     // A client that prepends an allowed address gains nothing: the proxy appended the real one.
@@ -278,7 +280,7 @@ async fn forwarded_headers_behind_a_trusted_proxy() {
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (StatusCode::OK, "203.0.113.9 XForwardedFor")
+        (StatusCode::OK, "203.0.113.9 XForwardedFor#1")
     );
 
     // IPv4-mapped IPv6 in the header is the IPv4 client.
@@ -294,7 +296,7 @@ async fn forwarded_headers_behind_a_trusted_proxy() {
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (StatusCode::OK, "203.0.113.7 XForwardedFor")
+        (StatusCode::OK, "203.0.113.7 XForwardedFor#1")
     );
 
     // A malformed chain: the client is unknown, and a policy applies: deny, never fail open.
@@ -367,7 +369,10 @@ async fn mock_connect_info() {
         response.extensions().get::<DenyReason>(),
         Some(&DenyReason::IpNotAllowed)
     );
-    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.api+json"
+    );
     let response = oneshot(at("[2001:db8::5]:1234"), "dan", &[("x-groups", "staff")]).await;
     assert_eq!(response.status(), StatusCode::OK, "v6 range");
 

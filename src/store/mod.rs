@@ -96,6 +96,7 @@ pub use self::replicator::{ReplicationOptions, Replicator, SyncStatus};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use self::sqlite::SqliteBackend;
+use crate::client_ip::ClientIpError;
 use crate::explain::{explain, Explanation};
 use crate::policy::{
     Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList, SourceList,
@@ -166,6 +167,8 @@ impl Limits {
 pub struct Actor {
     identity: Option<Principal>,
     addr: Option<IpAddr>,
+    /// Why `addr` is unknown, for the lockout guard's message.
+    unknown: Option<String>,
     force: bool,
 }
 
@@ -177,6 +180,19 @@ impl Actor {
         Self {
             identity: Some(principal.clone()),
             addr,
+            unknown: None,
+            force: false,
+        }
+    }
+
+    /// An administrator whose address could not be determined, and why: the lockout
+    /// guard refuses every change that would put them under a list or policy.
+    #[must_use]
+    pub fn unknown_address(principal: &Principal, why: &ClientIpError) -> Self {
+        Self {
+            identity: Some(principal.clone()),
+            addr: None,
+            unknown: Some(why.to_string()),
             force: false,
         }
     }
@@ -187,6 +203,7 @@ impl Actor {
         Self {
             identity: None,
             addr: None,
+            unknown: None,
             force: false,
         }
     }
@@ -201,6 +218,13 @@ impl Actor {
 
     fn name(&self) -> &str {
         self.identity.as_ref().map_or("system", |p| p.user.as_str())
+    }
+
+    fn locked_out(&self) -> StoreError {
+        StoreError::LockoutPrevented {
+            addr: self.addr,
+            unknown: self.unknown.clone(),
+        }
     }
 }
 
@@ -1241,7 +1265,7 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
     if let Some(site) = policies.site.as_ref().filter(|site| site.enabled) {
         let inside = actor.addr.is_some_and(|addr| site.list.contains(addr));
         if !inside && site.list.enforcement() == Enforcement::Enforce {
-            return Err(StoreError::LockoutPrevented { addr: actor.addr });
+            return Err(actor.locked_out());
         }
     }
     let compiled = CompiledOrg::compile(policies);
@@ -1250,7 +1274,7 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
         identity.groups.iter().map(GroupId::as_str),
         actor.addr,
     ) {
-        Decision::Denied(_) => Err(StoreError::LockoutPrevented { addr: actor.addr }),
+        Decision::Denied(_) => Err(actor.locked_out()),
         Decision::Allowed | Decision::NoPolicy => Ok(()),
     }
 }
