@@ -16,16 +16,19 @@
 //!
 //! Routes:
 //! - `GET /health`: 200, never authenticated nor gated;
-//! - `GET /api/v1/profile`: the caller's user, organization and address (401 without a
-//!   valid token, 403 when the allowlist denies);
+//! - `GET /api/v1/profile`: the caller's user, organization, tenant and address (401
+//!   without a valid token or with one of another organization, 403 when the allowlist
+//!   denies);
 //! - `GET /api/v1/projects/{project}/media/{file}`: a small body, guarded by the
 //!   project's resource allowlist (`/api/v1/entities/resourceAllowlists/{project}`);
 //! - the admin API of `tower_ip_allowlist::admin` (`/api/v1/entities/ipAllowlistPolicies`,
 //!   `siteAllowlist`, `resourceAllowlists`, `evaluate`, `myAccess`, ...).
 //!
 //! Stack, outermost first: trace, client address (resolved once, with
-//! `--trusted-proxy`), site allowlist (before authentication), JWT authentication,
-//! allowlist, routes. SIGTERM and Ctrl-C stop accepting connections and
+//! `--trusted-proxy`), tenant (from the host with `--tenant-domain`, else the default
+//! organization), site allowlist (before authentication), JWT authentication,
+//! allowlist (which also refuses tokens of another organization than the tenant),
+//! routes. `/health` belongs to no tenant and is never gated. SIGTERM and Ctrl-C stop accepting connections and
 //! let in-flight requests finish.
 
 use std::net::SocketAddr;
@@ -51,6 +54,7 @@ use tower_ip_allowlist::store::{
     Backend, Limits, MemoryBackend, PostgresOptions, ReplicationOptions, Replicator, SqliteBackend,
     Store,
 };
+use tower_ip_allowlist::tenant::{OtherHosts, Tenant, TenantLayer, TenantResolver};
 
 /// Used when `ALLOWLIST_JWT_SECRET` is not set. Anyone can read it here: development only.
 const DEV_SECRET: &str = "tower-ip-allowlist-development-secret-do-not-deploy";
@@ -82,6 +86,12 @@ struct Cli {
     /// itself the client. Without this, its address is unknown.
     #[arg(long)]
     proxy_without_header: bool,
+    /// Serve one organization per subdomain: `acme.DOMAIN` is organization `acme`,
+    /// `DOMAIN` itself (and any other host, IP literals included) the default one.
+    /// Without it the server is single-tenant: every request is the default
+    /// organization's, and a token of another organization is refused.
+    #[arg(long, value_name = "DOMAIN")]
+    tenant_domain: Option<String>,
     /// The HS256 secret tokens are signed with.
     #[arg(long, env = "ALLOWLIST_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
@@ -167,6 +177,13 @@ fn main() -> ExitCode {
 
 async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String> {
     let resolver = resolver(&cli)?;
+    let tenants = match &cli.tenant_domain {
+        None => TenantResolver::single(),
+        Some(domain) => TenantResolver::by_host(domain)
+            .map_err(|err| format!("--tenant-domain: {err}"))?
+            .other_hosts(OtherHosts::DefaultOrganization)
+            .build(),
+    };
     // Replication runs as long as `_replicator` lives.
     let (store, _replicator) = open_store(&cli.database).await?;
 
@@ -184,7 +201,10 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         .merge(admin::router(store.clone()))
         .layer(AllowlistLayer::new(handle.clone()))
         .layer(JwtAuthLayer::hs256(secret.as_bytes()))
-        .layer(SiteAllowlistLayer::new(handle));
+        .layer(SiteAllowlistLayer::new(handle))
+        // The tenant, from the host, before authentication: the lists are the tenant's,
+        // and a token of another organization is refused.
+        .layer(TenantLayer::new(tenants));
     // The client address is resolved once, outermost, and every layer, handler and
     // the admin API's lockout guard read that one outcome.
     let app = Router::new()
@@ -230,10 +250,15 @@ async fn media(Path((project, file)): Path<(String, String)>) -> String {
     format!("media {file} of project {project}\n")
 }
 
-async fn profile(Extension(principal): Extension<Principal>, ip: ClientIp) -> Json<Value> {
+async fn profile(
+    Extension(principal): Extension<Principal>,
+    tenant: Tenant,
+    ip: ClientIp,
+) -> Json<Value> {
     Json(json!({
         "user": principal.user.as_str(),
         "organization": principal.organization_or_default().as_str(),
+        "tenant": tenant.org().as_str(),
         "clientIp": ip.addr.to_string(),
     }))
 }

@@ -11,8 +11,10 @@ pub(crate) const PERMISSION_DENIED: u8 = 7;
 /// `UNAVAILABLE`.
 pub(crate) const UNAVAILABLE: u8 = 14;
 
+/// `NOT_FOUND`.
+pub(crate) const NOT_FOUND: u8 = 5;
+
 /// `UNAUTHENTICATED`.
-#[cfg(feature = "jwt")]
 pub(crate) const UNAUTHENTICATED: u8 = 16;
 
 /// Whether the request is gRPC (`content-type: application/grpc`, `application/grpc+proto`, ...).

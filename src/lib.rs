@@ -15,6 +15,7 @@
 //! | [`policy`] | policies, targets, organizations and the group hierarchy |
 //! | [`snapshot`] | the compiled, immutable decision structure and its shared handle |
 //! | [`client_ip`] | which address a request comes from, decided once: the peer, or trusted proxies' headers |
+//! | [`tenant`] | which organization a request belongs to, decided once from the request (its host) |
 //! | [`principal`] | who the caller is, read from the request extensions |
 //! | [`layer`] | the tower layer that enforces it all |
 //! | [`explain`] | why a caller and address would be allowed or denied, rule by rule |
@@ -103,4 +104,5 @@ pub mod report;
 pub mod snapshot;
 pub mod source;
 pub mod store;
+pub mod tenant;
 mod warn;

@@ -20,6 +20,7 @@ use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
 use tower_ip_allowlist::policy::OrgId;
 use tower_ip_allowlist::store::Store;
+use tower_ip_allowlist::tenant::{TenantLayer, TenantResolver};
 
 const SECRET: &[u8] = b"admin-test-secret-admin-test-secret";
 const POLICIES: &str = "/api/v1/entities/ipAllowlistPolicies";
@@ -44,7 +45,9 @@ async fn start() -> Server {
         .merge(admin::router(store.clone()))
         .layer(AllowlistLayer::new(store.handle().clone()))
         .layer(JwtAuthLayer::hs256(SECRET))
-        .layer(SiteAllowlistLayer::new(store.handle().clone()));
+        .layer(SiteAllowlistLayer::new(store.handle().clone()))
+        // `acme.test` is organization acme; `test` (every call's default) the default one.
+        .layer(TenantLayer::new(TenantResolver::by_host("test").unwrap()));
     let addr = common::serve(app).await;
     Server { addr, store }
 }
@@ -89,6 +92,7 @@ struct Call<'a> {
     method: Method,
     path: &'a str,
     from: &'a str,
+    host: &'a str,
     token: Option<String>,
     content_type: Option<&'a str>,
     headers: Vec<(&'a str, String)>,
@@ -101,6 +105,7 @@ impl<'a> Call<'a> {
             method,
             path,
             from: "127.0.0.1",
+            host: "test",
             token: Some(admin_token()),
             content_type: None,
             headers: Vec::new(),
@@ -116,6 +121,13 @@ impl<'a> Call<'a> {
 
     fn from(mut self, from: &'a str) -> Self {
         self.from = from;
+        self
+    }
+
+    /// The `Host`, which names the tenant: `test` the default organization, `acme.test`
+    /// organization acme.
+    fn host(mut self, host: &'a str) -> Self {
+        self.host = host;
         self
     }
 
@@ -142,7 +154,7 @@ impl<'a> Call<'a> {
         let mut request = http::Request::builder()
             .method(self.method)
             .uri(self.path)
-            .header("host", "test");
+            .header("host", self.host);
         if let Some(token) = self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -450,6 +462,7 @@ async fn policy_limit_at_100_and_101() {
     let acme = Call::new(Method::POST, POLICIES)
         .json(&policy("p100", &["192.0.2.1"], &[], &[]))
         .token(Some(token("root", Some("acme"), &["MANAGE"], &[])))
+        .host("acme.test")
         .send(&server)
         .await;
     assert_eq!(acme.status, StatusCode::CREATED);
@@ -827,12 +840,14 @@ async fn organizations_are_isolated() {
     let acme = || Some(token("root", Some("acme"), &["MANAGE"], &[]));
     let list = Call::new(Method::GET, POLICIES)
         .token(acme())
+        .host("acme.test")
         .send(&server)
         .await;
     assert_eq!(list.body["data"], json!([]));
     for method in [Method::GET, Method::DELETE] {
         let response = Call::new(method, &path("p"))
             .token(acme())
+            .host("acme.test")
             .send(&server)
             .await;
         assert_eq!(response.status, StatusCode::NOT_FOUND);
@@ -840,12 +855,14 @@ async fn organizations_are_isolated() {
     let response = Call::new(Method::POST, &action("p", "addTargets"))
         .json(&json!({"data": {"users": [{"id": "eve", "type": "user"}]}}))
         .token(acme())
+        .host("acme.test")
         .send(&server)
         .await;
     assert_eq!(response.status, StatusCode::NOT_FOUND);
     let created = Call::new(Method::POST, POLICIES)
         .json(&policy("p", &["198.51.100.0/24"], &["bob"], &[]))
         .token(acme())
+        .host("acme.test")
         .send(&server)
         .await;
     assert_eq!(created.status, StatusCode::CREATED);
@@ -856,6 +873,21 @@ async fn organizations_are_isolated() {
         .users()
         .iter()
         .all(|u| u.as_str() == "bob"));
+
+    // Credentials of another organization than the request's tenant: 401, either way.
+    for (token, host) in [(acme(), "test"), (Some(admin_token()), "acme.test")] {
+        let response = Call::new(Method::GET, POLICIES)
+            .token(token)
+            .host(host)
+            .send(&server)
+            .await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{host}");
+        assert_eq!(response.error().0, "organizationMismatch");
+        assert_eq!(
+            response.headers["www-authenticate"],
+            r#"Bearer error="invalid_token", error_description="the token is for another organization""#
+        );
+    }
 }
 
 #[tokio::test]
@@ -1031,6 +1063,7 @@ async fn site_allowlist_through_the_api() {
     let acme = Call::new(Method::GET, SITE)
         .from("127.0.0.2")
         .token(Some(token("root", Some("acme"), &["MANAGE"], &[])))
+        .host("acme.test")
         .send(&server)
         .await;
     assert_eq!(acme.body["data"]["attributes"]["enabled"], false);

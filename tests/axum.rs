@@ -24,6 +24,7 @@ use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
 use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::{DenyReason, SnapshotHandle};
+use tower_ip_allowlist::tenant::{TenantLayer, TenantResolver};
 
 /// Stand-in authentication: `x-user`, `x-groups` (comma-separated) and `x-org` headers.
 async fn header_auth(mut request: Request, next: Next) -> Response {
@@ -98,6 +99,11 @@ fn app(layer: AllowlistLayer) -> Router {
         .route("/", get(whoami))
         .layer(layer)
         .layer(middleware::from_fn(header_auth))
+        .layer(TenantLayer::new(TenantResolver::custom(|head| {
+            // The tests' tenant is named by a header (a real service uses the host).
+            let tenant = head.headers.get("x-tenant").and_then(|v| v.to_str().ok());
+            Some(tenant.map_or_else(OrgId::default, OrgId::from))
+        })))
 }
 
 /// One HTTP/1.1 request from a client socket bound to `from`.
@@ -168,21 +174,30 @@ async fn peer_address_over_loopback() {
     let (status, _) = get_from(
         ip("127.0.0.3"),
         server,
-        &[("x-user", "carol"), ("x-org", "acme")],
+        &[("x-user", "carol"), ("x-org", "acme"), ("x-tenant", "acme")],
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    // carol's credentials on the default organization's requests: refused as such.
+    let (status, body) = get_from(
+        ip("127.0.0.3"),
+        server,
+        &[("x-user", "carol"), ("x-org", "acme")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("organizationMismatch"), "{body}");
     let (status, _) = get_from(
         ip("127.0.0.2"),
         server,
-        &[("x-user", "carol"), ("x-org", "acme")],
+        &[("x-user", "carol"), ("x-org", "acme"), ("x-tenant", "acme")],
     )
     .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = get_from(
         ip("127.0.0.2"),
         server,
-        &[("x-user", "alice"), ("x-org", "acme")],
+        &[("x-user", "alice"), ("x-org", "acme"), ("x-tenant", "acme")],
     )
     .await;
     assert_eq!(status, StatusCode::OK, "alice has no policy in acme");

@@ -21,6 +21,7 @@ use tower_ip_allowlist::policy::{
     Enforcement, OrgId, OrgPolicies, Policy, ResourceId, SiteList, SourceList,
 };
 use tower_ip_allowlist::snapshot::SnapshotHandle;
+use tower_ip_allowlist::tenant::{TenantLayer, TenantResolver};
 
 const SECRET: &[u8] = b"lists-test-secret-lists-test-secret";
 const MEDIA: &str = "/api/v1/projects/{project}/media/{file}";
@@ -33,7 +34,7 @@ fn token(user: &str, org: Option<&str>) -> String {
     encode_hs256(SECRET, &claims).unwrap()
 }
 
-/// trace-less stack, outermost first: site list (before authentication), JWT,
+/// trace-less stack, outermost first: tenant by host, site list (before authentication), JWT,
 /// allowlist; `/login` is public, `/me` needs a token, the media route is guarded by
 /// its project's list, `/health` is exempt from everything.
 fn app(handle: &SnapshotHandle) -> Router {
@@ -50,17 +51,10 @@ fn app(handle: &SnapshotHandle) -> Router {
         .layer(AllowlistLayer::new(handle.clone()))
         .layer(JwtAuthLayer::hs256(SECRET))
         .route("/health", get(|| async { "ok" }))
-        .layer(
-            SiteAllowlistLayer::new(handle.clone())
-                .exempt("/health")
-                // Before authentication the organization comes from the host name.
-                .organization(|head| {
-                    Some(match head.host()?.split('.').next() {
-                        Some("acme") => OrgId::from("acme"),
-                        _ => OrgId::default(),
-                    })
-                }),
-        )
+        .layer(SiteAllowlistLayer::new(handle.clone()).exempt("/health"))
+        // Before authentication the tenant comes from the host name: `acme.app.test` is
+        // acme, `app.test` the default organization.
+        .layer(TenantLayer::new(TenantResolver::by_host("app.test").unwrap()).exempt("/health"))
 }
 
 async fn get_from(

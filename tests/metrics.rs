@@ -14,6 +14,7 @@ use tower_ip_allowlist::lists::SiteAllowlistLayer;
 use tower_ip_allowlist::policy::{Enforcement, OrgId, OrgPolicies, Policy, SiteList, SourceList};
 use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::SnapshotHandle;
+use tower_ip_allowlist::tenant::{TenantLayer, TenantResolver};
 
 /// `name{label=value,...}` -> count, labels sorted.
 fn counters(snapshotter: &metrics_util::debugging::Snapshotter) -> Vec<(String, u64)> {
@@ -128,6 +129,7 @@ async fn allowed_denied_and_would_deny_are_counted_with_bounded_labels() {
             .layer(Extension(
                 Principal::new("bob").with_organization(org_id.as_str()),
             ))
+            .layer(TenantLayer::new(TenantResolver::fixed(org_id.as_str())))
             .layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 4000))));
         assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
     }

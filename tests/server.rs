@@ -98,7 +98,7 @@ async fn routes_of_the_demo() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"user": "bob", "organization": "default", "clientIp": "127.0.0.1"})
+        json!({"user": "bob", "organization": "default", "tenant": "default", "clientIp": "127.0.0.1"})
     );
 
     let (status, _) = send(

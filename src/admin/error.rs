@@ -80,6 +80,14 @@ impl ApiError {
         )
     }
 
+    pub(crate) fn organization_mismatch() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "organizationMismatch",
+            "these credentials belong to another organization than the one this request is for",
+        )
+    }
+
     pub(crate) fn forbidden(permission: &str) -> Self {
         Self::new(
             StatusCode::FORBIDDEN,
@@ -167,6 +175,7 @@ fn title(code: &str) -> &'static str {
         "unsupportedMediaType" => "Unsupported media type",
         "payloadTooLarge" => "Payload too large",
         "unauthenticated" => "Unauthenticated",
+        "organizationMismatch" => "Credentials of another organization",
         "forbidden" => "Forbidden",
         "backendError" => "Store unavailable",
         _ => "Error",
@@ -194,7 +203,12 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(MEDIA_TYPE));
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.code == "organizationMismatch" {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+            );
+        } else if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response

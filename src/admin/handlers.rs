@@ -22,6 +22,7 @@ use crate::client_ip::{ClientIp, ClientIpError, ClientIpOutcome, ClientIpSource,
 use crate::policy::OrgId;
 use crate::principal::Principal;
 use crate::store::{Actor, StoredGroup, StoredPolicy};
+use crate::tenant::Tenant;
 
 // ---- extractors ------------------------------------------------------------------
 
@@ -49,7 +50,7 @@ impl FromRequestParts<AdminState> for Manager {
             Err(unknown) => Actor::unknown_address(&caller.principal, unknown),
         };
         Ok(Self {
-            org: caller.principal.organization_or_default(),
+            org: caller.org,
             actor: actor.force(force(parts)?),
             client: caller.client,
         })
@@ -60,6 +61,8 @@ impl FromRequestParts<AdminState> for Manager {
 /// recorded outcome, unknown when it is unknown.
 pub(super) struct Caller {
     principal: Principal,
+    /// The request's tenant, which the caller's organization is.
+    org: OrgId,
     client: Result<ClientIp, ClientIpError>,
 }
 
@@ -72,11 +75,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get::<Principal>()
             .cloned()
             .ok_or_else(ApiError::unauthenticated)?;
+        // The request's tenant (the default organization when no `TenantLayer` ran);
+        // the allowlist layer refuses a mismatch already, and so does the API itself.
+        let org = Tenant::of(&parts.extensions)
+            .map(|tenant| tenant.org().clone())
+            .unwrap_or_default();
+        if principal.organization_or_default() != org {
+            return Err(ApiError::organization_mismatch());
+        }
         // The outcome the layers recorded (or the peer's, recorded now, when no layer
         // ran): the one every layer decided with.
         let Ok(outcome) = ClientIpOutcome::from_request_parts(parts, &()).await;
         Ok(Self {
             principal,
+            org,
             client: outcome.into_result(),
         })
     }
@@ -746,7 +758,7 @@ pub(super) async fn evaluate(
     )
 )]
 pub(super) async fn my_access(State(state): State<AdminState>, caller: Caller) -> Response {
-    let org = caller.principal.organization_or_default();
+    let org = caller.org;
     let addr = caller.client.as_ref().ok().map(|ip| ip.addr);
     let why = state.store.explain(
         &org,

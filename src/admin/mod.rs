@@ -28,7 +28,10 @@
 //! request extensions, as the JWT layer (or any authentication layer) puts it there.
 //! No principal: 401 `unauthenticated`. A principal without the manage permission
 //! (`MANAGE` unless [`Admin::permission`] says otherwise): 403 `forbidden`. Each
-//! administrator sees and changes only their own organization's policies.
+//! administrator sees and changes only their own organization's policies: the
+//! organization is the request's [tenant](crate::tenant) (the default organization
+//! when no `TenantLayer` ran), and a principal of another organization is refused with
+//! 401 `organizationMismatch`.
 //!
 //! Put the [`AllowlistLayer`](crate::layer::AllowlistLayer) around this router like
 //! every other route: an administrator restricted by a policy can then manage only
@@ -63,7 +66,7 @@
 //! | `code` | status |
 //! |---|---|
 //! | `invalidSource`, `hostnameNotAllowed`, `matchAllNotAllowed`, `emptyAllowedSources`, `hostBitsSet`, `targetLimitExceeded`, `sourceLimitExceeded`, `malformedDocument` | 400 |
-//! | `unauthenticated` | 401 |
+//! | `unauthenticated`, `organizationMismatch` | 401 |
 //! | `forbidden` | 403 |
 //! | `notFound` | 404 |
 //! | `conflict` (duplicate id), `policyLimitExceeded`, `resourceLimitExceeded`, `lockoutPrevented` | 409 |

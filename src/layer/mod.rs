@@ -90,7 +90,6 @@ mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::AllowlistLayer;
-#[cfg(feature = "axum")]
 pub(crate) use self::response::{error_document, JSON_API};
 pub use self::response::{DefaultRejection, Denial, Rejection};
 pub use self::service::AllowlistService;

@@ -1,5 +1,5 @@
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 
 use crate::client_ip::ClientIp;
@@ -54,6 +54,11 @@ where
 /// (`ipNotAllowed` or `clientIpUnknown`), or, for gRPC, a trailers-only response with
 /// status 7 `PERMISSION_DENIED`.
 ///
+/// A caller of another organization than the request's tenant
+/// ([`DenyReason::OrganizationMismatch`]) gets 401 with
+/// `WWW-Authenticate: Bearer error="invalid_token"` and the code `organizationMismatch`,
+/// or gRPC status 16 `UNAUTHENTICATED`.
+///
 /// While the policies are not loaded yet ([`DenyReason::PoliciesUnavailable`]) it is
 /// HTTP 503 with the code `policiesUnavailable`, or gRPC status 14 `UNAVAILABLE`: the
 /// caller is not known to be denied, and may retry.
@@ -64,9 +69,9 @@ impl Rejection for DefaultRejection {
     fn reject(&self, denial: &Denial) -> Response<Bytes> {
         let (status, grpc_code) = match denial.reason {
             DenyReason::PoliciesUnavailable => (StatusCode::SERVICE_UNAVAILABLE, grpc::UNAVAILABLE),
-            DenyReason::IpNotAllowed | DenyReason::ClientIpUnknown => {
-                (StatusCode::FORBIDDEN, grpc::PERMISSION_DENIED)
-            }
+            DenyReason::OrganizationMismatch => (StatusCode::UNAUTHORIZED, grpc::UNAUTHENTICATED),
+            // `IpNotAllowed`, `ClientIpUnknown`, and any later reason: forbidden.
+            _ => (StatusCode::FORBIDDEN, grpc::PERMISSION_DENIED),
         };
         if denial.grpc {
             return grpc::status_response(grpc_code, detail(denial.reason));
@@ -77,6 +82,14 @@ impl Rejection for DefaultRejection {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static(
+                    r#"Bearer error="invalid_token", error_description="the token is for another organization""#,
+                ),
+            );
+        }
         response
     }
 }
@@ -109,6 +122,9 @@ fn detail(reason: DenyReason) -> &'static str {
         DenyReason::ClientIpUnknown => "The client address could not be determined.",
         DenyReason::PoliciesUnavailable => {
             "The access policies are not loaded yet. Retry in a few seconds."
+        }
+        DenyReason::OrganizationMismatch => {
+            "These credentials belong to another organization than the one this request is for."
         }
     }
 }

@@ -13,7 +13,8 @@ use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
 use crate::principal::Identity;
-use crate::snapshot::{Decision, SnapshotHandle};
+use crate::snapshot::{Decision, DenyReason, SnapshotHandle};
+use crate::tenant::Tenant;
 use crate::{metrics, report};
 
 /// The service produced by [`AllowlistLayer`](super::AllowlistLayer).
@@ -56,12 +57,23 @@ where
             tracing::debug!("no caller identity in the request: the allowlist does not apply");
             return ResponseFuture::future(self.inner.call(request));
         };
-        let snapshot = self.handle.load();
         let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
-        let organization = caller.organization_id();
-        let org_id = organization.unwrap_or(OrgId::DEFAULT);
-        let (decision, compiled) =
-            snapshot.decide_in(organization, caller.user_id(), caller.group_ids(), addr);
+        // The request's tenant, decided before authentication (the default organization
+        // when no `TenantLayer` ran): credentials of another organization are refused.
+        let org_id = Tenant::org_of(request.extensions());
+        let caller_org = caller.organization_id().unwrap_or(OrgId::DEFAULT);
+        let snapshot = self.handle.load();
+        let (decision, compiled) = if caller_org == org_id {
+            snapshot.decide_in(Some(org_id), caller.user_id(), caller.group_ids(), addr)
+        } else {
+            tracing::debug!(
+                organization = org_id,
+                caller_organization = caller_org,
+                user = caller.user_id(),
+                "allowlist: the caller's organization is not the request's tenant"
+            );
+            (Decision::Denied(DenyReason::OrganizationMismatch), None)
+        };
 
         let Decision::Denied(reason) = decision else {
             if decision == Decision::Allowed {

@@ -104,7 +104,7 @@ use http::{Extensions, HeaderMap, Method, Uri};
 pub use self::layer::{ResourceAllowlistLayer, SiteAllowlistLayer};
 pub use self::service::ListService;
 use crate::policy::OrgId;
-use crate::principal::Principal;
+use crate::tenant::Tenant;
 
 /// The parts of a request a resolver may look at.
 #[derive(Debug, Clone, Copy)]
@@ -168,13 +168,14 @@ impl OrgResolver {
 }
 
 impl Default for OrgResolver {
-    /// The caller's organization if a `Principal` is there, else the default one.
+    /// The request's [tenant](crate::tenant), or the default organization where no
+    /// `TenantLayer` recorded one; never an organization named by the caller's
+    /// credentials.
     fn default() -> Self {
         Self::new(|head| {
             Some(
-                head.extensions
-                    .get::<Principal>()
-                    .map(Principal::organization_or_default)
+                Tenant::of(head.extensions)
+                    .map(|tenant| tenant.org().clone())
                     .unwrap_or_default(),
             )
         })

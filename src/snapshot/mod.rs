@@ -94,17 +94,22 @@ pub enum DenyReason {
     /// [pending](Snapshot::pending)), so whether one applies is unknown. The layer
     /// answers 503 rather than 403: the caller may well be allowed once they load.
     PoliciesUnavailable,
+    /// The caller's identity names another organization than the request's
+    /// [tenant](crate::tenant): refused as unauthenticated (401, gRPC 16), since the
+    /// credentials are not valid for this tenant. Never a decision of the snapshot.
+    OrganizationMismatch,
 }
 
 impl DenyReason {
     /// The machine-readable code in the error body: `ipNotAllowed`, `clientIpUnknown`
-    /// (403) or `policiesUnavailable` (503).
+    /// (403), `policiesUnavailable` (503) or `organizationMismatch` (401).
     #[must_use]
     pub fn code(self) -> &'static str {
         match self {
             Self::IpNotAllowed => "ipNotAllowed",
             Self::ClientIpUnknown => "clientIpUnknown",
             Self::PoliciesUnavailable => "policiesUnavailable",
+            Self::OrganizationMismatch => "organizationMismatch",
         }
     }
 }
@@ -115,6 +120,7 @@ impl fmt::Display for DenyReason {
             Self::IpNotAllowed => "the client address is not allowed for this caller",
             Self::ClientIpUnknown => "the client address could not be determined",
             Self::PoliciesUnavailable => "the allowlist policies are not loaded yet",
+            Self::OrganizationMismatch => "the caller's organization is not the request's tenant",
         })
     }
 }
