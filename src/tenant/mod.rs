@@ -364,8 +364,9 @@ mod tests {
     fn tenants_by_host() {
         let strict = TenantResolver::by_host("Example.COM.").unwrap().build();
         let lenient = TenantResolver::by_host("example.com").unwrap().other_hosts(OtherHosts::DefaultOrganization).build();
-        let cases: &[(&str, &str, Option<&str>, Option<&str>, Option<&str>)] = &[
-            // (name, uri, Host header, strict, lenient)
+        // (name, uri, Host header, strict, lenient)
+        type Case = (&'static str, &'static str, Option<&'static str>, Option<&'static str>, Option<&'static str>);
+        let cases: &[Case] = &[
             ("a tenant", "/", Some("acme.example.com"), Some("acme"), Some("acme")),
             ("mixed case", "/", Some("ACME.Example.Com"), Some("acme"), Some("acme")),
             ("port", "/", Some("acme.example.com:8443"), Some("acme"), Some("acme")),
