@@ -1,0 +1,463 @@
+//! Reading a connection's first bytes: the PROXY header from a trusted balancer, or
+//! enough bytes to tell that there is none. The bytes are parsed by `ppp`; this file
+//! only compares the two signatures, buffers, and decides.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+use ppp::{v1, v2, PartialResult};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use super::{ProxyOutcome, ProxyProtocolInfo, ProxyVersion, Settings};
+
+/// The longest v1 header, `\r\n` included (the specification's 107 bytes).
+pub(crate) const V1_MAX_LEN: usize = 107;
+/// How much is read from the socket at a time while looking for the header.
+const CHUNK: usize = 512;
+
+/// Why a connection was closed before HTTP started. Logged, never sent to the peer.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// A peer that is not a trusted balancer sent a PROXY header.
+    UntrustedHeader,
+    /// A trusted balancer sent no header, and that is not allowed.
+    MissingHeader,
+    /// The header is not valid.
+    Malformed(String),
+    /// The header is longer than the limit.
+    TooLong,
+    /// The header (or the first bytes) did not arrive within the deadline.
+    Timeout,
+    /// The peer closed the connection before the header was complete.
+    Closed,
+    /// Reading failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UntrustedHeader => {
+                f.write_str("a PROXY header from a peer that is not a trusted balancer")
+            }
+            Self::MissingHeader => f.write_str("no PROXY header from a trusted balancer"),
+            Self::Malformed(reason) => write!(f, "malformed PROXY header: {reason}"),
+            Self::TooLong => f.write_str("PROXY header longer than the limit"),
+            Self::Timeout => f.write_str("PROXY header not complete within the deadline"),
+            Self::Closed => f.write_str("closed before the PROXY header was complete"),
+            Self::Io(err) => write!(f, "read error: {err}"),
+        }
+    }
+}
+
+/// The result of a successful handshake: who the connection is from, and the bytes
+/// read past the header (the start of the client's data).
+#[derive(Debug)]
+pub(crate) struct Handshake {
+    pub(crate) info: ProxyProtocolInfo,
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// What the first bytes look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sniff {
+    /// Too few bytes to tell (a prefix of a signature, or none).
+    Maybe,
+    /// Starts with the v1 signature, `PROXY`.
+    V1,
+    /// Starts with the 12-byte v2 signature.
+    V2,
+    /// Not a PROXY header.
+    NotHeader,
+}
+
+fn sniff(buf: &[u8]) -> Sniff {
+    let v1_sig = v1::PROTOCOL_PREFIX.as_bytes();
+    let v2_sig = v2::PROTOCOL_PREFIX;
+    if buf.starts_with(v2_sig) {
+        Sniff::V2
+    } else if buf.starts_with(v1_sig) {
+        Sniff::V1
+    } else if v2_sig.starts_with(buf) || v1_sig.starts_with(buf) {
+        Sniff::Maybe
+    } else {
+        Sniff::NotHeader
+    }
+}
+
+/// What to do with the bytes read so far.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Read more.
+    NeedMore,
+    /// Serve the connection: `consumed` bytes were the header.
+    Serve {
+        consumed: usize,
+        client: Option<SocketAddr>,
+        destination: Option<SocketAddr>,
+        outcome: ProxyOutcome,
+    },
+    /// Close the connection.
+    Close(RefusedKind),
+}
+
+/// [`Refused`] without its payload, so steps compare in tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RefusedKind {
+    UntrustedHeader,
+    MissingHeader,
+    Malformed(String),
+    TooLong,
+}
+
+impl From<RefusedKind> for Refused {
+    fn from(kind: RefusedKind) -> Self {
+        match kind {
+            RefusedKind::UntrustedHeader => Self::UntrustedHeader,
+            RefusedKind::MissingHeader => Self::MissingHeader,
+            RefusedKind::Malformed(reason) => Self::Malformed(reason),
+            RefusedKind::TooLong => Self::TooLong,
+        }
+    }
+}
+
+/// Decides from the bytes read so far. Pure: the table-driven tests call it directly.
+fn step(
+    buf: &[u8],
+    peer: SocketAddr,
+    trusted: bool,
+    allow_missing_header: bool,
+    max_header_len: usize,
+) -> Step {
+    let no_header = |outcome| Step::Serve {
+        consumed: 0,
+        client: Some(peer),
+        destination: None,
+        outcome,
+    };
+    match (sniff(buf), trusted) {
+        (Sniff::Maybe, _) => Step::NeedMore,
+        (Sniff::NotHeader, false) => no_header(ProxyOutcome::Direct),
+        (Sniff::NotHeader, true) if allow_missing_header => no_header(ProxyOutcome::NoHeader),
+        (Sniff::NotHeader, true) => Step::Close(RefusedKind::MissingHeader),
+        (Sniff::V1 | Sniff::V2, false) => Step::Close(RefusedKind::UntrustedHeader),
+        (Sniff::V1, true) => v1_step(buf),
+        (Sniff::V2, true) => v2_step(buf, peer, max_header_len),
+    }
+}
+
+fn v1_step(buf: &[u8]) -> Step {
+    // A v1 header is one line: wait for its end before parsing, since `ppp` takes a
+    // line cut at a space (`... 41000 `, the last port still to come) for a bad port.
+    let has_line_end = buf.iter().take(V1_MAX_LEN).any(|&b| b == b'\n');
+    if !has_line_end {
+        return if buf.len() < V1_MAX_LEN {
+            Step::NeedMore
+        } else {
+            Step::Close(RefusedKind::TooLong)
+        };
+    }
+    let parsed = v1::Header::try_from(buf);
+    if parsed.is_incomplete() {
+        return Step::Close(RefusedKind::Malformed(
+            "v1: the line ends before the header does".into(),
+        ));
+    }
+    match parsed {
+        Ok(header) => {
+            let (client, destination, outcome) = match header.addresses {
+                v1::Addresses::Tcp4(ip) => (
+                    Some(SocketAddr::from((ip.source_address, ip.source_port))),
+                    Some(SocketAddr::from((
+                        ip.destination_address,
+                        ip.destination_port,
+                    ))),
+                    ProxyOutcome::Proxied(ProxyVersion::V1),
+                ),
+                v1::Addresses::Tcp6(ip) => (
+                    Some(SocketAddr::from((ip.source_address, ip.source_port))),
+                    Some(SocketAddr::from((
+                        ip.destination_address,
+                        ip.destination_port,
+                    ))),
+                    ProxyOutcome::Proxied(ProxyVersion::V1),
+                ),
+                v1::Addresses::Unknown => (None, None, ProxyOutcome::Unknown(ProxyVersion::V1)),
+            };
+            Step::Serve {
+                consumed: header.header.len(),
+                client,
+                destination,
+                outcome,
+            }
+        }
+        Err(v1::BinaryParseError::Parse(v1::ParseError::HeaderTooLong)) => {
+            Step::Close(RefusedKind::TooLong)
+        }
+        Err(err) => Step::Close(RefusedKind::Malformed(format!("v1: {err}"))),
+    }
+}
+
+fn v2_step(buf: &[u8], peer: SocketAddr, max_header_len: usize) -> Step {
+    let parsed = v2::Header::try_from(buf);
+    match parsed {
+        Err(v2::ParseError::Partial(_, length)) if 16 + length > max_header_len => {
+            Step::Close(RefusedKind::TooLong)
+        }
+        Err(v2::ParseError::Incomplete(_) | v2::ParseError::Partial(..)) => Step::NeedMore,
+        Ok(header) if header.len() > max_header_len => Step::Close(RefusedKind::TooLong),
+        Ok(header) => {
+            let (client, destination, outcome) = match (header.command, header.protocol) {
+                // The balancer speaking for itself: addresses, if any, are ignored.
+                (v2::Command::Local, _) => (Some(peer), None, ProxyOutcome::Local),
+                (v2::Command::Proxy, v2::Protocol::Stream) => match header.addresses {
+                    v2::Addresses::IPv4(ip) => (
+                        Some(SocketAddr::from((ip.source_address, ip.source_port))),
+                        Some(SocketAddr::from((
+                            ip.destination_address,
+                            ip.destination_port,
+                        ))),
+                        ProxyOutcome::Proxied(ProxyVersion::V2),
+                    ),
+                    v2::Addresses::IPv6(ip) => (
+                        Some(SocketAddr::from((ip.source_address, ip.source_port))),
+                        Some(SocketAddr::from((
+                            ip.destination_address,
+                            ip.destination_port,
+                        ))),
+                        ProxyOutcome::Proxied(ProxyVersion::V2),
+                    ),
+                    v2::Addresses::Unspecified | v2::Addresses::Unix(_) => {
+                        (None, None, ProxyOutcome::Unknown(ProxyVersion::V2))
+                    }
+                },
+                // UDP, or an unspecified transport: not a TCP client address.
+                (v2::Command::Proxy, _) => (None, None, ProxyOutcome::Unknown(ProxyVersion::V2)),
+            };
+            Step::Serve {
+                consumed: header.len(),
+                client,
+                destination,
+                outcome,
+            }
+        }
+        Err(err) => Step::Close(RefusedKind::Malformed(format!("v2: {err}"))),
+    }
+}
+
+/// Reads the connection's first bytes under the deadline and decides. Runs in the
+/// connection's own task.
+pub(crate) async fn handshake(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    settings: &Settings,
+) -> Result<Handshake, Refused> {
+    let trusted = settings.is_trusted(peer.ip());
+    let mut buf = Vec::new();
+    let read = read_until_decided(stream, peer, trusted, settings, &mut buf);
+    match tokio::time::timeout(settings.header_timeout, read).await {
+        Ok(result) => result,
+        // Nothing at all: a client that connected and waits. It is served as it would
+        // be without this listener, except a balancer that must send a header.
+        Err(_elapsed) if buf.is_empty() && (!trusted || settings.allow_missing_header) => {
+            Ok(Handshake {
+                info: ProxyProtocolInfo {
+                    peer,
+                    client: Some(peer),
+                    destination: None,
+                    outcome: if trusted {
+                        ProxyOutcome::NoHeader
+                    } else {
+                        ProxyOutcome::Direct
+                    },
+                },
+                leftover: buf,
+            })
+        }
+        Err(_elapsed) => Err(Refused::Timeout),
+    }
+}
+
+async fn read_until_decided(
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    trusted: bool,
+    settings: &Settings,
+    buf: &mut Vec<u8>,
+) -> Result<Handshake, Refused> {
+    // A bound however the parser answers: never buffer more than the longest header
+    // allowed and one read.
+    let limit = settings.max_header_len.max(V1_MAX_LEN) + CHUNK;
+    let mut chunk = [0u8; CHUNK];
+    loop {
+        match step(
+            buf,
+            peer,
+            trusted,
+            settings.allow_missing_header,
+            settings.max_header_len,
+        ) {
+            Step::NeedMore => {}
+            Step::Close(kind) => return Err(kind.into()),
+            Step::Serve {
+                consumed,
+                client,
+                destination,
+                outcome,
+            } => {
+                buf.drain(..consumed);
+                return Ok(Handshake {
+                    info: ProxyProtocolInfo {
+                        peer,
+                        client,
+                        destination,
+                        outcome,
+                    },
+                    leftover: std::mem::take(buf),
+                });
+            }
+        }
+        if buf.len() >= limit {
+            return Err(Refused::TooLong);
+        }
+        let n = stream.read(&mut chunk).await.map_err(Refused::Io)?;
+        if n == 0 {
+            return Err(Refused::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEER: &str = "10.0.0.5:50000";
+
+    fn v2(command: u8, family: u8, addresses: &[u8], tlvs: &[u8]) -> Vec<u8> {
+        let mut out = v2::PROTOCOL_PREFIX.to_vec();
+        out.push(0x20 | command);
+        out.push(family);
+        let len = u16::try_from(addresses.len() + tlvs.len()).unwrap();
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(addresses);
+        out.extend_from_slice(tlvs);
+        out
+    }
+
+    fn v4_block() -> Vec<u8> {
+        let mut block = vec![203, 0, 113, 7, 192, 0, 2, 1];
+        block.extend_from_slice(&41000u16.to_be_bytes());
+        block.extend_from_slice(&443u16.to_be_bytes());
+        block
+    }
+
+    struct Case {
+        name: &'static str,
+        input: Vec<u8>,
+        trusted: bool,
+        allow_missing: bool,
+        want: Step,
+    }
+
+    fn serve(
+        consumed: usize,
+        client: Option<&str>,
+        destination: Option<&str>,
+        outcome: ProxyOutcome,
+    ) -> Step {
+        Step::Serve {
+            consumed,
+            client: client.map(|c| c.parse().unwrap()),
+            destination: destination.map(|d| d.parse().unwrap()),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn steps() {
+        let v1_line = b"PROXY TCP4 203.0.113.7 192.0.2.1 41000 443\r\n".to_vec();
+        let mut v1_then_http = v1_line.clone();
+        v1_then_http.extend_from_slice(b"GET / HTTP/1.1\r\n");
+        let v2_v4 = v2(1, 0x11, &v4_block(), &[]);
+        let mut v2_tlv = v2(1, 0x11, &v4_block(), &[0x04, 0, 3, b'a', b'b', b'c']);
+        let v2_tlv_len = v2_tlv.len();
+        v2_tlv.extend_from_slice(b"GET");
+        let mut big = v2(1, 0x11, &v4_block(), &[0; 5000]);
+        big.truncate(40);
+        #[rustfmt::skip]
+        let cases = [
+            Case { name: "nothing yet", input: vec![], trusted: true, allow_missing: false, want: Step::NeedMore },
+            Case { name: "part of the v1 signature", input: b"PRO".to_vec(), trusted: true, allow_missing: false, want: Step::NeedMore },
+            Case { name: "part of the v2 signature", input: b"\r\n\r\n\0".to_vec(), trusted: false, allow_missing: false, want: Step::NeedMore },
+            Case { name: "v1 header in progress", input: b"PROXY TCP4 203.0.113.7 192.0.2.1 41000 44".to_vec(), trusted: true, allow_missing: false, want: Step::NeedMore },
+            Case { name: "v1 TCP4", input: v1_line.clone(), trusted: true, allow_missing: false, want: serve(v1_line.len(), Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
+            Case { name: "v1 then HTTP", input: v1_then_http, trusted: true, allow_missing: false, want: serve(v1_line.len(), Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
+            Case { name: "v1 TCP6", input: b"PROXY TCP6 2001:db8::7 2001:db8::1 41000 443\r\n".to_vec(), trusted: true, allow_missing: false, want: serve(46, Some("[2001:db8::7]:41000"), Some("[2001:db8::1]:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
+            Case { name: "v1 UNKNOWN", input: b"PROXY UNKNOWN\r\n".to_vec(), trusted: true, allow_missing: false, want: serve(15, None, None, ProxyOutcome::Unknown(ProxyVersion::V1)) },
+            Case { name: "v1 bad address", input: b"PROXY TCP4 203.0.113.777 192.0.2.1 41000 443\r\n".to_vec(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: Header contains invalid IP address for the source.".into())) },
+            Case { name: "v1 line ends early", input: b"PROXY TCP4 203.0.113.7\r\nGET /".to_vec(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: the line ends before the header does".into())) },
+            Case { name: "v1 too long", input: [b"PROXY UNKNOWN ".as_slice(), &[b'x'; 120]].concat(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::TooLong) },
+            Case { name: "v1 not UTF-8", input: b"PROXY TCP4 \xff\xfe 1 2\r\n".to_vec(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: Header is not valid UTF-8.".into())) },
+            Case { name: "v2 IPv4", input: v2_v4.clone(), trusted: true, allow_missing: false, want: serve(28, Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V2)) },
+            Case { name: "v2 TLVs ignored, data kept", input: v2_tlv, trusted: true, allow_missing: false, want: serve(v2_tlv_len, Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V2)) },
+            Case { name: "v2 truncated", input: v2_v4[..20].to_vec(), trusted: true, allow_missing: false, want: Step::NeedMore },
+            Case { name: "v2 LOCAL", input: v2(0, 0x00, &[], &[]), trusted: true, allow_missing: false, want: serve(16, Some(PEER), None, ProxyOutcome::Local) },
+            Case { name: "v2 UNSPEC", input: v2(1, 0x00, &[], &[]), trusted: true, allow_missing: false, want: serve(16, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
+            Case { name: "v2 unix", input: v2(1, 0x31, &[0; 216], &[]), trusted: true, allow_missing: false, want: serve(232, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
+            Case { name: "v2 UDP", input: v2(1, 0x12, &v4_block(), &[]), trusted: true, allow_missing: false, want: serve(28, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
+            Case { name: "v2 announced beyond the limit", input: big, trusted: true, allow_missing: false, want: Step::Close(RefusedKind::TooLong) },
+            Case { name: "v2 bad version", input: { let mut h = v2_v4.clone(); h[12] = 0x11; h }, trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v2: Expected version 10 to be equal to 2.".into())) },
+            Case { name: "v2 length shorter than its addresses", input: v2(1, 0x21, &v4_block(), &[]), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v2: Header length of 12 bytes cannot store the 36 bytes required for the address family.".into())) },
+            Case { name: "trusted, plain HTTP", input: b"GET / HTTP/1.1\r\n".to_vec(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::MissingHeader) },
+            Case { name: "trusted, plain HTTP, allowed", input: b"GET /".to_vec(), trusted: true, allow_missing: true, want: serve(0, Some(PEER), None, ProxyOutcome::NoHeader) },
+            Case { name: "untrusted, plain HTTP", input: b"G".to_vec(), trusted: false, allow_missing: false, want: serve(0, Some(PEER), None, ProxyOutcome::Direct) },
+            Case { name: "untrusted, TLS", input: vec![0x16, 0x03, 0x01], trusted: false, allow_missing: false, want: serve(0, Some(PEER), None, ProxyOutcome::Direct) },
+            Case { name: "untrusted, v1 header", input: b"PROXY TCP4 203.0.113.7 192.0.2.1 41000 443\r\n".to_vec(), trusted: false, allow_missing: true, want: Step::Close(RefusedKind::UntrustedHeader) },
+            Case { name: "untrusted, v2 header", input: v2_v4.clone(), trusted: false, allow_missing: false, want: Step::Close(RefusedKind::UntrustedHeader) },
+        ];
+        for case in cases {
+            let got = step(
+                &case.input,
+                PEER.parse().unwrap(),
+                case.trusted,
+                case.allow_missing,
+                4096,
+            );
+            assert_eq!(got, case.want, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn v2_limit_applies_to_complete_headers() {
+        let header = v2(1, 0x11, &v4_block(), &[0; 300]);
+        let peer = PEER.parse().unwrap();
+        assert_eq!(
+            step(&header, peer, true, false, 300),
+            Step::Close(RefusedKind::TooLong)
+        );
+        assert!(matches!(
+            step(&header, peer, true, false, 400),
+            Step::Serve { .. }
+        ));
+    }
+
+    #[test]
+    fn any_prefix_of_a_header_is_never_served_from_a_balancer() {
+        // Every cut of a valid header asks for more, never serves a guess.
+        let v1_line = b"PROXY TCP6 2001:db8::7 2001:db8::1 41000 443\r\n";
+        let v2_v4 = v2(1, 0x11, &v4_block(), &[0x04, 0, 1, 0]);
+        let peer = PEER.parse().unwrap();
+        for header in [v1_line.as_slice(), &v2_v4] {
+            for cut in 0..header.len() {
+                assert_eq!(
+                    step(&header[..cut], peer, true, false, 4096),
+                    Step::NeedMore,
+                    "cut {cut}"
+                );
+            }
+        }
+    }
+}
