@@ -100,7 +100,7 @@ async fn serve(config: ProxyProtocolConfig) -> SocketAddr {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let app = Router::new()
-        .route("/", get(whoami))
+        .route("/", get(whoami).post(whoami))
         .layer(AllowlistLayer::new(policies()))
         .layer(middleware::from_fn(header_auth));
     tokio::spawn(async move {
@@ -385,8 +385,8 @@ async fn the_header_must_arrive_before_the_deadline() {
         );
     }
 
-    // A peer that is not a balancer and waits is served as it would be without the
-    // listener: its request after the deadline is answered.
+    // The deadline is the balancers': a peer that is not one and waits is served as it
+    // would be without the listener, its request after the deadline answered.
     let mut stream = connect_from(ELSEWHERE, server).await;
     tokio::time::sleep(deadline + Duration::from_millis(300)).await;
     stream.write_all(&http_request(None)).await.unwrap();
@@ -440,6 +440,39 @@ async fn only_the_listed_balancers_are_believed() {
     );
     let reply = request(server, ELSEWHERE, &[], Some("alice")).await;
     expect_http(&reply, 403, "ipNotAllowed");
+    // Its first bytes are checked however they arrive: a header in pieces is closed,
+    // a POST (which starts like `PROXY`) in pieces is served.
+    for (first, rest, want_closed) in [
+        (
+            &b"PRO"[..],
+            &b"XY TCP4 203.0.113.7 192.0.2.1 41000 443\r\n"[..],
+            true,
+        ),
+        (&b"\r\n\r\n"[..], &v2_tcp4([203, 0, 113, 7], &[])[4..], true),
+        (
+            &b"P"[..],
+            &b"OST / HTTP/1.1\r\nhost: test\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"[..],
+            false,
+        ),
+    ] {
+        let mut stream = connect_from(ELSEWHERE, server).await;
+        stream.write_all(first).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let reply = match stream.write_all(rest).await {
+            Ok(()) => read_reply(&mut stream).await,
+            Err(_) => Reply::Closed,
+        };
+        if want_closed {
+            assert_eq!(reply, Reply::Closed, "{first:?}");
+        } else {
+            expect_http(
+                &reply,
+                200,
+                "peer_addr=127.0.0.2 connect_info=127.0.0.2 outcome=Direct",
+            );
+        }
+    }
 
     // Trusting 127.0.0.2 only: the same header from 127.0.0.1 is now refused.
     let server = serve(trusting(ELSEWHERE)).await;

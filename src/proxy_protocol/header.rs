@@ -1,6 +1,8 @@
-//! Reading a connection's first bytes: the PROXY header from a trusted balancer, or
-//! enough bytes to tell that there is none. The bytes are parsed by `ppp`; this file
-//! only compares the two signatures, buffers, and decides.
+//! Reading a trusted balancer's PROXY header, or enough bytes to tell that there is
+//! none; and telling a header's first bytes from anything else (for peers that are not
+//! balancers, checked by [`ProxiedStream`](super::ProxiedStream) as the server reads).
+//! The header is parsed by `ppp`; this file only compares the two signatures, buffers,
+//! and decides.
 
 use std::fmt;
 use std::io;
@@ -20,8 +22,6 @@ const CHUNK: usize = 512;
 /// Why a connection was closed before HTTP started. Logged, never sent to the peer.
 #[derive(Debug)]
 pub(crate) enum Refused {
-    /// A peer that is not a trusted balancer sent a PROXY header.
-    UntrustedHeader,
     /// A trusted balancer sent no header, and that is not allowed.
     MissingHeader,
     /// The header is not valid.
@@ -39,9 +39,6 @@ pub(crate) enum Refused {
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UntrustedHeader => {
-                f.write_str("a PROXY header from a peer that is not a trusted balancer")
-            }
             Self::MissingHeader => f.write_str("no PROXY header from a trusted balancer"),
             Self::Malformed(reason) => write!(f, "malformed PROXY header: {reason}"),
             Self::TooLong => f.write_str("PROXY header longer than the limit"),
@@ -62,7 +59,7 @@ pub(crate) struct Handshake {
 
 /// What the first bytes look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sniff {
+pub(crate) enum Sniff {
     /// Too few bytes to tell (a prefix of a signature, or none).
     Maybe,
     /// Starts with the v1 signature, `PROXY`.
@@ -73,7 +70,7 @@ enum Sniff {
     NotHeader,
 }
 
-fn sniff(buf: &[u8]) -> Sniff {
+pub(crate) fn sniff(buf: &[u8]) -> Sniff {
     let v1_sig = v1::PROTOCOL_PREFIX.as_bytes();
     let v2_sig = v2::PROTOCOL_PREFIX;
     if buf.starts_with(v2_sig) {
@@ -106,7 +103,6 @@ enum Step {
 /// [`Refused`] without its payload, so steps compare in tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum RefusedKind {
-    UntrustedHeader,
     MissingHeader,
     Malformed(String),
     TooLong,
@@ -115,7 +111,6 @@ enum RefusedKind {
 impl From<RefusedKind> for Refused {
     fn from(kind: RefusedKind) -> Self {
         match kind {
-            RefusedKind::UntrustedHeader => Self::UntrustedHeader,
             RefusedKind::MissingHeader => Self::MissingHeader,
             RefusedKind::Malformed(reason) => Self::Malformed(reason),
             RefusedKind::TooLong => Self::TooLong,
@@ -123,28 +118,20 @@ impl From<RefusedKind> for Refused {
     }
 }
 
-/// Decides from the bytes read so far. Pure: the table-driven tests call it directly.
-fn step(
-    buf: &[u8],
-    peer: SocketAddr,
-    trusted: bool,
-    allow_missing_header: bool,
-    max_header_len: usize,
-) -> Step {
-    let no_header = |outcome| Step::Serve {
-        consumed: 0,
-        client: Some(peer),
-        destination: None,
-        outcome,
-    };
-    match (sniff(buf), trusted) {
-        (Sniff::Maybe, _) => Step::NeedMore,
-        (Sniff::NotHeader, false) => no_header(ProxyOutcome::Direct),
-        (Sniff::NotHeader, true) if allow_missing_header => no_header(ProxyOutcome::NoHeader),
-        (Sniff::NotHeader, true) => Step::Close(RefusedKind::MissingHeader),
-        (Sniff::V1 | Sniff::V2, false) => Step::Close(RefusedKind::UntrustedHeader),
-        (Sniff::V1, true) => v1_step(buf),
-        (Sniff::V2, true) => v2_step(buf, peer, max_header_len),
+/// Decides from the bytes a trusted balancer sent so far. Pure: the table-driven tests
+/// call it directly.
+fn step(buf: &[u8], peer: SocketAddr, allow_missing_header: bool, max_header_len: usize) -> Step {
+    match sniff(buf) {
+        Sniff::Maybe => Step::NeedMore,
+        Sniff::NotHeader if allow_missing_header => Step::Serve {
+            consumed: 0,
+            client: Some(peer),
+            destination: None,
+            outcome: ProxyOutcome::NoHeader,
+        },
+        Sniff::NotHeader => Step::Close(RefusedKind::MissingHeader),
+        Sniff::V1 => v1_step(buf),
+        Sniff::V2 => v2_step(buf, peer, max_header_len),
     }
 }
 
@@ -247,35 +234,27 @@ fn v2_step(buf: &[u8], peer: SocketAddr, max_header_len: usize) -> Step {
     }
 }
 
-/// Reads the connection's first bytes under the deadline and decides. Runs in the
+/// Reads a trusted balancer's header under the deadline and decides. Runs in the
 /// connection's own task.
 pub(crate) async fn handshake(
     stream: &mut TcpStream,
     peer: SocketAddr,
     settings: &Settings,
 ) -> Result<Handshake, Refused> {
-    let trusted = settings.is_trusted(peer.ip());
     let mut buf = Vec::new();
-    let read = read_until_decided(stream, peer, trusted, settings, &mut buf);
+    let read = read_until_decided(stream, peer, settings, &mut buf);
     match tokio::time::timeout(settings.header_timeout, read).await {
         Ok(result) => result,
-        // Nothing at all: a client that connected and waits. It is served as it would
-        // be without this listener, except a balancer that must send a header.
-        Err(_elapsed) if buf.is_empty() && (!trusted || settings.allow_missing_header) => {
-            Ok(Handshake {
-                info: ProxyProtocolInfo {
-                    peer,
-                    client: Some(peer),
-                    destination: None,
-                    outcome: if trusted {
-                        ProxyOutcome::NoHeader
-                    } else {
-                        ProxyOutcome::Direct
-                    },
-                },
-                leftover: buf,
-            })
-        }
+        // Not a byte: with the opt-in, a connection without header, like any other.
+        Err(_elapsed) if buf.is_empty() && settings.allow_missing_header => Ok(Handshake {
+            info: ProxyProtocolInfo {
+                peer,
+                client: Some(peer),
+                destination: None,
+                outcome: ProxyOutcome::NoHeader,
+            },
+            leftover: buf,
+        }),
         Err(_elapsed) => Err(Refused::Timeout),
     }
 }
@@ -283,7 +262,6 @@ pub(crate) async fn handshake(
 async fn read_until_decided(
     stream: &mut TcpStream,
     peer: SocketAddr,
-    trusted: bool,
     settings: &Settings,
     buf: &mut Vec<u8>,
 ) -> Result<Handshake, Refused> {
@@ -295,7 +273,6 @@ async fn read_until_decided(
         match step(
             buf,
             peer,
-            trusted,
             settings.allow_missing_header,
             settings.max_header_len,
         ) {
@@ -357,7 +334,6 @@ mod tests {
     struct Case {
         name: &'static str,
         input: Vec<u8>,
-        trusted: bool,
         allow_missing: bool,
         want: Step,
     }
@@ -389,44 +365,55 @@ mod tests {
         big.truncate(40);
         #[rustfmt::skip]
         let cases = [
-            Case { name: "nothing yet", input: vec![], trusted: true, allow_missing: false, want: Step::NeedMore },
-            Case { name: "part of the v1 signature", input: b"PRO".to_vec(), trusted: true, allow_missing: false, want: Step::NeedMore },
-            Case { name: "part of the v2 signature", input: b"\r\n\r\n\0".to_vec(), trusted: false, allow_missing: false, want: Step::NeedMore },
-            Case { name: "v1 header in progress", input: b"PROXY TCP4 203.0.113.7 192.0.2.1 41000 44".to_vec(), trusted: true, allow_missing: false, want: Step::NeedMore },
-            Case { name: "v1 TCP4", input: v1_line.clone(), trusted: true, allow_missing: false, want: serve(v1_line.len(), Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
-            Case { name: "v1 then HTTP", input: v1_then_http, trusted: true, allow_missing: false, want: serve(v1_line.len(), Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
-            Case { name: "v1 TCP6", input: b"PROXY TCP6 2001:db8::7 2001:db8::1 41000 443\r\n".to_vec(), trusted: true, allow_missing: false, want: serve(46, Some("[2001:db8::7]:41000"), Some("[2001:db8::1]:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
-            Case { name: "v1 UNKNOWN", input: b"PROXY UNKNOWN\r\n".to_vec(), trusted: true, allow_missing: false, want: serve(15, None, None, ProxyOutcome::Unknown(ProxyVersion::V1)) },
-            Case { name: "v1 bad address", input: b"PROXY TCP4 203.0.113.777 192.0.2.1 41000 443\r\n".to_vec(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: Header contains invalid IP address for the source.".into())) },
-            Case { name: "v1 line ends early", input: b"PROXY TCP4 203.0.113.7\r\nGET /".to_vec(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: the line ends before the header does".into())) },
-            Case { name: "v1 too long", input: [b"PROXY UNKNOWN ".as_slice(), &[b'x'; 120]].concat(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::TooLong) },
-            Case { name: "v1 not UTF-8", input: b"PROXY TCP4 \xff\xfe 1 2\r\n".to_vec(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: Header is not valid UTF-8.".into())) },
-            Case { name: "v2 IPv4", input: v2_v4.clone(), trusted: true, allow_missing: false, want: serve(28, Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V2)) },
-            Case { name: "v2 TLVs ignored, data kept", input: v2_tlv, trusted: true, allow_missing: false, want: serve(v2_tlv_len, Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V2)) },
-            Case { name: "v2 truncated", input: v2_v4[..20].to_vec(), trusted: true, allow_missing: false, want: Step::NeedMore },
-            Case { name: "v2 LOCAL", input: v2(0, 0x00, &[], &[]), trusted: true, allow_missing: false, want: serve(16, Some(PEER), None, ProxyOutcome::Local) },
-            Case { name: "v2 UNSPEC", input: v2(1, 0x00, &[], &[]), trusted: true, allow_missing: false, want: serve(16, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
-            Case { name: "v2 unix", input: v2(1, 0x31, &[0; 216], &[]), trusted: true, allow_missing: false, want: serve(232, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
-            Case { name: "v2 UDP", input: v2(1, 0x12, &v4_block(), &[]), trusted: true, allow_missing: false, want: serve(28, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
-            Case { name: "v2 announced beyond the limit", input: big, trusted: true, allow_missing: false, want: Step::Close(RefusedKind::TooLong) },
-            Case { name: "v2 bad version", input: { let mut h = v2_v4.clone(); h[12] = 0x11; h }, trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v2: Expected version 10 to be equal to 2.".into())) },
-            Case { name: "v2 length shorter than its addresses", input: v2(1, 0x21, &v4_block(), &[]), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v2: Header length of 12 bytes cannot store the 36 bytes required for the address family.".into())) },
-            Case { name: "trusted, plain HTTP", input: b"GET / HTTP/1.1\r\n".to_vec(), trusted: true, allow_missing: false, want: Step::Close(RefusedKind::MissingHeader) },
-            Case { name: "trusted, plain HTTP, allowed", input: b"GET /".to_vec(), trusted: true, allow_missing: true, want: serve(0, Some(PEER), None, ProxyOutcome::NoHeader) },
-            Case { name: "untrusted, plain HTTP", input: b"G".to_vec(), trusted: false, allow_missing: false, want: serve(0, Some(PEER), None, ProxyOutcome::Direct) },
-            Case { name: "untrusted, TLS", input: vec![0x16, 0x03, 0x01], trusted: false, allow_missing: false, want: serve(0, Some(PEER), None, ProxyOutcome::Direct) },
-            Case { name: "untrusted, v1 header", input: b"PROXY TCP4 203.0.113.7 192.0.2.1 41000 443\r\n".to_vec(), trusted: false, allow_missing: true, want: Step::Close(RefusedKind::UntrustedHeader) },
-            Case { name: "untrusted, v2 header", input: v2_v4.clone(), trusted: false, allow_missing: false, want: Step::Close(RefusedKind::UntrustedHeader) },
+            Case { name: "nothing yet", input: vec![], allow_missing: false, want: Step::NeedMore },
+            Case { name: "part of the v1 signature", input: b"PRO".to_vec(), allow_missing: false, want: Step::NeedMore },
+            Case { name: "part of the v2 signature", input: b"\r\n\r\n\0".to_vec(), allow_missing: false, want: Step::NeedMore },
+            Case { name: "v1 header in progress", input: b"PROXY TCP4 203.0.113.7 192.0.2.1 41000 44".to_vec(), allow_missing: false, want: Step::NeedMore },
+            Case { name: "v1 TCP4", input: v1_line.clone(), allow_missing: false, want: serve(v1_line.len(), Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
+            Case { name: "v1 then HTTP", input: v1_then_http, allow_missing: false, want: serve(v1_line.len(), Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
+            Case { name: "v1 TCP6", input: b"PROXY TCP6 2001:db8::7 2001:db8::1 41000 443\r\n".to_vec(), allow_missing: false, want: serve(46, Some("[2001:db8::7]:41000"), Some("[2001:db8::1]:443"), ProxyOutcome::Proxied(ProxyVersion::V1)) },
+            Case { name: "v1 UNKNOWN", input: b"PROXY UNKNOWN\r\n".to_vec(), allow_missing: false, want: serve(15, None, None, ProxyOutcome::Unknown(ProxyVersion::V1)) },
+            Case { name: "v1 bad address", input: b"PROXY TCP4 203.0.113.777 192.0.2.1 41000 443\r\n".to_vec(), allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: Header contains invalid IP address for the source.".into())) },
+            Case { name: "v1 line ends early", input: b"PROXY TCP4 203.0.113.7\r\nGET /".to_vec(), allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: the line ends before the header does".into())) },
+            Case { name: "v1 too long", input: [b"PROXY UNKNOWN ".as_slice(), &[b'x'; 120]].concat(), allow_missing: false, want: Step::Close(RefusedKind::TooLong) },
+            Case { name: "v1 not UTF-8", input: b"PROXY TCP4 \xff\xfe 1 2\r\n".to_vec(), allow_missing: false, want: Step::Close(RefusedKind::Malformed("v1: Header is not valid UTF-8.".into())) },
+            Case { name: "v2 IPv4", input: v2_v4.clone(), allow_missing: false, want: serve(28, Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V2)) },
+            Case { name: "v2 TLVs ignored, data kept", input: v2_tlv, allow_missing: false, want: serve(v2_tlv_len, Some("203.0.113.7:41000"), Some("192.0.2.1:443"), ProxyOutcome::Proxied(ProxyVersion::V2)) },
+            Case { name: "v2 truncated", input: v2_v4[..20].to_vec(), allow_missing: false, want: Step::NeedMore },
+            Case { name: "v2 LOCAL", input: v2(0, 0x00, &[], &[]), allow_missing: false, want: serve(16, Some(PEER), None, ProxyOutcome::Local) },
+            Case { name: "v2 UNSPEC", input: v2(1, 0x00, &[], &[]), allow_missing: false, want: serve(16, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
+            Case { name: "v2 unix", input: v2(1, 0x31, &[0; 216], &[]), allow_missing: false, want: serve(232, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
+            Case { name: "v2 UDP", input: v2(1, 0x12, &v4_block(), &[]), allow_missing: false, want: serve(28, None, None, ProxyOutcome::Unknown(ProxyVersion::V2)) },
+            Case { name: "v2 announced beyond the limit", input: big, allow_missing: false, want: Step::Close(RefusedKind::TooLong) },
+            Case { name: "v2 bad version", input: { let mut h = v2_v4.clone(); h[12] = 0x11; h }, allow_missing: false, want: Step::Close(RefusedKind::Malformed("v2: Expected version 10 to be equal to 2.".into())) },
+            Case { name: "v2 length shorter than its addresses", input: v2(1, 0x21, &v4_block(), &[]), allow_missing: false, want: Step::Close(RefusedKind::Malformed("v2: Header length of 12 bytes cannot store the 36 bytes required for the address family.".into())) },
+            Case { name: "trusted, plain HTTP", input: b"GET / HTTP/1.1\r\n".to_vec(), allow_missing: false, want: Step::Close(RefusedKind::MissingHeader) },
+            Case { name: "trusted, plain HTTP, allowed", input: b"GET /".to_vec(), allow_missing: true, want: serve(0, Some(PEER), None, ProxyOutcome::NoHeader) },
         ];
         for case in cases {
-            let got = step(
-                &case.input,
-                PEER.parse().unwrap(),
-                case.trusted,
-                case.allow_missing,
-                4096,
-            );
+            let got = step(&case.input, PEER.parse().unwrap(), case.allow_missing, 4096);
             assert_eq!(got, case.want, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn sniffing() {
+        let v2_v4 = v2(1, 0x11, &v4_block(), &[]);
+        #[rustfmt::skip]
+        let cases: [(&str, &[u8], Sniff); 10] = [
+            ("nothing yet", b"", Sniff::Maybe),
+            ("part of the v1 signature", b"PROX", Sniff::Maybe),
+            ("part of the v2 signature", &v2_v4[..11], Sniff::Maybe),
+            ("v1", b"PROXY TCP4", Sniff::V1),
+            ("v1 signature alone", b"PROXY", Sniff::V1),
+            ("v2", &v2_v4[..12], Sniff::V2),
+            ("POST shares a P", b"PO", Sniff::NotHeader),
+            ("GET", b"G", Sniff::NotHeader),
+            ("TLS", &[0x16, 0x03, 0x01], Sniff::NotHeader),
+            ("CR LF then not QUIT", b"\r\n\r\nX", Sniff::NotHeader),
+        ];
+        for (name, input, want) in cases {
+            assert_eq!(sniff(input), want, "{name}");
         }
     }
 
@@ -435,11 +422,11 @@ mod tests {
         let header = v2(1, 0x11, &v4_block(), &[0; 300]);
         let peer = PEER.parse().unwrap();
         assert_eq!(
-            step(&header, peer, true, false, 300),
+            step(&header, peer, false, 300),
             Step::Close(RefusedKind::TooLong)
         );
         assert!(matches!(
-            step(&header, peer, true, false, 400),
+            step(&header, peer, false, 400),
             Step::Serve { .. }
         ));
     }
@@ -453,7 +440,7 @@ mod tests {
         for header in [v1_line.as_slice(), &v2_v4] {
             for cut in 0..header.len() {
                 assert_eq!(
-                    step(&header[..cut], peer, true, false, 4096),
+                    step(&header[..cut], peer, false, 4096),
                     Step::NeedMore,
                     "cut {cut}"
                 );

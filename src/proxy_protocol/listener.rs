@@ -97,9 +97,13 @@ impl ProxyProtocolListener {
                 return Poll::Pending;
             }
             match self.listener.poll_accept(cx) {
-                Poll::Ready(Ok((stream, peer))) => {
+                Poll::Ready(Ok((stream, peer))) if self.settings.is_trusted(peer.ip()) => {
                     let settings = Arc::clone(&self.settings);
                     self.handshakes.spawn(read_header(stream, peer, settings));
+                }
+                // Not a balancer: served at once, its first bytes checked as they are read.
+                Poll::Ready(Ok((stream, peer))) => {
+                    return Poll::Ready(ProxiedStream::direct(stream, peer));
                 }
                 Poll::Ready(Err(err)) if is_connection_error(&err) => {}
                 Poll::Ready(Err(err)) => {
@@ -112,7 +116,7 @@ impl ProxyProtocolListener {
     }
 }
 
-/// One connection's task: its header, under the deadline.
+/// One balancer connection's task: its header, under the deadline.
 async fn read_header(
     mut stream: TcpStream,
     peer: SocketAddr,

@@ -31,20 +31,23 @@
 //! | trusted balancer | v1 `UNKNOWN`, or v2 with another family (UNSPEC, unix) or transport | served | **unknown** |
 //! | trusted balancer | no header | closed; served as the peer with [`allow_missing_header`](ProxyProtocolConfig::allow_missing_header) | the balancer |
 //! | trusted balancer | malformed, too long, or not complete within the deadline | closed | |
-//! | anyone else | a PROXY header (or the start of one at the deadline) | closed | |
-//! | anyone else | anything else (plain HTTP, TLS), or nothing within the deadline | served | the peer |
+//! | anyone else | a PROXY header | closed (the first read fails) | |
+//! | anyone else | anything else (plain HTTP, TLS) | served at once | the peer |
 //!
 //! An unknown client fails closed: the request has no peer address, so
 //! [`peer_addr`](crate::client_ip::peer_addr) returns `None` and the allowlist refuses
 //! every caller a policy applies to (`403 clientIpUnknown`). It never falls back to the
 //! balancer's address. TLVs are not read, so whatever they hold is ignored.
 //!
-//! Each connection's header is read in a task of its own, under a deadline
-//! ([`header_timeout`](ProxyProtocolConfig::header_timeout), 3 s by default), so a
-//! client that sends nothing never holds up the others; at most
+//! A balancer's header is read in a task of its own for each connection, under a
+//! deadline ([`header_timeout`](ProxyProtocolConfig::header_timeout), 3 s by default), so
+//! a connection that sends nothing never holds up the others; at most
 //! [`max_pending_handshakes`](ProxyProtocolConfig::max_pending_handshakes) are read at
 //! once. A v1 header is at most 107 bytes, as the specification says; a v2 header at
 //! most [`max_header_len`](ProxyProtocolConfig::max_header_len) (4 KiB by default).
+//! Connections from other peers are handed on at once, and take no such slot: their
+//! first bytes are checked for a PROXY signature as the server reads them, so the
+//! server's own timeouts apply to them as without this listener.
 //!
 //! # Behind a balancer and an HTTP proxy
 //!
@@ -278,8 +281,10 @@ impl ProxyProtocolConfig {
         Arc::make_mut(&mut self.inner)
     }
 
-    /// How long a connection has to send its header (or, from a peer that is not a
-    /// balancer, its first bytes): [`DEFAULT_HEADER_TIMEOUT`] unless set.
+    /// How long a trusted balancer has to send its whole header after the connection
+    /// is accepted: [`DEFAULT_HEADER_TIMEOUT`] unless set. Past it, the connection is
+    /// closed (or, with [`allow_missing_header`](Self::allow_missing_header) and not a
+    /// byte received, served as a connection without header).
     ///
     /// # Errors
     ///
@@ -320,8 +325,8 @@ impl ProxyProtocolConfig {
         self
     }
 
-    /// How many connections may be reading their header at once; beyond that the
-    /// listener stops accepting until one finishes:
+    /// How many balancer connections may be reading their header at once; beyond that
+    /// the listener stops accepting until one finishes:
     /// [`DEFAULT_MAX_PENDING_HANDSHAKES`] unless set (0 is taken as 1).
     pub fn max_pending_handshakes(mut self, max: usize) -> Self {
         self.settings_mut().max_pending_handshakes = max.max(1);

@@ -2,16 +2,22 @@
 //! and who the client is.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::ProxyProtocolInfo;
+use super::header::{sniff, Sniff};
+use super::{ProxyOutcome, ProxyProtocolInfo};
 
 /// An accepted connection whose PROXY header (if any) has been read: reads start with
 /// the client's first byte. See the [module docs](super).
+///
+/// A connection from a peer that is not a trusted balancer is handed on at once; if its
+/// first bytes turn out to be a PROXY header, the first read fails with
+/// [`io::ErrorKind::InvalidData`], so the server closes it without believing anything.
 ///
 /// With the `tonic` feature it implements tonic's `Connected`, with a `TcpConnectInfo`
 /// whose `remote_addr` is the client ([`ProxyProtocolInfo::client`]).
@@ -22,16 +28,37 @@ pub struct ProxiedStream {
     leftover: Vec<u8>,
     /// How much of `leftover` was handed out.
     consumed: usize,
+    /// A peer that is not a balancer, whose first bytes are still to be checked.
+    sniffing: bool,
     info: ProxyProtocolInfo,
 }
 
 impl ProxiedStream {
+    /// A balancer's connection after its header.
     pub(crate) fn new(inner: TcpStream, leftover: Vec<u8>, info: ProxyProtocolInfo) -> Self {
         Self {
             inner,
             leftover,
             consumed: 0,
+            sniffing: false,
             info,
+        }
+    }
+
+    /// A connection from a peer that is not a balancer: its own address, and no header
+    /// allowed.
+    pub(crate) fn direct(inner: TcpStream, peer: SocketAddr) -> Self {
+        Self {
+            inner,
+            leftover: Vec::new(),
+            consumed: 0,
+            sniffing: true,
+            info: ProxyProtocolInfo {
+                peer,
+                client: Some(peer),
+                destination: None,
+                outcome: ProxyOutcome::Direct,
+            },
         }
     }
 
@@ -55,6 +82,32 @@ impl AsyncRead for ProxiedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        while this.sniffing {
+            match sniff(&this.leftover) {
+                Sniff::NotHeader => this.sniffing = false,
+                Sniff::V1 | Sniff::V2 => {
+                    tracing::debug!(
+                        peer = %this.info.peer,
+                        "PROXY protocol: a header from a peer that is not a trusted balancer; connection closed"
+                    );
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a PROXY header from a peer that is not a trusted balancer",
+                    )));
+                }
+                Sniff::Maybe => {
+                    let mut chunk = [0u8; 512];
+                    let mut read = ReadBuf::new(&mut chunk);
+                    ready!(Pin::new(&mut this.inner).poll_read(cx, &mut read))?;
+                    if read.filled().is_empty() {
+                        // Closed before it could be told: hand on what there is.
+                        this.sniffing = false;
+                    } else {
+                        this.leftover.extend_from_slice(read.filled());
+                    }
+                }
+            }
+        }
         if this.consumed < this.leftover.len() {
             let rest = &this.leftover[this.consumed..];
             let n = rest.len().min(buf.remaining());
