@@ -86,7 +86,10 @@ async fn whoami(request: Request) -> String {
                 .map(|ConnectInfo(addr)| addr.ip().to_string())
         ),
         shown(info.map(|info| format!("{:?}", info.outcome))),
-        shown(info.map(|info| info.peer.ip().to_string())),
+        shown(
+            info.and_then(|info| info.balancer())
+                .map(|addr| addr.ip().to_string())
+        ),
     )
 }
 
@@ -421,6 +424,30 @@ async fn a_slow_balancer_does_not_hold_up_the_others() {
 }
 
 #[tokio::test]
+async fn balancers_past_the_pending_limit_wait_their_turn() {
+    let deadline = Duration::from_millis(500);
+    let config = trusting(BALANCER)
+        .header_timeout(deadline)
+        .unwrap()
+        .max_pending_handshakes(1);
+    let server = serve(config).await;
+    // One silent balancer connection takes the only slot until its deadline...
+    let mut silent = connect_from(BALANCER, server).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let header = v1("PROXY TCP4 203.0.113.7 192.0.2.1 41000 443");
+    let reply = request(server, BALANCER, &header, Some("alice")).await;
+    // ...so the next one is accepted only then, and served.
+    expect_http(&reply, 200, "peer_addr=203.0.113.7");
+    assert!(
+        started.elapsed() >= deadline - Duration::from_millis(200),
+        "served after {:?}, before the slot was free",
+        started.elapsed()
+    );
+    assert_eq!(read_reply(&mut silent).await, Reply::Closed);
+}
+
+#[tokio::test]
 async fn only_the_listed_balancers_are_believed() {
     let server = serve(trusting(BALANCER)).await;
     // From a peer that is not a balancer, a header closes the connection...
@@ -436,7 +463,7 @@ async fn only_the_listed_balancers_are_believed() {
     expect_http(
         &reply,
         200,
-        "peer_addr=127.0.0.2 connect_info=127.0.0.2 outcome=Direct balancer=127.0.0.2",
+        "peer_addr=127.0.0.2 connect_info=127.0.0.2 outcome=Direct balancer=none",
     );
     let reply = request(server, ELSEWHERE, &[], Some("alice")).await;
     expect_http(&reply, 403, "ipNotAllowed");

@@ -431,6 +431,30 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        /// Whatever follows a signature, the answer is safe: no panic, never more
+        /// consumed than was read, and more is asked for only while under the limits.
+        #[test]
+        fn any_bytes_are_decided_safely(
+            start in 0usize..4,
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            let mut buf = match start {
+                0 => b"PROXY ".to_vec(),
+                1 => b"PROXY TCP4 ".to_vec(),
+                2 => [v2::PROTOCOL_PREFIX, &[0x21]].concat(),
+                _ => v2::PROTOCOL_PREFIX.to_vec(),
+            };
+            buf.extend_from_slice(&rest);
+            let max_header_len = 232;
+            match step(&buf, PEER.parse().unwrap(), false, max_header_len) {
+                Step::Serve { consumed, .. } => proptest::prop_assert!(consumed <= buf.len()),
+                Step::NeedMore => proptest::prop_assert!(buf.len() < max_header_len),
+                Step::Close(_) => {}
+            }
+        }
+    }
+
     #[test]
     fn any_prefix_of_a_header_is_never_served_from_a_balancer() {
         // Every cut of a valid header asks for more, never serves a guess.

@@ -14,7 +14,10 @@
 //!   balancer and what the header said.
 //! - **tonic**: `Server::builder()...serve_with_incoming(listener)` (feature `tonic`; the
 //!   listener is a `Stream` of connections). Every request carries tonic's
-//!   `TcpConnectInfo` whose `remote_addr` is the client (`None` when unknown).
+//!   `TcpConnectInfo` whose `remote_addr` is the client (`None` when unknown). tonic
+//!   puts only that one connection type into requests, so the [`ProxyProtocolInfo`] is
+//!   not there (the balancer is in the trace-level log, and on the stream for a server of
+//!   your own).
 //!
 //! So [`peer_addr`](crate::client_ip::peer_addr), the [`ClientIp`](crate::client_ip::ClientIp)
 //! the layers resolve, axum's `ConnectInfo<SocketAddr>` and tonic's
@@ -184,6 +187,18 @@ pub struct ProxyProtocolInfo {
     pub destination: Option<SocketAddr>,
     /// What the connection's first bytes said.
     pub outcome: ProxyOutcome,
+}
+
+impl ProxyProtocolInfo {
+    /// The trusted balancer the connection came through: the TCP peer, unless the peer
+    /// is not a balancer ([`ProxyOutcome::Direct`]).
+    #[must_use]
+    pub fn balancer(&self) -> Option<SocketAddr> {
+        match self.outcome {
+            ProxyOutcome::Direct => None,
+            _ => Some(self.peer),
+        }
+    }
 }
 
 /// The settings of a [`ProxyProtocolListener`]: the trusted balancers, the deadline
