@@ -11,8 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use hyper_util::rt::TokioIo;
@@ -22,6 +20,7 @@ use tonic::transport::{Endpoint, Server};
 use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
+use tower::util::MapRequestLayer;
 use tower_ip_allowlist::client_ip::peer_addr;
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
@@ -59,8 +58,9 @@ fn policies() -> SnapshotHandle {
     handle
 }
 
-/// Stand-in authentication: the `x-user` header becomes the principal.
-async fn header_auth(mut request: Request, next: Next) -> Response {
+/// Stand-in authentication for axum and tonic alike: the `x-user` header (or gRPC
+/// metadata) becomes the principal.
+fn header_auth<B>(mut request: http::Request<B>) -> http::Request<B> {
     let user = request
         .headers()
         .get("x-user")
@@ -69,7 +69,7 @@ async fn header_auth(mut request: Request, next: Next) -> Response {
     if let Some(principal) = user {
         request.extensions_mut().insert(principal);
     }
-    next.run(request).await
+    request
 }
 
 /// What the request's extensions say about its connection.
@@ -105,7 +105,7 @@ async fn serve(config: ProxyProtocolConfig) -> SocketAddr {
     let app = Router::new()
         .route("/", get(whoami).post(whoami))
         .layer(AllowlistLayer::new(policies()))
-        .layer(middleware::from_fn(header_auth));
+        .layer(MapRequestLayer::new(header_auth));
     tokio::spawn(async move {
         axum::serve(listener, with_connect_info(app)).await.unwrap();
     });
@@ -535,21 +535,6 @@ async fn a_balancer_without_header_is_closed_unless_allowed() {
 
 // ---- tonic ---------------------------------------------------------------------------
 
-/// Stand-in authentication: the `x-user` metadata becomes the principal.
-fn metadata_auth(
-    mut request: http::Request<tonic::body::Body>,
-) -> http::Request<tonic::body::Body> {
-    let user = request
-        .headers()
-        .get("x-user")
-        .and_then(|v| v.to_str().ok())
-        .map(Principal::new);
-    if let Some(principal) = user {
-        request.extensions_mut().insert(principal);
-    }
-    request
-}
-
 async fn serve_tonic(config: ProxyProtocolConfig) -> SocketAddr {
     let (_reporter, health) = tonic_health::server::health_reporter();
     let listener = ProxyProtocolListener::bind("127.0.0.1:0", config)
@@ -558,7 +543,7 @@ async fn serve_tonic(config: ProxyProtocolConfig) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         Server::builder()
-            .layer(tower::util::MapRequestLayer::new(metadata_auth))
+            .layer(MapRequestLayer::new(header_auth))
             .layer(AllowlistLayer::new(policies()))
             .add_service(health)
             .serve_with_incoming(listener)

@@ -154,30 +154,11 @@ fn v1_step(buf: &[u8]) -> Step {
     }
     match parsed {
         Ok(header) => {
-            let (client, destination, outcome) = match header.addresses {
-                v1::Addresses::Tcp4(ip) => (
-                    Some(SocketAddr::from((ip.source_address, ip.source_port))),
-                    Some(SocketAddr::from((
-                        ip.destination_address,
-                        ip.destination_port,
-                    ))),
-                    ProxyOutcome::Proxied(ProxyVersion::V1),
-                ),
-                v1::Addresses::Tcp6(ip) => (
-                    Some(SocketAddr::from((ip.source_address, ip.source_port))),
-                    Some(SocketAddr::from((
-                        ip.destination_address,
-                        ip.destination_port,
-                    ))),
-                    ProxyOutcome::Proxied(ProxyVersion::V1),
-                ),
-                v1::Addresses::Unknown => (None, None, ProxyOutcome::Unknown(ProxyVersion::V1)),
-            };
-            Step::Serve {
-                consumed: header.header.len(),
-                client,
-                destination,
-                outcome,
+            let consumed = header.header.len();
+            match header.addresses {
+                v1::Addresses::Tcp4(ip) => proxied(consumed, ProxyVersion::V1, v4_ends(ip)),
+                v1::Addresses::Tcp6(ip) => proxied(consumed, ProxyVersion::V1, v6_ends(ip)),
+                v1::Addresses::Unknown => unknown(consumed, ProxyVersion::V1),
             }
         }
         Err(v1::BinaryParseError::Parse(v1::ParseError::HeaderTooLong)) => {
@@ -196,42 +177,64 @@ fn v2_step(buf: &[u8], peer: SocketAddr, max_header_len: usize) -> Step {
         Err(v2::ParseError::Incomplete(_) | v2::ParseError::Partial(..)) => Step::NeedMore,
         Ok(header) if header.len() > max_header_len => Step::Close(RefusedKind::TooLong),
         Ok(header) => {
-            let (client, destination, outcome) = match (header.command, header.protocol) {
+            let consumed = header.len();
+            match (header.command, header.protocol, header.addresses) {
                 // The balancer speaking for itself: addresses, if any, are ignored.
-                (v2::Command::Local, _) => (Some(peer), None, ProxyOutcome::Local),
-                (v2::Command::Proxy, v2::Protocol::Stream) => match header.addresses {
-                    v2::Addresses::IPv4(ip) => (
-                        Some(SocketAddr::from((ip.source_address, ip.source_port))),
-                        Some(SocketAddr::from((
-                            ip.destination_address,
-                            ip.destination_port,
-                        ))),
-                        ProxyOutcome::Proxied(ProxyVersion::V2),
-                    ),
-                    v2::Addresses::IPv6(ip) => (
-                        Some(SocketAddr::from((ip.source_address, ip.source_port))),
-                        Some(SocketAddr::from((
-                            ip.destination_address,
-                            ip.destination_port,
-                        ))),
-                        ProxyOutcome::Proxied(ProxyVersion::V2),
-                    ),
-                    v2::Addresses::Unspecified | v2::Addresses::Unix(_) => {
-                        (None, None, ProxyOutcome::Unknown(ProxyVersion::V2))
-                    }
+                (v2::Command::Local, ..) => Step::Serve {
+                    consumed,
+                    client: Some(peer),
+                    destination: None,
+                    outcome: ProxyOutcome::Local,
                 },
-                // UDP, or an unspecified transport: not a TCP client address.
-                (v2::Command::Proxy, _) => (None, None, ProxyOutcome::Unknown(ProxyVersion::V2)),
-            };
-            Step::Serve {
-                consumed: header.len(),
-                client,
-                destination,
-                outcome,
+                (v2::Command::Proxy, v2::Protocol::Stream, v2::Addresses::IPv4(ip)) => {
+                    proxied(consumed, ProxyVersion::V2, v4_ends(ip))
+                }
+                (v2::Command::Proxy, v2::Protocol::Stream, v2::Addresses::IPv6(ip)) => {
+                    proxied(consumed, ProxyVersion::V2, v6_ends(ip))
+                }
+                // UNSPEC or unix families, UDP or an unspecified transport: not a TCP
+                // client's address.
+                (v2::Command::Proxy, ..) => unknown(consumed, ProxyVersion::V2),
             }
         }
         Err(err) => Step::Close(RefusedKind::Malformed(format!("v2: {err}"))),
     }
+}
+
+/// A header naming a TCP client: `(source, destination)`.
+fn proxied(consumed: usize, version: ProxyVersion, ends: (SocketAddr, SocketAddr)) -> Step {
+    Step::Serve {
+        consumed,
+        client: Some(ends.0),
+        destination: Some(ends.1),
+        outcome: ProxyOutcome::Proxied(version),
+    }
+}
+
+/// A header without a usable address: the client is unknown.
+fn unknown(consumed: usize, version: ProxyVersion) -> Step {
+    Step::Serve {
+        consumed,
+        client: None,
+        destination: None,
+        outcome: ProxyOutcome::Unknown(version),
+    }
+}
+
+/// `(source, destination)` of an IPv4 header (`ppp` has one type for both versions).
+fn v4_ends(ip: v2::IPv4) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::from((ip.source_address, ip.source_port)),
+        SocketAddr::from((ip.destination_address, ip.destination_port)),
+    )
+}
+
+/// `(source, destination)` of an IPv6 header.
+fn v6_ends(ip: v2::IPv6) -> (SocketAddr, SocketAddr) {
+    (
+        SocketAddr::from((ip.source_address, ip.source_port)),
+        SocketAddr::from((ip.destination_address, ip.destination_port)),
+    )
 }
 
 /// Reads a trusted balancer's header under the deadline and decides. Runs in the
