@@ -117,13 +117,17 @@
 //! - The port the listener serves should be reachable only through the balancers; if it
 //!   is not, the rules above still hold, but clients that bypass the balancer are seen
 //!   with their own address.
-
-mod listener;
-mod stream;
+//! - Do not also list the balancers' range as trusted HTTP proxies in the
+//!   [`ClientIpResolver`](crate::client_ip::ClientIpResolver): a client whose PROXY
+//!   address falls inside it (another service in the same subnet) would then have its
+//!   `X-Forwarded-For` believed. List there only the HTTP proxies that sit behind the
+//!   balancer.
 
 #[cfg(feature = "axum")]
-mod axum;
+mod connect_info;
 mod header;
+mod listener;
+mod stream;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -132,7 +136,7 @@ use std::time::Duration;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use self::axum::{with_connect_info, AddConnectInfo, WithConnectInfo};
+pub use self::connect_info::{with_connect_info, AddConnectInfo, WithConnectInfo};
 pub use self::listener::ProxyProtocolListener;
 pub use self::stream::ProxiedStream;
 use crate::source::{normalize_ip, AllowedSource, SourceError};
