@@ -25,8 +25,9 @@
 //! - the admin API of `tower_ip_allowlist::admin` (`/api/v1/entities/ipAllowlistPolicies`,
 //!   `siteAllowlist`, `resourceAllowlists`, `evaluate`, `myAccess`, ...).
 //!
-//! Stack, outermost first: trace, site allowlist (before authentication), JWT
-//! authentication, allowlist, routes. SIGTERM and Ctrl-C stop accepting connections and
+//! Stack, outermost first: trace, client address (resolved once, with
+//! `--trusted-proxy`), site allowlist (before authentication), JWT authentication,
+//! allowlist, routes. SIGTERM and Ctrl-C stop accepting connections and
 //! let in-flight requests finish.
 
 use std::net::SocketAddr;
@@ -37,13 +38,12 @@ use std::time::Duration;
 use axum::extract::Path;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use clap::{Parser, Subcommand, ValueEnum};
-use ipnet::IpNet;
+use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use tower_ip_allowlist::admin;
-use tower_ip_allowlist::client_ip::{ClientIp, ClientIpResolver, ForwardedHeader};
+use tower_ip_allowlist::client_ip::{ClientIp, ClientIpLayer, ClientIpResolver, ForwardedHeader};
 use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, RequirePrincipalLayer, TokenClaims};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
@@ -68,13 +68,23 @@ struct Cli {
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`, shared by several replicas.
     #[arg(long, default_value = "sqlite://allowlist.db")]
     database: String,
-    /// A proxy (address or CIDR range) whose forwarded header is believed. Repeatable.
-    /// Without one, forwarded headers are ignored and the client is the TCP peer.
-    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    /// A proxy (address, CIDR range or `first-last` range) whose forwarded header is
+    /// believed. Repeatable. Without one, forwarded headers are ignored and the client
+    /// is the TCP peer.
+    #[arg(long = "trusted-proxy", value_name = "ADDR|CIDR")]
     trusted_proxies: Vec<String>,
-    /// The header the trusted proxies write.
-    #[arg(long, value_enum, default_value_t = Header::XForwardedFor)]
-    forwarded_header: Header,
+    /// The header the trusted proxies write: `x-forwarded-for`, `forwarded`,
+    /// `x-real-ip`, or another single-address header such as `cf-connecting-ip`.
+    #[arg(long, default_value = "x-forwarded-for", value_name = "NAME")]
+    forwarded_header: String,
+    /// Take the N-th entry from the right of the forwarded header as the client,
+    /// instead of the rightmost entry that is not a trusted proxy.
+    #[arg(long, value_name = "N")]
+    proxy_hops: Option<usize>,
+    /// A trusted proxy that sends no forwarded header (its own health checks) is
+    /// itself the client. Without this, its address is unknown.
+    #[arg(long)]
+    proxy_without_header: bool,
     /// Read the PROXY protocol header (v1 or v2) that the `--trusted-proxy` balancers
     /// send first on each connection; other peers' headers close the connection. The
     /// balancers' forwarded headers are then not read.
@@ -85,13 +95,6 @@ struct Cli {
     jwt_secret: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Header {
-    XForwardedFor,
-    Forwarded,
-    XRealIp,
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,7 +180,7 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
     let resolver = if cli.proxy_protocol {
         ClientIpResolver::peer()
     } else {
-        resolver(&cli.trusted_proxies, cli.forwarded_header)?
+        resolver(&cli)?
     };
     let proxy_protocol = cli
         .proxy_protocol
@@ -190,8 +193,7 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
     let handle = store.handle().clone();
     let media = Router::new().route(MEDIA, get(media)).route_layer(
         ResourceAllowlistLayer::path_param(handle.clone(), MEDIA, "project")
-            .map_err(|err| err.to_string())?
-            .client_ip(resolver.clone()),
+            .map_err(|err| err.to_string())?,
     );
     let gated = Router::new()
         .route(
@@ -200,12 +202,15 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         )
         .merge(media)
         .merge(admin::router(store.clone()))
-        .layer(AllowlistLayer::new(handle.clone()).client_ip(resolver.clone()))
+        .layer(AllowlistLayer::new(handle.clone()))
         .layer(JwtAuthLayer::hs256(secret.as_bytes()))
-        .layer(SiteAllowlistLayer::new(handle).client_ip(resolver));
+        .layer(SiteAllowlistLayer::new(handle));
+    // The client address is resolved once, outermost, and every layer, handler and
+    // the admin API's lockout guard read that one outcome.
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .merge(gated)
+        .layer(ClientIpLayer::new(resolver))
         .layer(TraceLayer::new_for_http());
 
     let listener = TcpListener::bind(cli.listen)
@@ -264,28 +269,28 @@ async fn profile(Extension(principal): Extension<Principal>, ip: ClientIp) -> Js
     }))
 }
 
-fn resolver(proxies: &[String], header: Header) -> Result<ClientIpResolver, String> {
-    let proxies = proxies
-        .iter()
-        .map(|text| {
-            text.parse::<IpNet>()
-                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-                .map_err(|_| format!("--trusted-proxy `{text}` is not an IP address or CIDR range"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let header = match header {
-        Header::XForwardedFor => ForwardedHeader::XForwardedFor,
-        Header::Forwarded => ForwardedHeader::Forwarded,
-        Header::XRealIp => ForwardedHeader::XRealIp,
-    };
-    if !proxies.is_empty() {
-        tracing::info!(
-            ?proxies,
-            ?header,
-            "trusting forwarded headers from these proxies"
-        );
+fn resolver(cli: &Cli) -> Result<ClientIpResolver, String> {
+    if cli.trusted_proxies.is_empty() {
+        return Ok(ClientIpResolver::peer());
     }
-    Ok(ClientIpResolver::trusted_proxies(proxies, header))
+    let header = ForwardedHeader::single(&cli.forwarded_header)
+        .map_err(|err| format!("--forwarded-header: {err}"))?;
+    let mut proxies = ClientIpResolver::trusted_proxies(&cli.trusted_proxies)
+        .map_err(|err| format!("--trusted-proxy: {err}"))?
+        .header(header.clone())
+        .peer_without_header(cli.proxy_without_header);
+    if let Some(hops) = cli.proxy_hops {
+        proxies = proxies
+            .hop_count(hops)
+            .map_err(|err| format!("--proxy-hops: {err}"))?;
+    }
+    tracing::info!(
+        proxies = ?cli.trusted_proxies,
+        header = %header.name(),
+        hops = ?cli.proxy_hops,
+        "trusting forwarded headers from these proxies"
+    );
+    Ok(proxies.build())
 }
 
 /// The store, and for PostgreSQL the replicator that keeps it in step with the other

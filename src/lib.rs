@@ -14,7 +14,7 @@
 //! | [`source`] | allowed-source parsing and validation |
 //! | [`policy`] | policies, targets, organizations and the group hierarchy |
 //! | [`snapshot`] | the compiled, immutable decision structure and its shared handle |
-//! | [`client_ip`] | which address a request comes from: the peer, or trusted proxies' headers |
+//! | [`client_ip`] | which address a request comes from, decided once: the peer, or trusted proxies' headers |
 //! | [`principal`] | who the caller is, read from the request extensions |
 //! | [`layer`] | the tower layer that enforces it all |
 //! | [`explain`] | why a caller and address would be allowed or denied, rule by rule |
@@ -59,8 +59,10 @@
 //!
 //! # Security
 //!
-//! The client address is the TCP peer unless you configure trusted proxies: see
-//! [`client_ip`] before deploying behind a load balancer.
+//! The client address is decided once per request, by
+//! [`ClientIpLayer`](client_ip::ClientIpLayer) placed outermost, and every layer,
+//! handler and guard reads that one outcome; it is the TCP peer unless you configure
+//! trusted proxies. Read [`client_ip`] before deploying behind a load balancer.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// `get_ref`, `get_mut` and `into_inner` for a service that wraps `inner: S`, as
@@ -106,3 +108,4 @@ pub mod report;
 pub mod snapshot;
 pub mod source;
 pub mod store;
+mod warn;

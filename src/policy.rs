@@ -41,7 +41,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::source::{parse_sources, AllowedSource, SourceError, SourceListError};
+use crate::source::{check_coverage, parse_sources, AllowedSource, SourceError, SourceListError};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -179,11 +179,13 @@ impl SourceList {
     ///
     /// # Errors
     ///
-    /// [`SourceError::Empty`] for an empty list.
+    /// [`SourceError::Empty`] for an empty list, [`SourceError::CoversEverything`] when
+    /// the sources together admit every address of a family.
     pub fn new(sources: Vec<AllowedSource>) -> Result<Self, SourceError> {
         if sources.is_empty() {
             return Err(SourceError::Empty);
         }
+        check_coverage(&sources)?;
         Ok(Self {
             sources,
             enforcement: Enforcement::Enforce,
@@ -194,7 +196,8 @@ impl SourceList {
     ///
     /// # Errors
     ///
-    /// The first source that does not parse, with its index, or an empty list.
+    /// The first source that does not parse, with its index, an empty list, or sources
+    /// that together admit every address of a family.
     pub fn parse<I, S>(sources: I) -> Result<Self, SourceListError>
     where
         I: IntoIterator<Item = S>,
@@ -203,6 +206,20 @@ impl SourceList {
         let sources = parse_sources(sources)?;
         Ok(Self {
             sources,
+            enforcement: Enforcement::Enforce,
+        })
+    }
+
+    /// Parses a stored list: each source is validated, but a list stored before the
+    /// coverage check existed still loads (the store warns about it).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn parse_stored<I, S>(sources: I) -> Result<Self, SourceListError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(Self {
+            sources: crate::source::parse_each(sources)?,
             enforcement: Enforcement::Enforce,
         })
     }
@@ -347,11 +364,14 @@ impl Policy {
     ///
     /// # Errors
     ///
-    /// [`SourceError::Empty`] for an empty list; the policy is left unchanged.
+    /// [`SourceError::Empty`] for an empty list, [`SourceError::CoversEverything`] when
+    /// the sources together admit every address of a family; the policy is left
+    /// unchanged.
     pub fn set_sources(&mut self, sources: Vec<AllowedSource>) -> Result<(), SourceError> {
         if sources.is_empty() {
             return Err(SourceError::Empty);
         }
+        check_coverage(&sources)?;
         self.sources = sources;
         Ok(())
     }
@@ -454,8 +474,17 @@ impl PolicyBuilder {
     ///
     /// # Errors
     ///
-    /// [`SourceError::Empty`] when no source was given.
+    /// [`SourceError::Empty`] when no source was given, [`SourceError::CoversEverything`]
+    /// when the sources together admit every address of a family.
     pub fn build(self) -> Result<Policy, SourceError> {
+        let policy = self.build_stored()?;
+        check_coverage(&policy.sources)?;
+        Ok(policy)
+    }
+
+    /// Finishes a stored policy: a policy stored before the coverage check existed
+    /// still loads.
+    pub(crate) fn build_stored(self) -> Result<Policy, SourceError> {
         if self.policy.sources.is_empty() {
             return Err(SourceError::Empty);
         }

@@ -3,9 +3,11 @@
 //! An allowed source is an IPv4 or IPv6 address (meaning a `/32` or `/128`), a CIDR
 //! range, or an address range `first-last` of one family (`198.51.100.10-198.51.100.20`,
 //! which need not fall on CIDR boundaries; [`AllowedSource::to_cidrs`] gives the
-//! smallest set of CIDR blocks covering it). The match-all check refuses the obvious
-//! mistakes (`0.0.0.0/0`, `::/0`, a range over every address); it is a guard against
-//! typos, not against an administrator who lists `0.0.0.0/1` and `128.0.0.0/1`.
+//! smallest set of CIDR blocks covering it). The match-all check refuses a source that
+//! admits every address (`0.0.0.0/0`, `::/0`, a range over every address), and
+//! [`parse_sources`] refuses a list whose sources **together** cover every IPv4 or every
+//! IPv6 address, however they are split (`0.0.0.0/1` and `128.0.0.0/1`, overlapping
+//! prefixes, ranges): see [`check_coverage`].
 //! Parsing trims white space and refuses, each with its own [`SourceError`]
 //! variant, everything the product refuses: malformed input, DNS host names, match-all
 //! ranges, ranges with host bits set and zone ids. A list of sources must not be empty.
@@ -321,13 +323,27 @@ fn normalize_net(net: IpNet) -> IpNet {
     }
 }
 
-/// Parses a whole list of sources, as a policy or a site list holds them.
+/// Parses a whole list of sources, as a policy or a site list holds them, and refuses a
+/// list that admits everyone ([`check_coverage`]).
 ///
 /// # Errors
 ///
-/// [`SourceListError`] naming the index of the first bad entry, or
-/// [`SourceError::Empty`] (with no index) when the list has no entries.
+/// [`SourceListError`] naming the index of the first bad entry, or with no index
+/// [`SourceError::Empty`] when the list has no entries and
+/// [`SourceError::CoversEverything`] when its sources together cover a whole family.
 pub fn parse_sources<I, S>(inputs: I) -> Result<Vec<AllowedSource>, SourceListError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let sources = parse_each(inputs)?;
+    check_coverage(&sources).map_err(|error| SourceListError { index: None, error })?;
+    Ok(sources)
+}
+
+/// Parses each entry of a non-empty list, without the coverage check: what was stored
+/// before that check existed must still load.
+pub(crate) fn parse_each<I, S>(inputs: I) -> Result<Vec<AllowedSource>, SourceListError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
@@ -351,6 +367,54 @@ where
         });
     }
     Ok(sources)
+}
+
+/// Refuses sources that together admit every IPv4 or every IPv6 address, whatever the
+/// split: two halves, overlapping prefixes, ranges, or a range that leaves out one
+/// address plus that address. Sorts the bounds of each family and merges them, so it
+/// costs `O(n log n)` for `n` sources.
+///
+/// # Errors
+///
+/// [`SourceError::CoversEverything`] naming the family.
+pub fn check_coverage(sources: &[AllowedSource]) -> Result<(), SourceError> {
+    let mut v4: Vec<(u128, u128)> = Vec::new();
+    let mut v6: Vec<(u128, u128)> = Vec::new();
+    for source in sources {
+        match source.bounds() {
+            (IpAddr::V4(first), IpAddr::V4(last)) => {
+                v4.push((u32::from(first).into(), u32::from(last).into()));
+            }
+            (IpAddr::V6(first), IpAddr::V6(last)) => v6.push((first.into(), last.into())),
+            _ => {}
+        }
+    }
+    if covers(v4, u32::MAX.into()) {
+        return Err(SourceError::CoversEverything { family: "IPv4" });
+    }
+    if covers(v6, u128::MAX) {
+        return Err(SourceError::CoversEverything { family: "IPv6" });
+    }
+    Ok(())
+}
+
+/// Whether the inclusive intervals cover `0..=max` with no gap.
+fn covers(mut intervals: Vec<(u128, u128)>, max: u128) -> bool {
+    intervals.sort_unstable();
+    // `next` is the first address not yet covered.
+    let mut next: u128 = 0;
+    for (first, last) in intervals {
+        if first > next {
+            return false;
+        }
+        if last >= next {
+            if last == max {
+                return true;
+            }
+            next = last + 1;
+        }
+    }
+    false
 }
 
 /// Why a text is not a valid allowed source.
@@ -394,6 +458,12 @@ pub enum SourceError {
     },
     /// The list of sources is empty.
     Empty,
+    /// The sources of a list together cover every address of a family, such as
+    /// `0.0.0.0/1` and `128.0.0.0/1`: the list would admit everyone.
+    CoversEverything {
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
 }
 
 impl SourceError {
@@ -405,7 +475,7 @@ impl SourceError {
                 "invalidSource"
             }
             Self::Hostname { .. } => "hostnameNotAllowed",
-            Self::MatchAll { .. } => "matchAllNotAllowed",
+            Self::MatchAll { .. } | Self::CoversEverything { .. } => "matchAllNotAllowed",
             Self::HostBitsSet { .. } => "hostBitsSet",
             Self::Empty => "emptyAllowedSources",
         }
@@ -451,6 +521,10 @@ impl fmt::Display for SourceError {
             Self::Empty => write!(
                 f,
                 "the list of allowed sources is empty: give at least one address or CIDR range"
+            ),
+            Self::CoversEverything { family } => write!(
+                f,
+                "the allowed sources together cover every {family} address, which would make the list pointless: list the networks that should have access"
             ),
         }
     }
@@ -630,5 +704,36 @@ mod tests {
         );
         let err = "192.0.2.9-192.0.2.1".parse::<AllowedSource>().unwrap_err();
         assert!(err.to_string().contains("comes after"), "{err}");
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn unions_that_cover_a_family_are_refused() {
+        let cases: [(&str, &[&str], Option<&str>); 12] = [
+            ("two halves", &["0.0.0.0/1", "128.0.0.0/1"], Some("IPv4")),
+            ("halves in any order", &["128.0.0.0/1", "0.0.0.0/1"], Some("IPv4")),
+            ("range missing one address, plus it", &["0.0.0.1-255.255.255.255", "0.0.0.0"], Some("IPv4")),
+            ("range missing the last address, plus it", &["0.0.0.0-255.255.255.254", "255.255.255.255"], Some("IPv4")),
+            ("overlapping prefixes", &["0.0.0.0/2", "0.0.0.0/1", "64.0.0.0/2", "100.0.0.0/8", "128.0.0.0/1"], Some("IPv4")),
+            ("mapped halves", &["::ffff:0.0.0.0/97", "::ffff:128.0.0.0/97"], Some("IPv4")),
+            ("v6 halves", &["::/1", "8000::/1"], Some("IPv6")),
+            ("v6 range and an address", &["::1-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::"], Some("IPv6")),
+            ("one address short", &["0.0.0.0/1", "128.0.0.0-255.255.255.254"], None),
+            ("a gap in the middle", &["0.0.0.0-9.255.255.255", "10.0.0.1-255.255.255.255"], None),
+            ("both families, each half", &["0.0.0.0/1", "::/1"], None),
+            ("ordinary list", &["198.51.100.0/24", "2001:db8::/32"], None),
+        ];
+        for (name, sources, want) in cases {
+            let parsed = parse_each(sources.iter()).unwrap();
+            let got = check_coverage(&parsed).err();
+            assert_eq!(got, want.map(|family| SourceError::CoversEverything { family }), "{name}");
+            let err = parse_sources(sources.iter()).err();
+            assert_eq!(err.map(|e| (e.index, e.error.code())), want.map(|_| (None, "matchAllNotAllowed")), "{name}");
+        }
+        let err = parse_sources(["0.0.0.0/1", "128.0.0.0/1"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the allowed sources together cover every IPv4 address, which would make the list pointless: list the networks that should have access"
+        );
     }
 }

@@ -332,6 +332,27 @@ async fn every_validation_code_points_at_the_field() {
             pointer: Some("/data/attributes/allowedSources/1"),
         },
         Case {
+            name: "match all as a union of halves",
+            body: policy("p", &["0.0.0.0/1", "128.0.0.0/1"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "matchAllNotAllowed",
+            pointer: Some("/data/attributes/allowedSources"),
+        },
+        Case {
+            name: "match all as a range missing one address, plus that address",
+            body: policy("p", &["0.0.0.1-255.255.255.255", "0.0.0.0"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "matchAllNotAllowed",
+            pointer: Some("/data/attributes/allowedSources"),
+        },
+        Case {
+            name: "match all v6 as overlapping prefixes",
+            body: policy("p", &["::/1", "4000::/2", "8000::/1"], &[], &[]),
+            status: StatusCode::BAD_REQUEST,
+            code: "matchAllNotAllowed",
+            pointer: Some("/data/attributes/allowedSources"),
+        },
+        Case {
             name: "empty",
             body: policy("p", &[], &[], &[]),
             status: StatusCode::BAD_REQUEST,
@@ -916,6 +937,18 @@ async fn site_allowlist_through_the_api() {
             bad.error().2
         )
     );
+    // Sources that together admit everyone are refused, whatever the split.
+    let everyone = Call::new(Method::PUT, SITE)
+        .json(&site(true, &["127.0.0.1", "0.0.0.0/1", "128.0.0.0/1"]))
+        .send(&server)
+        .await;
+    assert_eq!(
+        everyone.error().0,
+        "matchAllNotAllowed",
+        "{}",
+        everyone.text
+    );
+    assert_eq!(everyone.error().1, Some("/data/attributes/allowedSources"));
     let wrong_id = Call::new(Method::PUT, SITE)
         .json(&json!({"data": {"id": "other", "type": "siteAllowlist", "attributes": {"enabled": true, "allowedSources": ["127.0.0.1"]}}}))
         .send(&server)
@@ -1038,6 +1071,13 @@ async fn resource_allowlists_through_the_api() {
         "attributes": {"allowedSources": ["127.0.0.2"], "enforcement": "sometimes"}}});
     let refused = Call::new(Method::PUT, path).json(&bad).send(server).await;
     assert_eq!(refused.error().1, Some("/data/attributes/enforcement"));
+    let everyone = json!({"data": {"id": "apollo", "type": "resourceAllowlist",
+        "attributes": {"allowedSources": ["::/1", "8000::/1"]}}});
+    let refused = Call::new(Method::PUT, path)
+        .json(&everyone)
+        .send(server)
+        .await;
+    assert_eq!(refused.error().0, "matchAllNotAllowed");
     let empty = json!({"data": {"id": "apollo", "type": "resourceAllowlist", "attributes": {"allowedSources": []}}});
     let refused = Call::new(Method::PUT, path).json(&empty).send(server).await;
     assert_eq!(refused.error().0, "emptyAllowedSources");

@@ -17,7 +17,9 @@ use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpSocket};
 use tower::ServiceExt;
-use tower_ip_allowlist::client_ip::{ClientIp, ClientIpResolver, ClientIpSource, ForwardedHeader};
+use tower_ip_allowlist::client_ip::{
+    ClientIp, ClientIpLayer, ClientIpOutcome, ClientIpResolver, ClientIpSource, ForwardedHeader,
+};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
 use tower_ip_allowlist::principal::Principal;
@@ -49,7 +51,10 @@ async fn header_auth(mut request: Request, next: Next) -> Response {
 }
 
 async fn whoami(ip: ClientIp) -> String {
-    format!("{} {:?}", ip.addr, ip.source)
+    match ip.source {
+        ClientIpSource::Header { header, hop } => format!("{} {:?}#{hop}", ip.addr, header),
+        source => format!("{} {source:?}", ip.addr),
+    }
 }
 
 /// alice: 127.0.0.2 only. staff group (and its child interns): 203.0.113.0/24.
@@ -232,10 +237,9 @@ async fn spoofed_forwarded_headers_are_ignored_by_default() {
 
 #[tokio::test]
 async fn forwarded_headers_behind_a_trusted_proxy() {
-    let proxy = ClientIpResolver::trusted_proxies(
-        ["127.0.0.2/32".parse().unwrap()],
-        ForwardedHeader::XForwardedFor,
-    );
+    let proxy = ClientIpResolver::trusted_proxies(["127.0.0.2"])
+        .unwrap()
+        .header(ForwardedHeader::XForwardedFor);
     let server = serve(app(AllowlistLayer::new(policies()).client_ip(proxy))).await;
     let staff = [("x-user", "dan"), ("x-groups", "staff")];
 
@@ -248,7 +252,7 @@ async fn forwarded_headers_behind_a_trusted_proxy() {
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (StatusCode::OK, "203.0.113.5 XForwardedFor")
+        (StatusCode::OK, "203.0.113.5 XForwardedFor#1")
     );
 
     // A client that prepends an allowed address gains nothing: the proxy appended the real one.
@@ -278,7 +282,7 @@ async fn forwarded_headers_behind_a_trusted_proxy() {
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (StatusCode::OK, "203.0.113.9 XForwardedFor")
+        (StatusCode::OK, "203.0.113.9 XForwardedFor#1")
     );
 
     // IPv4-mapped IPv6 in the header is the IPv4 client.
@@ -294,7 +298,7 @@ async fn forwarded_headers_behind_a_trusted_proxy() {
     .await;
     assert_eq!(
         (status, body.as_str()),
-        (StatusCode::OK, "203.0.113.7 XForwardedFor")
+        (StatusCode::OK, "203.0.113.7 XForwardedFor#1")
     );
 
     // A malformed chain: the client is unknown, and a policy applies: deny, never fail open.
@@ -367,7 +371,10 @@ async fn mock_connect_info() {
         response.extensions().get::<DenyReason>(),
         Some(&DenyReason::IpNotAllowed)
     );
-    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/vnd.api+json"
+    );
     let response = oneshot(at("[2001:db8::5]:1234"), "dan", &[("x-groups", "staff")]).await;
     assert_eq!(response.status(), StatusCode::OK, "v6 range");
 
@@ -515,4 +522,109 @@ async fn exempt_paths_skip_the_allowlist() {
         let status = app.clone().oneshot(request).await.unwrap().status();
         assert_eq!(status, want, "{path}");
     }
+}
+
+/// Exempt routes get the same recorded outcome as every other route: the handler sees
+/// the client behind the proxy, or an unknown address, never the proxy's.
+#[tokio::test]
+async fn exempt_routes_see_the_recorded_outcome() {
+    let outcome = |outcome: ClientIpOutcome| async move { format!("{:?}", outcome.addr()) };
+    let proxies = || ClientIpResolver::trusted_proxies(["10.0.0.1"]).unwrap();
+    let routes = || {
+        Router::new()
+            .route("/open", get(outcome))
+            .route("/closed", get(whoami))
+    };
+    // Resolved once outermost; the allowlist has no resolver of its own.
+    let outermost = routes()
+        .layer(AllowlistLayer::new(policies()).exempt("/open"))
+        .layer(ClientIpLayer::new(proxies()))
+        .layer(MockConnectInfo(
+            "10.0.0.1:4000".parse::<SocketAddr>().unwrap(),
+        ));
+    // No ClientIpLayer: the allowlist's own resolver records the outcome, exempt or not.
+    let own = routes()
+        .layer(
+            AllowlistLayer::new(policies())
+                .client_ip(proxies())
+                .exempt("/open"),
+        )
+        .layer(MockConnectInfo(
+            "10.0.0.1:4000".parse::<SocketAddr>().unwrap(),
+        ));
+    for app in [outermost, own] {
+        let get = |path: &str, xff: &str| {
+            http::Request::get(path)
+                .header("x-forwarded-for", xff)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let body = |response: Response| async move {
+            String::from_utf8(
+                response
+                    .into_body()
+                    .collect()
+                    .await
+                    .unwrap()
+                    .to_bytes()
+                    .to_vec(),
+            )
+            .unwrap()
+        };
+        let open = app
+            .clone()
+            .oneshot(get("/open", "203.0.113.9"))
+            .await
+            .unwrap();
+        assert_eq!(body(open).await, "Some(203.0.113.9)");
+        let open = app.clone().oneshot(get("/open", "garbage")).await.unwrap();
+        assert_eq!(body(open).await, "None", "unknown, not the proxy");
+        let closed = app
+            .clone()
+            .oneshot(get("/closed", "203.0.113.9"))
+            .await
+            .unwrap();
+        assert_eq!(body(closed).await, "203.0.113.9 XForwardedFor#1");
+        let closed = app
+            .clone()
+            .oneshot(get("/closed", "garbage"))
+            .await
+            .unwrap();
+        assert_eq!(
+            closed.status(),
+            StatusCode::FORBIDDEN,
+            "the extractor refuses"
+        );
+    }
+}
+
+/// A layer configured with its own resolver that disagrees with the one recorded
+/// outermost makes the address unknown: stacking never loosens.
+#[tokio::test]
+async fn conflicting_resolvers_fail_closed() {
+    // alice is allowed only from 127.0.0.2. Outermost, nothing is trusted (the client
+    // is the peer, 127.0.0.2); the allowlist itself trusts that peer as a proxy and
+    // would believe the header's 127.0.0.2 is someone else.
+    let app = app(AllowlistLayer::new(policies())
+        .client_ip(ClientIpResolver::trusted_proxies(["127.0.0.2"]).unwrap()))
+    .layer(ClientIpLayer::new(ClientIpResolver::peer()))
+    .layer(MockConnectInfo(
+        "127.0.0.2:4000".parse::<SocketAddr>().unwrap(),
+    ));
+    let response = oneshot(app.clone(), "alice", &[]).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "trusted peer, no header: unknown"
+    );
+    let response = oneshot(app.clone(), "alice", &[("x-forwarded-for", "192.0.2.1")]).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "they disagree: unknown"
+    );
+    assert_eq!(
+        response.extensions().get::<DenyReason>(),
+        Some(&DenyReason::ClientIpUnknown)
+    );
 }

@@ -129,6 +129,39 @@ async fn corrupt_data_is_a_clear_error_not_a_panic() {
     );
 }
 
+/// A rule whose sources together admit everyone was accepted before the coverage check
+/// existed: it still loads (nothing stored is lost), and new changes are checked.
+#[tokio::test]
+async fn a_stored_union_that_admits_everyone_still_loads() {
+    let dir = TempDir::new("union");
+    drop(open(&dir.db()).await);
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&dir.db()).await.unwrap();
+        sqlx::query("INSERT INTO allowlist_orgs (org_id, version, document) VALUES ('acme', 1, '{\"policies\":[{\"id\":\"p\",\"allowedSources\":[\"0.0.0.0/1\",\"128.0.0.0/1\"],\"users\":[\"bob\"],\"groups\":[],\"version\":1}],\"groups\":{},\"site\":{\"enabled\":true,\"allowedSources\":[\"::/1\",\"8000::/1\"]}}')")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = open(&dir.db()).await;
+    let org = OrgId::from("acme");
+    let stored = store
+        .get_policy(&org, "p")
+        .expect("the stored policy loads");
+    assert_eq!(stored.policy.sources().len(), 2);
+    // Changing it goes through today's checks.
+    let err = store
+        .replace_policy(
+            &Actor::system(),
+            &org,
+            PolicyDraft::new("p", ["0.0.0.0/1", "128.0.0.0/1"]),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "matchAllNotAllowed");
+}
+
 #[tokio::test]
 async fn not_a_database_is_a_clear_error() {
     let dir = TempDir::new("garbage");

@@ -458,7 +458,8 @@ async fn lockout_is_prevented_unless_forced() {
     assert_eq!(
         err,
         StoreError::LockoutPrevented {
-            addr: ip("192.0.2.10")
+            addr: ip("192.0.2.10"),
+            unknown: None
         }
     );
     assert!(store.list_policies(&org()).is_empty());
@@ -509,7 +510,13 @@ async fn lockout_is_prevented_unless_forced() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err, StoreError::LockoutPrevented { addr: None });
+    assert_eq!(
+        err,
+        StoreError::LockoutPrevented {
+            addr: None,
+            unknown: None
+        }
+    );
 
     // Forced: allowed, and enforced.
     store

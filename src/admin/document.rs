@@ -297,9 +297,11 @@ pub struct EvaluateData {
     #[serde(default)]
     #[schema(example = json!(["interns"]))]
     pub user_groups: Vec<String>,
-    /// The client address to evaluate.
+    /// The client address to evaluate; the caller's own (as the request's recorded
+    /// client-address outcome says) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = "198.51.100.7")]
-    pub address: String,
+    pub address: Option<String>,
 }
 
 /// The outcome of `evaluate` or `myAccess`.
@@ -319,10 +321,21 @@ pub struct ExplanationData {
     pub organization: String,
     /// The address evaluated.
     pub client_ip: Option<String>,
-    /// How the address was found (`myAccess` only): `peer`, `xForwardedFor`,
-    /// `forwarded` or `xRealIp`.
+    /// How the address was found (`myAccess`, and `evaluate` without an address):
+    /// `peer`, `xForwardedFor`, `forwarded`, `xRealIp` or `header` (another
+    /// single-address header, named in `clientIpHeader`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip_source: Option<String>,
+    /// The header the address was read from, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip_header: Option<String>,
+    /// Which entry of that header, counted from the right (1: written by the nearest
+    /// proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip_hop: Option<usize>,
+    /// Why the address could not be determined, when it could not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip_unknown: Option<String>,
     /// `allowed`, `denied` or `noPolicy`, from the enforced policies.
     #[schema(example = "allowed")]
     pub decision: String,
@@ -525,6 +538,9 @@ impl ExplanationData {
             organization: organization.to_owned(),
             client_ip: client_ip.map(|ip| ip.to_string()),
             client_ip_source: None,
+            client_ip_header: None,
+            client_ip_hop: None,
+            client_ip_unknown: None,
             decision,
             reason,
             policies: why.policies.iter().map(PolicyVerdict::from).collect(),
@@ -871,7 +887,10 @@ fn list_draft(attributes: &At<'_>) -> Result<ListDraft, ApiError> {
 }
 
 /// The body of `evaluate`: a user, their groups and an address.
-pub(crate) fn evaluate(root: &Value) -> Result<(String, Vec<String>, std::net::IpAddr), ApiError> {
+/// The user, groups and address (`None`: the caller's own) of an `evaluate` document.
+pub(crate) type Evaluation = (String, Vec<String>, Option<std::net::IpAddr>);
+
+pub(crate) fn evaluate(root: &Value) -> Result<Evaluation, ApiError> {
     let data = At::root(root).get("data")?;
     data.only(&["user", "userGroups", "address"])?;
     let user = data.get("user")?;
@@ -893,13 +912,15 @@ pub(crate) fn evaluate(root: &Value) -> Result<(String, Vec<String>, std::net::I
             groups.push(text.to_owned());
         }
     }
-    let address = data.get("address")?;
-    let addr = address.string()?.trim().parse().map_err(|_| {
-        ApiError::malformed(
-            address.shown(),
-            "`address` must be an IPv4 or IPv6 address, such as 198.51.100.7",
-        )
-    })?;
+    let addr = match data.optional("address")? {
+        None => None,
+        Some(address) => Some(address.string()?.trim().parse().map_err(|_| {
+            ApiError::malformed(
+                address.shown(),
+                "`address` must be an IPv4 or IPv6 address, such as 198.51.100.7 (or absent: your own)",
+            )
+        })?),
+    };
     Ok((user_text.to_owned(), groups, addr))
 }
 

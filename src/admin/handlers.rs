@@ -1,10 +1,8 @@
 //! The routes: extractors that authorize and read the request, and one handler per
 //! operation. The `#[utoipa::path]` attributes generate the OpenAPI document.
 
-use std::net::SocketAddr;
-
 use axum::extract::rejection::PathRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH, LOCATION};
 use http::request::Parts;
@@ -20,10 +18,9 @@ use super::document::{
 };
 use super::error::{ApiError, Context};
 use super::{AdminState, MAX_BODY_BYTES, MEDIA_TYPE, POLICIES_PATH};
-use crate::client_ip::{ClientIp, ClientIpSource};
+use crate::client_ip::{ClientIp, ClientIpError, ClientIpOutcome, ClientIpSource, ForwardedHeader};
 use crate::policy::OrgId;
 use crate::principal::Principal;
-use crate::source::normalize_ip;
 use crate::store::{Actor, StoredGroup, StoredPolicy};
 
 // ---- extractors ------------------------------------------------------------------
@@ -33,6 +30,7 @@ use crate::store::{Actor, StoredGroup, StoredPolicy};
 pub(super) struct Manager {
     org: OrgId,
     actor: Actor,
+    client: Result<ClientIp, ClientIpError>,
 }
 
 impl FromRequestParts<AdminState> for Manager {
@@ -46,17 +44,23 @@ impl FromRequestParts<AdminState> for Manager {
         if !caller.principal.has_permission(&state.permission) {
             return Err(ApiError::forbidden(&state.permission));
         }
+        let actor = match &caller.client {
+            Ok(ip) => Actor::new(&caller.principal, Some(ip.addr)),
+            Err(unknown) => Actor::unknown_address(&caller.principal, unknown),
+        };
         Ok(Self {
             org: caller.principal.organization_or_default(),
-            actor: Actor::new(&caller.principal, caller.ip.map(|ip| ip.addr)).force(force(parts)?),
+            actor: actor.force(force(parts)?),
+            client: caller.client,
         })
     }
 }
 
-/// Any authenticated caller, with the address it calls from.
+/// Any authenticated caller, with the address it calls from: the request's one
+/// recorded outcome, unknown when it is unknown.
 pub(super) struct Caller {
     principal: Principal,
-    ip: Option<ClientIp>,
+    client: Result<ClientIp, ClientIpError>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -68,18 +72,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get::<Principal>()
             .cloned()
             .ok_or_else(ApiError::unauthenticated)?;
-        // The address the allowlist layer resolved (which honours trusted proxies),
-        // else the TCP peer.
-        let ip = parts.extensions.get::<ClientIp>().copied().or_else(|| {
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| ClientIp {
-                    addr: normalize_ip(info.0.ip()),
-                    source: ClientIpSource::Peer,
-                })
-        });
-        Ok(Self { principal, ip })
+        // The outcome the layers recorded (or the peer's, recorded now, when no layer
+        // ran): the one every layer decided with.
+        let Ok(outcome) = ClientIpOutcome::from_request_parts(parts, &()).await;
+        Ok(Self {
+            principal,
+            client: outcome.into_result(),
+        })
     }
 }
 
@@ -724,14 +723,15 @@ pub(super) async fn evaluate(
     manager: Manager,
     Body(body): Body,
 ) -> Result<Response, ApiError> {
-    let (user, groups, addr) = document::evaluate(&body)?;
-    let why = state.store.explain(
-        &manager.org,
-        &user,
-        groups.iter().map(String::as_str),
-        Some(addr),
-    );
-    let data = ExplanationData::of(&user, manager.org.as_str(), Some(addr), &why);
+    let (user, groups, named) = document::evaluate(&body)?;
+    let addr = named.or_else(|| manager.client.as_ref().ok().map(|ip| ip.addr));
+    let why = state
+        .store
+        .explain(&manager.org, &user, groups.iter().map(String::as_str), addr);
+    let mut data = ExplanationData::of(&user, manager.org.as_str(), addr, &why);
+    if named.is_none() {
+        describe_client(&mut data, &manager.client);
+    }
     Ok(document(StatusCode::OK, &ExplanationDocument { data }))
 }
 
@@ -747,7 +747,7 @@ pub(super) async fn evaluate(
 )]
 pub(super) async fn my_access(State(state): State<AdminState>, caller: Caller) -> Response {
     let org = caller.principal.organization_or_default();
-    let addr = caller.ip.map(|ip| ip.addr);
+    let addr = caller.client.as_ref().ok().map(|ip| ip.addr);
     let why = state.store.explain(
         &org,
         caller.principal.user.as_str(),
@@ -755,17 +755,32 @@ pub(super) async fn my_access(State(state): State<AdminState>, caller: Caller) -
         addr,
     );
     let mut data = ExplanationData::of(caller.principal.user.as_str(), org.as_str(), addr, &why);
-    data.client_ip_source = caller.ip.map(|ip| source_name(ip.source).to_owned());
+    describe_client(&mut data, &caller.client);
     document(StatusCode::OK, &ExplanationDocument { data })
 }
 
-fn source_name(source: ClientIpSource) -> &'static str {
-    match source {
-        ClientIpSource::XForwardedFor => "xForwardedFor",
-        ClientIpSource::Forwarded => "forwarded",
-        ClientIpSource::XRealIp => "xRealIp",
-        // `Peer`, and whatever later versions add.
-        _ => "peer",
+/// How the caller's address was found, or why it is unknown.
+fn describe_client(data: &mut ExplanationData, client: &Result<ClientIp, ClientIpError>) {
+    match client {
+        Ok(ip) => {
+            let (source, header, hop) = match &ip.source {
+                ClientIpSource::Header { header, hop } => {
+                    let source = match header {
+                        ForwardedHeader::XForwardedFor => "xForwardedFor",
+                        ForwardedHeader::Forwarded => "forwarded",
+                        ForwardedHeader::XRealIp => "xRealIp",
+                        _ => "header",
+                    };
+                    (source, Some(header.name().as_str().to_owned()), Some(*hop))
+                }
+                // `Peer`, and whatever later versions add.
+                _ => ("peer", None, None),
+            };
+            data.client_ip_source = Some(source.to_owned());
+            data.client_ip_header = header;
+            data.client_ip_hop = hop;
+        }
+        Err(unknown) => data.client_ip_unknown = Some(unknown.to_string()),
     }
 }
 

@@ -1,47 +1,79 @@
-//! Which address a request comes from: the TCP peer, or a forwarded header written by a
-//! proxy you trust.
+//! Where a request comes from: decided once, by one configured resolver, recorded in the
+//! request extensions, and honoured by every layer, handler and guard.
 //!
-//! A [`ClientIpResolver`] has one of two strategies:
+//! # Resolve once
 //!
-//! - **Peer** (the default, [`ClientIpResolver::peer`]): the client is the TCP peer, read
-//!   from axum's `ConnectInfo<SocketAddr>`, tonic's `TcpConnectInfo` or a plain
-//!   `SocketAddr` extension ([`peer_addr`]). No header is ever read.
-//! - **Trusted proxies** ([`ClientIpResolver::trusted_proxies`]): when, and only when, the
-//!   peer is inside the trusted list, one forwarded header is read: `X-Forwarded-For`
-//!   (all lines joined in order), `Forwarded` (RFC 7239 `for=`) or `X-Real-IP` (which
-//!   must appear once). The chain is walked from the right, skipping trusted proxies;
-//!   the first untrusted entry is the client, and if every entry is trusted the leftmost
-//!   is. An entry that cannot be parsed (or an obfuscated `Forwarded` identifier such as
-//!   `_hidden` or `unknown`) met on the walk makes the client unknown: the walk never
-//!   skips it. A trusted peer that sent no header is itself the client.
+//! [`ClientIpLayer`], placed **outermost** (before the site list and authentication),
+//! resolves the client address with one [`ClientIpResolver`] and records the outcome
+//! as a [`ClientIpOutcome`] in the request extensions: the address and how it was
+//! found ([`ClientIpSource`]: the peer, or which header and which hop), or that it is
+//! unknown and why ([`ClientIpError`]). Every layer of this crate, the admin router
+//! (lockout guard, `myAccess`, `evaluate`) and the [`ClientIp`] extractor read that
+//! one outcome. An unknown address stays unknown everywhere: nothing turns it into the
+//! peer's, and every rule that applies refuses the request (403 `clientIpUnknown`).
 //!
-//! Every address is folded with [`normalize_ip`], so an
-//! IPv4 client seen through a dual-stack socket as `::ffff:a.b.c.d` is the IPv4 client.
-//! The layer inserts the resulting [`ClientIp`] into the request extensions, and with the
-//! `axum` feature a handler can take it as an extractor.
+//! A layer that finds no recorded outcome resolves with its own resolver (the peer,
+//! unless you gave it one) and records what it found, so the layers and handlers
+//! after it agree with it. When both exist, the rule is **the address can only become
+//! unknown, never different**: a layer configured with a resolver of its own that
+//! finds an outcome recorded by a differently configured one resolves too, and if the
+//! two disagree the address is unknown from there on (`ClientIpError::Conflict`,
+//! logged at WARN). Configure the resolver once, in `ClientIpLayer`, and give the other
+//! layers none.
+//!
+//! # Strategies
+//!
+//! | strategy | reads | use it when |
+//! |---|---|---|
+//! | [`ClientIpResolver::peer`] (default) | the TCP peer: axum `ConnectInfo`, tonic `TcpConnectInfo`, or a `SocketAddr` extension ([`peer_addr`]) | clients connect directly (or through a PROXY-protocol listener, which makes the client the peer) |
+//! | [`trusted_proxies`](ClientIpResolver::trusted_proxies) (rightmost untrusted) | `X-Forwarded-For` by default, or `Forwarded` (RFC 7239), from the right, skipping trusted proxies | you can list every proxy's address (your load balancer, ingress, nginx) |
+//! | [`.hop_count(n)`](TrustedProxies::hop_count) | the n-th entry from the right | a fixed number of proxies whose addresses you cannot list (a CDN in front of your balancer) |
+//! | [`.header(ForwardedHeader::XRealIp)`](TrustedProxies::header), [`ForwardedHeader::single`] | one header holding one address: `X-Real-IP`, `CF-Connecting-IP`, `True-Client-IP`, `Fly-Client-IP` | the proxy sets (overwrites) such a header |
+//!
+//! Headers are read **only** when the peer is a trusted proxy. A trusted peer that sends
+//! none of the configured headers is unknown by default
+//! ([`peer_without_header`](TrustedProxies::peer_without_header) makes it the client,
+//! for a balancer's own health checks). Parsing is strict and bounded: RFC 7239 quoted
+//! strings with their escapes and nothing after a closing quote, `for=` exactly once
+//! per element, repeated header lines combined in order as RFC 9110 says, and at most
+//! [`max_hops`](TrustedProxies::max_hops) entries walked ([`DEFAULT_MAX_HOPS`]) of at
+//! most 512 bytes each, so a header of any size costs the same bounded work. An entry
+//! on the walk that is not an address, `unknown`, an obfuscated identifier (`_hidden`),
+//! `0.0.0.0` or `::` makes the client unknown: the walk never skips it. So does a chain
+//! whose entries are all trusted proxies.
+//!
+//! Every address is folded with [`normalize_ip`], so an IPv4 client seen through a
+//! dual-stack socket as `::ffff:a.b.c.d` is the IPv4 client.
 //!
 //! # Example
 //!
 //! ```
 //! use std::net::SocketAddr;
-//! use http::{Extensions, HeaderMap, HeaderValue};
-//! use tower_ip_allowlist::client_ip::{ClientIpResolver, ClientIpSource, ForwardedHeader};
+//! use axum::{body::Body, extract::connect_info::MockConnectInfo, http::Request, routing::get, Router};
+//! use tower::ServiceExt;
+//! use tower_ip_allowlist::client_ip::{ClientIp, ClientIpLayer, ClientIpResolver};
 //!
-//! let mut extensions = Extensions::new();
-//! extensions.insert("10.0.0.5:41000".parse::<SocketAddr>()?); // the load balancer
-//! let mut headers = HeaderMap::new();
-//! headers.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7, 192.0.2.44"));
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Behind one load balancer at 10.0.0.5.
+//! let resolver = ClientIpResolver::trusted_proxies(["10.0.0.5"])?;
+//! let app = Router::new()
+//!     .route("/", get(|ip: ClientIp| async move { ip.addr.to_string() }))
+//!     .layer(ClientIpLayer::new(resolver))
+//!     .layer(MockConnectInfo("10.0.0.5:41000".parse::<SocketAddr>()?)); // the peer
 //!
-//! // By default headers are ignored: the client is the peer.
-//! let ip = ClientIpResolver::peer().resolve(&extensions, &headers)?;
-//! assert_eq!((ip.addr.to_string(), ip.source), ("10.0.0.5".into(), ClientIpSource::Peer));
+//! // The rightmost untrusted entry is the client; the left-hand one may be anything
+//! // the client sent and is not believed.
+//! let request = Request::get("/")
+//!     .header("x-forwarded-for", "203.0.113.7, 192.0.2.44")
+//!     .body(Body::empty())?;
+//! let response = app.clone().oneshot(request).await?;
+//! let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+//! assert_eq!(&body[..], b"192.0.2.44");
 //!
-//! // Behind a trusted proxy, the rightmost untrusted entry is the client; the
-//! // left-hand entry may be anything the client sent and is not believed.
-//! let resolver = ClientIpResolver::trusted_proxies(["10.0.0.0/8".parse()?], ForwardedHeader::XForwardedFor);
-//! let ip = resolver.resolve(&extensions, &headers)?;
-//! assert_eq!((ip.addr.to_string(), ip.source), ("192.0.2.44".into(), ClientIpSource::XForwardedFor));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! // A garbage hop from the trusted proxy: unknown, and the extractor refuses.
+//! let request = Request::get("/").header("x-forwarded-for", "garbage").body(Body::empty())?;
+//! assert_eq!(app.oneshot(request).await?.status(), 403);
+//! # Ok(()) }
 //! ```
 //!
 //! # Security
@@ -52,30 +84,40 @@
 //! written for `203.0.113.10`. So:
 //!
 //! - Configure trusted proxies only when the service sits behind proxies, and list
-//!   exactly their addresses (not a whole cloud range other tenants share).
-//! - Make sure those proxies **append** the address they saw to the header (or overwrite
-//!   it), never pass a client's value through unchanged. The walk from the right is what
-//!   makes entries a client prepends (`X-Forwarded-For: <allowed>, <real>`) useless; it
-//!   only works if the nearest trusted proxy wrote the real address.
-//! - If the service can also be reached without the proxy, the peer is then untrusted and
-//!   its headers are ignored, as they should be.
+//!   exactly their addresses: not a whole private range (`10.0.0.0/8`), where any host
+//!   of yours (a compromised pod, a developer's VM) could then claim any address, nor a
+//!   cloud provider's range that other tenants share. Ranges that trust everyone are
+//!   refused when the resolver is built.
+//! - Make sure those proxies **append** the address they saw to the header (or
+//!   overwrite it), never pass a client's value through unchanged. The walk from the
+//!   right is what makes entries a client prepends (`X-Forwarded-For: <allowed>, <real>`)
+//!   useless; it only works if the nearest trusted proxy wrote the real address.
+//! - If the service can also be reached without the proxy, the peer is then untrusted
+//!   and its headers are ignored, as they should be.
 
+mod extract;
 mod forwarded;
+mod layer;
 mod peer;
+mod resolver;
 
 use std::fmt;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
-use http::{Extensions, HeaderMap};
-use ipnet::IpNet;
+use http::{HeaderName, Request};
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use self::extract::ClientIpRejection;
+pub use self::layer::{ClientIpLayer, ClientIpService};
 pub use self::peer::peer_addr;
-use crate::source::normalize_ip;
+pub use self::resolver::{ClientIpResolver, ForwardedHeader, TrustedProxies, DEFAULT_MAX_HOPS};
+use crate::source::{normalize_ip, SourceError};
+use crate::warn::RateLimited;
 
-/// The resolved client address and how it was found. The layer inserts it into the
-/// request extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The client address of a request and how it was found.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClientIp {
     /// The client address, IPv4-mapped IPv6 folded into IPv4.
     pub addr: IpAddr,
@@ -84,39 +126,19 @@ pub struct ClientIp {
 }
 
 /// How a [`ClientIp`] was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ClientIpSource {
     /// The TCP peer address.
     Peer,
-    /// `X-Forwarded-For`, behind a trusted proxy.
-    XForwardedFor,
-    /// `Forwarded` (RFC 7239), behind a trusted proxy.
-    Forwarded,
-    /// `X-Real-IP`, behind a trusted proxy.
-    XRealIp,
-}
-
-/// The forwarded header a trusted proxy writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For: client, proxy1, proxy2`.
-    XForwardedFor,
-    /// `Forwarded: for=client, for=proxy1` (RFC 7239).
-    Forwarded,
-    /// `X-Real-IP: client` (one line, one address).
-    XRealIp,
-}
-
-impl ForwardedHeader {
-    fn source(self) -> ClientIpSource {
-        match self {
-            Self::XForwardedFor => ClientIpSource::XForwardedFor,
-            Self::Forwarded => ClientIpSource::Forwarded,
-            Self::XRealIp => ClientIpSource::XRealIp,
-        }
-    }
+    /// A header written by a trusted proxy.
+    Header {
+        /// Which header.
+        header: ForwardedHeader,
+        /// Which entry, counted from the right: 1 is the last one, written by the
+        /// nearest proxy (always 1 for single-address headers).
+        hop: usize,
+    },
 }
 
 /// Why the client address could not be determined. A layer that needs the address then
@@ -126,10 +148,15 @@ impl ForwardedHeader {
 pub enum ClientIpError {
     /// No peer address in the request extensions.
     NoPeerAddress,
-    /// An entry of a forwarded header met on the walk is not an address.
+    /// A trusted proxy sent none of the headers the resolver reads.
+    MissingHeader {
+        /// The proxy.
+        proxy: IpAddr,
+    },
+    /// An entry of a forwarded header met on the walk is not a usable address.
     MalformedEntry {
         /// The header.
-        header: &'static str,
+        header: HeaderName,
         /// The entry (cut to 64 characters).
         entry: String,
     },
@@ -142,12 +169,35 @@ pub enum ClientIpError {
     /// A header that must appear once appears several times.
     RepeatedHeader {
         /// The header.
-        header: &'static str,
+        header: HeaderName,
     },
-    /// A header value is not visible ASCII.
-    InvalidHeaderValue {
+    /// Every entry of the header is a trusted proxy, or it has none.
+    NoUntrustedHop {
         /// The header.
-        header: &'static str,
+        header: HeaderName,
+    },
+    /// The header has fewer entries than the configured hop count.
+    TooFewHops {
+        /// The header.
+        header: HeaderName,
+        /// The hop count.
+        wanted: usize,
+        /// How many entries it has.
+        found: usize,
+    },
+    /// The walk examined as many entries as it may without finding the client.
+    TooManyHops {
+        /// The header.
+        header: HeaderName,
+        /// How many entries a walk may examine.
+        limit: usize,
+    },
+    /// Two differently configured resolvers in one stack disagree about the client.
+    Conflict {
+        /// What the first, recorded outcome said (`None`: unknown).
+        recorded: Option<IpAddr>,
+        /// What the later layer's own resolver says (`None`: unknown).
+        later: Option<IpAddr>,
     },
 }
 
@@ -157,9 +207,13 @@ impl fmt::Display for ClientIpError {
             Self::NoPeerAddress => f.write_str(
                 "the request has no peer address: serve axum with `into_make_service_with_connect_info::<SocketAddr>()` (tonic adds it itself)",
             ),
+            Self::MissingHeader { proxy } => write!(
+                f,
+                "trusted proxy {proxy} sent no forwarded header, so the client cannot be determined: configure the proxy to send it (or allow its own requests with `peer_without_header`)"
+            ),
             Self::MalformedEntry { header, entry } => write!(
                 f,
-                "`{header}` entry `{entry}` is not an IP address, so the client cannot be determined"
+                "`{header}` entry `{entry}` is not a usable IP address, so the client cannot be determined"
             ),
             Self::ObfuscatedEntry { entry } => write!(
                 f,
@@ -168,188 +222,227 @@ impl fmt::Display for ClientIpError {
             Self::RepeatedHeader { header } => {
                 write!(f, "`{header}` appears more than once; it must carry exactly one address")
             }
-            Self::InvalidHeaderValue { header } => {
-                write!(f, "`{header}` holds bytes that are not visible ASCII")
-            }
+            Self::NoUntrustedHop { header } => write!(
+                f,
+                "every entry of `{header}` is a trusted proxy (or it has none), so the client cannot be determined"
+            ),
+            Self::TooFewHops { header, wanted, found } => write!(
+                f,
+                "`{header}` has {found} entries but the client is expected {wanted} hops from the right"
+            ),
+            Self::TooManyHops { header, limit } => write!(
+                f,
+                "no client found within the last {limit} entries of `{header}`: raise `max_hops` if your chain of proxies is really that long"
+            ),
+            Self::Conflict { recorded, later } => write!(
+                f,
+                "two differently configured client-address resolvers disagree ({} vs {}): configure the resolver once, in `ClientIpLayer`",
+                shown_addr(*recorded),
+                shown_addr(*later),
+            ),
         }
     }
+}
+
+fn shown_addr(addr: Option<IpAddr>) -> String {
+    addr.map_or_else(|| "unknown".to_owned(), |addr| addr.to_string())
 }
 
 impl std::error::Error for ClientIpError {}
 
-/// Resolves the client address of a request; see the [module docs](self).
-///
-/// Cloning is cheap.
-#[derive(Clone, Default)]
-pub struct ClientIpResolver {
-    trusted: Option<Arc<Trusted>>,
+/// Why a [`ClientIpResolver`] cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientIpConfigError {
+    /// A trusted proxy entry is invalid (`index`), or the entries together trust every
+    /// address of a family (no index).
+    Proxy {
+        /// Zero-based position of the entry, if one entry is at fault.
+        index: Option<usize>,
+        /// What is wrong, as for an allowed source.
+        error: SourceError,
+    },
+    /// No trusted proxy was given.
+    NoProxies,
+    /// An empty list of headers.
+    NoHeaders,
+    /// A hop count of 0.
+    ZeroHops,
+    /// Not a header name.
+    InvalidHeaderName {
+        /// The text given (cut to 64 characters).
+        name: String,
+    },
 }
 
-struct Trusted {
-    proxies: Vec<IpNet>,
-    header: ForwardedHeader,
-}
-
-impl Trusted {
-    fn contains(&self, addr: IpAddr) -> bool {
-        self.proxies.iter().any(|net| net.contains(&addr))
-    }
-}
-
-/// Folds an IPv4-mapped IPv6 network (prefix >= 96 inside `::ffff:0:0/96`) into IPv4.
-fn normalize_net(net: IpNet) -> IpNet {
-    match net {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
-                .map(IpNet::V4)
-                .unwrap_or(net),
-            None => net,
-        },
-        _ => net,
-    }
-}
-
-impl ClientIpResolver {
-    /// The client is the TCP peer; no header is read. This is the default.
-    #[must_use]
-    pub fn peer() -> Self {
-        Self::default()
-    }
-
-    /// Reads `header` when the peer is inside `proxies`; otherwise the client is the
-    /// peer. An empty list trusts nobody, which is the same as [`peer`](Self::peer).
-    ///
-    /// # Security
-    ///
-    /// List exactly your proxies: see the [module docs](self#security).
-    #[must_use]
-    pub fn trusted_proxies(
-        proxies: impl IntoIterator<Item = IpNet>,
-        header: ForwardedHeader,
-    ) -> Self {
-        let proxies: Vec<IpNet> = proxies
-            .into_iter()
-            .map(|net| normalize_net(net.trunc()))
-            .collect();
-        if proxies.is_empty() {
-            return Self::peer();
-        }
-        Self {
-            trusted: Some(Arc::new(Trusted { proxies, header })),
+impl fmt::Display for ClientIpConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Proxy {
+                index,
+                error: SourceError::MatchAll { input },
+            } => write!(
+                f,
+                "trusted proxy {}: `{input}` trusts every address as a proxy, so any client could claim any address: list only your proxies' addresses",
+                index.unwrap_or_default()
+            ),
+            Self::Proxy {
+                error: SourceError::CoversEverything { family },
+                ..
+            } => write!(
+                f,
+                "the trusted proxies together cover every {family} address, so any client could claim any address: list only your proxies' addresses"
+            ),
+            Self::Proxy {
+                index: Some(index),
+                error,
+            } => write!(f, "trusted proxy {index}: {error}"),
+            Self::Proxy { index: None, error } => write!(f, "trusted proxies: {error}"),
+            Self::NoProxies => f.write_str(
+                "no trusted proxy given: list your proxies' addresses, or use `ClientIpResolver::peer()` when clients connect directly",
+            ),
+            Self::NoHeaders => f.write_str("no forwarded header given: name at least one"),
+            Self::ZeroHops => f.write_str(
+                "a hop count of 0 would make the proxy itself the client: count from 1, the address the nearest proxy appended",
+            ),
+            Self::InvalidHeaderName { name } => write!(f, "`{name}` is not a valid header name"),
         }
     }
+}
 
-    /// Resolves the client address.
+impl std::error::Error for ClientIpConfigError {}
+
+/// What was decided about a request's client address, as recorded in the request
+/// extensions by the first layer that resolved it ([`ClientIpLayer`], or else the
+/// first of this crate's layers). Read it with [`ClientIpOutcome::of`], or take it as
+/// an axum extractor in handlers that handle an unknown address themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIpOutcome {
+    result: Result<ClientIp, ClientIpError>,
+    /// Which resolver decided it ([`ClientIpResolver::id`]).
+    resolver: usize,
+}
+
+impl ClientIpOutcome {
+    /// The outcome recorded in `extensions`, if a layer recorded one.
+    #[must_use]
+    pub fn of(extensions: &http::Extensions) -> Option<&Self> {
+        extensions.get::<Self>()
+    }
+
+    /// The client address and how it was found, or why it is unknown.
+    pub fn result(&self) -> Result<&ClientIp, &ClientIpError> {
+        self.result.as_ref()
+    }
+
+    /// The client, when it is known.
+    #[must_use]
+    pub fn client_ip(&self) -> Option<&ClientIp> {
+        self.result.as_ref().ok()
+    }
+
+    /// The client address, when it is known.
+    #[must_use]
+    pub fn addr(&self) -> Option<IpAddr> {
+        self.client_ip().map(|ip| ip.addr)
+    }
+
+    /// Consumes the outcome.
     ///
     /// # Errors
     ///
-    /// [`ClientIpError`] when it cannot be determined: no peer address, or a malformed
-    /// chain from a trusted proxy.
-    pub fn resolve(
-        &self,
-        extensions: &Extensions,
-        headers: &HeaderMap,
-    ) -> Result<ClientIp, ClientIpError> {
-        let peer = peer_addr(extensions).ok_or(ClientIpError::NoPeerAddress)?;
-        let as_peer = ClientIp {
-            addr: peer,
-            source: ClientIpSource::Peer,
+    /// Why the address is unknown.
+    pub fn into_result(self) -> Result<ClientIp, ClientIpError> {
+        self.result
+    }
+}
+
+/// The request's client address as every layer must see it: the recorded outcome,
+/// reconciled with the layer's `own` resolver if it has one, or else resolved now with
+/// `own` (the peer when `None`) and recorded. See the [module docs](self#resolve-once).
+pub(crate) fn resolve_once<B>(
+    request: &mut Request<B>,
+    own: Option<&ClientIpResolver>,
+) -> Result<ClientIp, ClientIpError> {
+    if let Some(recorded) = request.extensions().get::<ClientIpOutcome>() {
+        let Some(own) = own.filter(|own| own.id() != recorded.resolver) else {
+            return recorded.result.clone();
         };
-        let Some(trusted) = &self.trusted else {
-            return Ok(as_peer);
+        let later = own.resolve(request.extensions(), request.headers());
+        let agreed = match (&recorded.result, later) {
+            (Ok(first), Ok(second)) if first.addr != second.addr => Err(ClientIpError::Conflict {
+                recorded: Some(first.addr),
+                later: Some(second.addr),
+            }),
+            (Ok(first), Ok(_)) => return Ok(first.clone()),
+            (Ok(first), Err(_)) => Err(ClientIpError::Conflict {
+                recorded: Some(first.addr),
+                later: None,
+            }),
+            // Unknown stays unknown.
+            (Err(err), _) => return Err(err.clone()),
         };
-        if !trusted.contains(peer) {
-            return Ok(as_peer);
-        }
-        let entries = match trusted.header {
-            ForwardedHeader::XForwardedFor => forwarded::x_forwarded_for(headers)?,
-            ForwardedHeader::Forwarded => forwarded::forwarded(headers)?,
-            ForwardedHeader::XRealIp => forwarded::x_real_ip(headers)?,
-        };
-        // Right to left: skip trusted hops; the first untrusted one is the client.
-        let mut leftmost = None;
-        for entry in entries {
-            let addr = normalize_ip(entry?);
-            if !trusted.contains(addr) {
-                return Ok(ClientIp {
-                    addr,
-                    source: trusted.header.source(),
-                });
+        if let Err(err) = &agreed {
+            static CONFLICT: RateLimited = RateLimited::new(Duration::from_secs(60));
+            if CONFLICT.ready() {
+                tracing::warn!("client address unknown: {err}");
             }
-            leftmost = Some(addr);
         }
-        Ok(match leftmost {
-            Some(addr) => ClientIp {
-                addr,
-                source: trusted.header.source(),
-            },
-            None => as_peer,
-        })
+        let outcome = ClientIpOutcome {
+            result: agreed.clone(),
+            resolver: recorded.resolver,
+        };
+        request.extensions_mut().insert(outcome);
+        return agreed;
+    }
+    let default = ClientIpResolver::peer();
+    let resolver = own.unwrap_or(&default);
+    let result = resolver.resolve(request.extensions(), request.headers());
+    if own.is_none() {
+        warn_if_proxied(request, &result);
+    }
+    request.extensions_mut().insert(ClientIpOutcome {
+        result: result.clone(),
+        resolver: resolver.id(),
+    });
+    result
+}
+
+/// The signature of a forgotten resolver: a request that reached us from a private or
+/// loopback address (a proxy, most likely) carrying a forwarded header, with no
+/// resolver configured anywhere. Rate-limited, so a client cannot flood the logs.
+fn warn_if_proxied<B>(request: &Request<B>, result: &Result<ClientIp, ClientIpError>) {
+    let Ok(ClientIp { addr: peer, .. }) = result else {
+        return;
+    };
+    let headers = request.headers();
+    let forwarded = headers.contains_key("x-forwarded-for")
+        || headers.contains_key(http::header::FORWARDED)
+        || headers.contains_key("x-real-ip");
+    if !forwarded || !looks_internal(*peer) {
+        return;
+    }
+    static FORGOTTEN: RateLimited = RateLimited::new(Duration::from_secs(300));
+    if FORGOTTEN.ready() {
+        tracing::warn!(
+            peer = %peer,
+            "a request from {peer} carries a forwarded header, but no client-address resolver is configured, so the client is taken to be {peer}: if the service is behind a proxy, add `ClientIpLayer::new(ClientIpResolver::trusted_proxies([..])?)` outermost"
+        );
     }
 }
 
-impl fmt::Debug for ClientIpResolver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.trusted {
-            None => f.write_str("ClientIpResolver::Peer"),
-            Some(trusted) => f
-                .debug_struct("ClientIpResolver::TrustedProxies")
-                .field("proxies", &trusted.proxies)
-                .field("header", &trusted.header)
-                .finish(),
+/// Loopback, private (RFC 1918), shared (RFC 6598) and unique-local addresses: where
+/// proxies usually sit.
+fn looks_internal(addr: IpAddr) -> bool {
+    match normalize_ip(addr) {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || (v4.octets()[0] == 100 && v4.octets()[1] & 0xc0 == 64)
         }
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
     }
 }
-
-#[cfg(feature = "axum")]
-mod extract {
-    use axum::extract::FromRequestParts;
-    use axum::response::{IntoResponse, Response};
-    use http::request::Parts;
-    use http::StatusCode;
-
-    use super::{peer_addr, ClientIp, ClientIpSource};
-
-    /// The rejection of the [`ClientIp`] extractor: neither the allowlist layer nor the
-    /// server provided an address.
-    #[derive(Debug, Clone, Copy)]
-    #[non_exhaustive]
-    pub struct MissingClientIp;
-
-    impl IntoResponse for MissingClientIp {
-        fn into_response(self) -> Response {
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ClientIp is unavailable: add AllowlistLayer, or serve with `into_make_service_with_connect_info::<SocketAddr>()`",
-            )
-                .into_response()
-        }
-    }
-
-    /// Takes the [`ClientIp`] the layer resolved, or else the peer address.
-    impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-        type Rejection = MissingClientIp;
-
-        async fn from_request_parts(
-            parts: &mut Parts,
-            _state: &S,
-        ) -> Result<Self, Self::Rejection> {
-            if let Some(ip) = parts.extensions.get::<ClientIp>() {
-                return Ok(*ip);
-            }
-            peer_addr(&parts.extensions)
-                .map(|addr| ClientIp {
-                    addr,
-                    source: ClientIpSource::Peer,
-                })
-                .ok_or(MissingClientIp)
-        }
-    }
-}
-
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-pub use self::extract::MissingClientIp;
 
 #[cfg(test)]
 mod tests;

@@ -17,7 +17,7 @@ use crate::snapshot::SnapshotHandle;
 #[must_use]
 pub struct AllowlistLayer<I = Principal, R = DefaultRejection> {
     pub(super) handle: SnapshotHandle,
-    pub(super) client_ip: ClientIpResolver,
+    pub(super) client_ip: Option<ClientIpResolver>,
     pub(super) exempt: Exempt,
     pub(super) rejection: R,
     pub(super) identity: PhantomData<fn() -> I>,
@@ -25,11 +25,12 @@ pub struct AllowlistLayer<I = Principal, R = DefaultRejection> {
 
 impl AllowlistLayer {
     /// A layer deciding with the snapshots published to `handle`, reading the caller as a
-    /// [`Principal`] and the client address from the TCP peer.
+    /// [`Principal`] and the client address recorded by
+    /// [`ClientIpLayer`](crate::client_ip::ClientIpLayer) (the TCP peer when none is).
     pub fn new(handle: SnapshotHandle) -> Self {
         Self {
             handle,
-            client_ip: ClientIpResolver::default(),
+            client_ip: None,
             exempt: Exempt::default(),
             rejection: DefaultRejection,
             identity: PhantomData,
@@ -38,14 +39,17 @@ impl AllowlistLayer {
 }
 
 impl<I, R> AllowlistLayer<I, R> {
-    /// How to find the client address. The default is the TCP peer.
+    /// A resolver of this layer's own, for stacks without a
+    /// [`ClientIpLayer`](crate::client_ip::ClientIpLayer). Prefer configuring the
+    /// resolver once, in `ClientIpLayer`: where both are configured differently and
+    /// disagree, the address is unknown (see [`client_ip`](crate::client_ip#resolve-once)).
     ///
     /// # Security
     ///
     /// Trust forwarded headers only from your own proxies: see
     /// [`client_ip`](crate::client_ip#security).
-    pub fn client_ip(mut self, resolver: ClientIpResolver) -> Self {
-        self.client_ip = resolver;
+    pub fn client_ip(mut self, resolver: impl Into<ClientIpResolver>) -> Self {
+        self.client_ip = Some(resolver.into());
         self
     }
 

@@ -2,9 +2,10 @@
 //!
 //! [`AllowlistLayer`] runs **after** authentication. For each request it
 //!
-//! 1. resolves the client address with its [`ClientIpResolver`](crate::client_ip::ClientIpResolver)
-//!    (the TCP peer by default) and inserts the [`ClientIp`](crate::client_ip::ClientIp)
-//!    into the request extensions, for handlers to use;
+//! 1. takes the client address recorded by [`ClientIpLayer`](crate::client_ip::ClientIpLayer)
+//!    (or, when no layer recorded one, resolves it with its own resolver, the TCP peer
+//!    by default, and records it for the handlers: see
+//!    [`client_ip`](crate::client_ip#resolve-once));
 //! 2. reads the caller's [`Identity`](crate::principal::Identity) from the request
 //!    extensions: no identity means authentication did not happen or the route is
 //!    public, and the request goes on (said at debug level);
@@ -89,6 +90,8 @@ mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::AllowlistLayer;
+#[cfg(feature = "axum")]
+pub(crate) use self::response::{error_document, JSON_API};
 pub use self::response::{DefaultRejection, Denial, Rejection};
 pub use self::service::AllowlistService;
 pub use crate::body::ResponseBody;

@@ -10,7 +10,7 @@ use crate::snapshot::DenyReason;
 ///
 /// It carries no hint of which addresses would be allowed, and neither should the
 /// response built from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Denial {
     /// Why the request is refused.
@@ -71,20 +71,36 @@ impl Rejection for DefaultRejection {
         if denial.grpc {
             return grpc::status_response(grpc_code, detail(denial.reason));
         }
-        let body = format!(
-            r#"{{"errors":[{{"status":"{}","code":"{}","title":"{}","detail":"{}"}}]}}"#,
-            status.as_str(),
-            denial.reason.code(),
-            status.canonical_reason().unwrap_or("Error"),
-            detail(denial.reason),
-        );
+        let body = error_document(status, denial.reason.code(), detail(denial.reason));
         let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = status;
         response
             .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_API));
         response
     }
+}
+
+/// The media type of the error documents refusals carry.
+pub(crate) const JSON_API: &str = "application/vnd.api+json";
+
+/// A JSON:API error document with one error, `detail` escaped as a JSON string (this
+/// module does not depend on serde).
+pub(crate) fn error_document(status: StatusCode, code: &str, detail: &str) -> String {
+    let mut escaped = String::with_capacity(detail.len());
+    for c in detail.chars() {
+        match c {
+            '"' => escaped.push_str("\\\""),
+            '\\' => escaped.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => escaped.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => escaped.push(c),
+        }
+    }
+    format!(
+        r#"{{"errors":[{{"status":"{}","code":"{code}","title":"{}","detail":"{escaped}"}}]}}"#,
+        status.as_str(),
+        status.canonical_reason().unwrap_or("Error"),
+    )
 }
 
 fn detail(reason: DenyReason) -> &'static str {

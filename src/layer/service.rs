@@ -8,7 +8,7 @@ use tower_service::Service;
 
 use super::{Denial, Rejection, ResponseFuture};
 use crate::body::ResponseBody;
-use crate::client_ip::ClientIpResolver;
+use crate::client_ip::{resolve_once, ClientIpResolver};
 use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
@@ -20,7 +20,7 @@ use crate::{metrics, report};
 pub struct AllowlistService<S, I, R> {
     pub(super) inner: S,
     pub(super) handle: SnapshotHandle,
-    pub(super) client_ip: ClientIpResolver,
+    pub(super) client_ip: Option<ClientIpResolver>,
     pub(super) exempt: Exempt,
     pub(super) rejection: R,
     pub(super) identity: PhantomData<fn() -> I>,
@@ -46,14 +46,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // Recorded before the exemption, so exempt routes' handlers see the same outcome.
+        let client_ip = resolve_once(&mut request, self.client_ip.as_ref());
         if self.exempt.contains(request.uri().path()) {
             return ResponseFuture::future(self.inner.call(request));
-        }
-        let client_ip = self
-            .client_ip
-            .resolve(request.extensions(), request.headers());
-        if let Ok(ip) = client_ip {
-            request.extensions_mut().insert(ip);
         }
 
         let Some(caller) = request.extensions().get::<I>() else {
@@ -102,7 +98,7 @@ where
                 organization = org_id,
                 user = caller.user_id(),
                 client_ip = ?addr,
-                client_ip_source = ?client_ip.as_ref().map(|ip| ip.source),
+                client_ip_source = ?client_ip.as_ref().map(|ip| &ip.source),
                 reason = reason.code(),
                 policies = ?policies,
                 "allowlist: request denied"

@@ -14,7 +14,7 @@ use crate::snapshot::SnapshotHandle;
 #[derive(Clone)]
 pub(super) struct Config<R> {
     pub(super) handle: SnapshotHandle,
-    pub(super) client_ip: ClientIpResolver,
+    pub(super) client_ip: Option<ClientIpResolver>,
     pub(super) organization: OrgResolver,
     pub(super) exempt: Exempt,
     pub(super) rejection: R,
@@ -38,7 +38,7 @@ impl Config<DefaultRejection> {
     fn new(handle: SnapshotHandle, scope: Scope) -> Self {
         Self {
             handle,
-            client_ip: ClientIpResolver::peer(),
+            client_ip: None,
             organization: OrgResolver::default(),
             exempt: Exempt::default(),
             rejection: DefaultRejection,
@@ -51,10 +51,12 @@ impl Config<DefaultRejection> {
 macro_rules! list_layer {
     ($name:ident) => {
         impl<R> $name<R> {
-            /// How the client address is found; the TCP peer unless you name trusted
-            /// proxies (see [`client_ip`](crate::client_ip)).
-            pub fn client_ip(mut self, resolver: ClientIpResolver) -> Self {
-                self.config.client_ip = resolver;
+            /// A resolver of this layer's own, for stacks without a
+            /// [`ClientIpLayer`](crate::client_ip::ClientIpLayer); by default the layer
+            /// reads the recorded outcome, or the TCP peer when none is recorded. See
+            /// [`client_ip`](crate::client_ip#resolve-once) for which wins.
+            pub fn client_ip(mut self, resolver: impl Into<ClientIpResolver>) -> Self {
+                self.config.client_ip = Some(resolver.into());
                 self
             }
 

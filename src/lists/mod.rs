@@ -48,9 +48,12 @@
 //!   `Router::nest`, the layer sees the path with the nest prefix stripped: write the
 //!   template relative to the nested router. The layer checks only the id segment;
 //!   rejecting `..` in a `{*rest}` parameter is the handler's job.
-//! - The client address comes from the layer's own [`client_ip`](SiteAllowlistLayer::client_ip)
-//!   resolver: give every layer, the admin router's included, the same one, so the
-//!   lockout guard checks the address the site list sees.
+//! - The client address is the one recorded by
+//!   [`ClientIpLayer`](crate::client_ip::ClientIpLayer), placed outermost, which the
+//!   user policies and the admin router's lockout guard read too; without it, the first
+//!   layer to run resolves with its own [`client_ip`](SiteAllowlistLayer::client_ip)
+//!   resolver (the peer by default) and records that. See
+//!   [`client_ip`](crate::client_ip#resolve-once).
 //!
 //! # Exempt routes
 //!
@@ -113,7 +116,8 @@ pub struct RequestHead<'a> {
     pub uri: &'a Uri,
     /// The headers.
     pub headers: &'a HeaderMap,
-    /// The extensions (where earlier layers put the `Principal` and `ClientIp`).
+    /// The extensions (where earlier layers put the `Principal` and the
+    /// [`ClientIpOutcome`](crate::client_ip::ClientIpOutcome)).
     pub extensions: &'a Extensions,
 }
 

@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::layer::Config;
 use super::RequestHead;
 use crate::body::ResponseBody;
-use crate::client_ip::ClientIp;
+use crate::client_ip::{resolve_once, ClientIp};
 use crate::grpc;
 use crate::layer::{Denial, Rejection, ResponseFuture};
 use crate::policy::Enforcement;
@@ -90,14 +90,10 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
+        // Recorded before the exemption, so exempt routes' handlers see the same outcome.
+        let client_ip = resolve_once(&mut request, config.client_ip.as_ref());
         if config.exempt.contains(request.uri().path()) {
             return ResponseFuture::future(self.inner.call(request));
-        }
-        let client_ip = config
-            .client_ip
-            .resolve(request.extensions(), request.headers());
-        if let Ok(ip) = client_ip {
-            request.extensions_mut().insert(ip);
         }
         let head = RequestHead::of(&request);
         let Some(organization) = config.organization.resolve(&head) else {

@@ -8,6 +8,7 @@ use super::{build_policy, check_principal_id, BackendError, OrgRecord, PolicyDra
 use crate::policy::{
     Enforcement, GroupId, OrgId, OrgPolicies, ResourceId, SiteList, SourceList, UserId,
 };
+use crate::source::{check_coverage, AllowedSource};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -60,9 +61,21 @@ impl ListDocument {
         corrupt: &dyn Fn(String) -> BackendError,
     ) -> Result<SourceList, BackendError> {
         let enforcement = enforcement(&self.enforcement, what, corrupt)?;
-        SourceList::parse(&self.allowed_sources)
-            .map(|list| list.with_enforcement(enforcement))
-            .map_err(|err| corrupt(format!("{what}: {err}")))
+        let list = SourceList::parse_stored(&self.allowed_sources)
+            .map_err(|err| corrupt(format!("{what}: {err}")))?;
+        warn_if_everyone(what, list.sources());
+        Ok(list.with_enforcement(enforcement))
+    }
+}
+
+/// A rule stored before the coverage check existed may admit everyone: it still loads
+/// (nothing stored is lost), and the operator is told to fix it.
+fn warn_if_everyone(what: &str, sources: &[AllowedSource]) {
+    if let Err(err) = check_coverage(sources) {
+        tracing::warn!(
+            rule = what,
+            "stored rule admits every address: {err}; change its sources"
+        );
     }
 }
 
@@ -158,7 +171,7 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
     };
     for stored in document.policies {
         let what = format!("policy `{}`", stored.id);
-        // Validated exactly as a new policy is.
+        // Validated as a new policy is, but for the coverage check (see `warn_if_everyone`).
         let draft = PolicyDraft {
             id: stored.id,
             name: stored.name,
@@ -168,6 +181,7 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
             enforcement: enforcement(&stored.enforcement, &what, &corrupt)?,
         };
         let policy = build_policy(draft).map_err(|err| corrupt(format!("{what}: {err}")))?;
+        warn_if_everyone(&what, policy.sources());
         record
             .policy_versions
             .insert(policy.id().clone(), stored.version);

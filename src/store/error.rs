@@ -69,6 +69,8 @@ pub enum StoreError {
     LockoutPrevented {
         /// The administrator's address, if it is known.
         addr: Option<IpAddr>,
+        /// Why the address is unknown, when it is.
+        unknown: Option<String>,
     },
     /// The backend failed.
     Backend(BackendError),
@@ -122,13 +124,19 @@ impl fmt::Display for StoreError {
                 f,
                 "the policy changed since version {expected} (it is now at version {actual}): fetch it again and retry"
             ),
-            Self::LockoutPrevented { addr: Some(addr) } => write!(
+            Self::LockoutPrevented {
+                addr: Some(addr), ..
+            } => write!(
                 f,
                 "this change would deny your own current address {addr}: add it to the allowed sources, or force the change"
             ),
-            Self::LockoutPrevented { addr: None } => write!(
+            Self::LockoutPrevented {
+                addr: None,
+                unknown,
+            } => write!(
                 f,
-                "this change would deny you, and your current address is unknown: force the change if you mean it"
+                "this change would deny you: your current address could not be determined ({}), and no list or policy admits an unknown address; fix how the address is found, or force the change if you mean it",
+                unknown.as_deref().unwrap_or("no address was given")
             ),
             Self::Backend(err) => err.fmt(f),
         }

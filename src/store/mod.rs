@@ -96,6 +96,7 @@ pub use self::replicator::{ReplicationOptions, Replicator, SyncStatus};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use self::sqlite::SqliteBackend;
+use crate::client_ip::ClientIpError;
 use crate::explain::{explain, Explanation};
 use crate::policy::{
     Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList, SourceList,
@@ -103,7 +104,7 @@ use crate::policy::{
 };
 use crate::principal::Principal;
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
-use crate::source::parse_sources;
+use crate::source::{check_coverage, parse_each, parse_sources, SourceListError};
 
 /// Limits on what one organization may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +167,8 @@ impl Limits {
 pub struct Actor {
     identity: Option<Principal>,
     addr: Option<IpAddr>,
+    /// Why `addr` is unknown, for the lockout guard's message.
+    unknown: Option<String>,
     force: bool,
 }
 
@@ -177,6 +180,19 @@ impl Actor {
         Self {
             identity: Some(principal.clone()),
             addr,
+            unknown: None,
+            force: false,
+        }
+    }
+
+    /// An administrator whose address could not be determined, and why: the lockout
+    /// guard refuses every change that would put them under a list or policy.
+    #[must_use]
+    pub fn unknown_address(principal: &Principal, why: &ClientIpError) -> Self {
+        Self {
+            identity: Some(principal.clone()),
+            addr: None,
+            unknown: Some(why.to_string()),
             force: false,
         }
     }
@@ -187,6 +203,7 @@ impl Actor {
         Self {
             identity: None,
             addr: None,
+            unknown: None,
             force: false,
         }
     }
@@ -201,6 +218,13 @@ impl Actor {
 
     fn name(&self) -> &str {
         self.identity.as_ref().map_or("system", |p| p.user.as_str())
+    }
+
+    fn locked_out(&self) -> StoreError {
+        StoreError::LockoutPrevented {
+            addr: self.addr,
+            unknown: self.unknown.clone(),
+        }
     }
 }
 
@@ -567,6 +591,8 @@ impl Store {
     ) -> Result<StoredPolicy, StoreError> {
         check_sources(&draft.allowed_sources, self.inner.limits)?;
         let policy = build_policy(draft)?;
+        check_coverage(policy.sources())
+            .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
         let record = self
@@ -609,6 +635,8 @@ impl Store {
     ) -> Result<StoredPolicy, StoreError> {
         check_sources(&draft.allowed_sources, self.inner.limits)?;
         let policy = build_policy(draft)?;
+        check_coverage(policy.sources())
+            .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
         let record = self
@@ -1237,7 +1265,7 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
     if let Some(site) = policies.site.as_ref().filter(|site| site.enabled) {
         let inside = actor.addr.is_some_and(|addr| site.list.contains(addr));
         if !inside && site.list.enforcement() == Enforcement::Enforce {
-            return Err(StoreError::LockoutPrevented { addr: actor.addr });
+            return Err(actor.locked_out());
         }
     }
     let compiled = CompiledOrg::compile(policies);
@@ -1246,7 +1274,7 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
         identity.groups.iter().map(GroupId::as_str),
         actor.addr,
     ) {
-        Decision::Denied(_) => Err(StoreError::LockoutPrevented { addr: actor.addr }),
+        Decision::Denied(_) => Err(actor.locked_out()),
         Decision::Allowed | Decision::NoPolicy => Ok(()),
     }
 }
@@ -1262,6 +1290,9 @@ fn check_sources(sources: &[String], limits: Limits) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Builds a policy from a draft, validating ids and each source. A new policy must
+/// also pass [`check_coverage`], which the callers that create one apply: a policy
+/// stored before that check existed still loads.
 pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
     check_policy_id(&draft.id)?;
     for user in &draft.users {
@@ -1270,7 +1301,7 @@ pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
     for group in &draft.groups {
         check_principal_id("userGroup", group.as_str())?;
     }
-    let sources = parse_sources(&draft.allowed_sources).map_err(StoreError::InvalidSource)?;
+    let sources = parse_each(&draft.allowed_sources).map_err(StoreError::InvalidSource)?;
     let mut builder = Policy::builder(draft.id.as_str());
     for source in sources {
         builder = builder.source(source);
@@ -1285,9 +1316,9 @@ pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
         builder = builder.name(name);
     }
     builder = builder.enforcement(draft.enforcement);
-    builder.build().map_err(|error| {
-        StoreError::InvalidSource(crate::source::SourceListError { index: None, error })
-    })
+    builder
+        .build_stored()
+        .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))
 }
 
 fn shown(id: &str) -> String {

@@ -47,8 +47,14 @@ impl Drop for Running {
 
 /// Starts the demo server on a free port with `database` and the JWT `secret`.
 pub fn start(database: &str, secret: &str) -> Running {
+    start_with(database, secret, &[])
+}
+
+/// Starts the demo server as [`start`] does, with more command-line arguments.
+pub fn start_with(database: &str, secret: &str, args: &[&str]) -> Running {
     let mut child = Command::new(binary())
         .args(["--listen", "127.0.0.1:0", "--database", database])
+        .args(args)
         .env("ALLOWLIST_JWT_SECRET", secret)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -105,6 +111,31 @@ pub async fn try_send(
     token: Option<&str>,
     body: Option<Value>,
 ) -> Result<(StatusCode, Value), String> {
+    try_send_with(addr, method, path, token, body, &[]).await
+}
+
+/// One request with extra `headers`; its status and JSON body (`Null` when not JSON).
+pub async fn send_with(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    try_send_with(addr, method, path, token, body, headers)
+        .await
+        .unwrap()
+}
+
+async fn try_send_with(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Result<(StatusCode, Value), String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
@@ -118,6 +149,9 @@ pub async fn try_send(
         .header("host", "test");
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let body = match body {
         Some(body) => {
