@@ -19,8 +19,9 @@
 //!   not there (the balancer is in the trace-level log, and on the stream for a server of
 //!   your own).
 //!
-//! So [`peer_addr`](crate::client_ip::peer_addr), the [`ClientIp`](crate::client_ip::ClientIp)
-//! the layers resolve, axum's `ConnectInfo<SocketAddr>` and tonic's
+//! So [`peer_addr`](crate::client_ip::peer_addr), the outcome
+//! [`ClientIpLayer`](crate::client_ip::ClientIpLayer) records (with the default peer
+//! resolver: the client, source `Peer`), axum's `ConnectInfo<SocketAddr>` and tonic's
 //! `Request::remote_addr` all see the client, never the balancer.
 //!
 //! [PROXY protocol]: https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt
@@ -55,11 +56,14 @@
 //! # Behind a balancer and an HTTP proxy
 //!
 //! The PROXY header is read first, when the connection opens: its client becomes the
-//! connection's peer. The layers' [`ClientIpResolver`](crate::client_ip::ClientIpResolver)
-//! then works on that peer as on any other: if the PROXY client is itself an HTTP proxy
-//! you list as trusted (a layer-4 balancer in front of a reverse proxy that forwards to
-//! you with the PROXY protocol), its forwarded header is read and walked as usual. The
-//! two lists are separate: the balancers here, the HTTP proxies in the resolver.
+//! connection's peer. Then, per request, the
+//! [`ClientIpResolver`](crate::client_ip::ClientIpResolver) of
+//! [`ClientIpLayer`](crate::client_ip::ClientIpLayer) works on that peer as on any
+//! other: if the PROXY client is itself an HTTP proxy you list in
+//! [`trusted_proxies`](crate::client_ip::ClientIpResolver::trusted_proxies) (a layer-4
+//! balancer in front of a reverse proxy that forwards to you with the PROXY protocol),
+//! its forwarded header is read and walked as usual. The two lists are separate: the
+//! balancers here, the HTTP proxies in the resolver.
 //!
 //! # Example
 //!
