@@ -21,7 +21,7 @@ use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::util::MapRequestLayer;
-use tower_ip_allowlist::client_ip::peer_addr;
+use tower_ip_allowlist::client_ip::{peer_addr, ClientIpLayer, ClientIpResolver};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
 use tower_ip_allowlist::principal::Principal;
@@ -98,6 +98,12 @@ fn trusting(balancer: &str) -> ProxyProtocolConfig {
 }
 
 async fn serve(config: ProxyProtocolConfig) -> SocketAddr {
+    serve_resolving(config, ClientIpResolver::peer()).await
+}
+
+/// The recommended stack, outermost first: the client address (`resolver`), the
+/// stand-in authentication, the allowlist, the routes.
+async fn serve_resolving(config: ProxyProtocolConfig, resolver: ClientIpResolver) -> SocketAddr {
     let listener = ProxyProtocolListener::bind("127.0.0.1:0", config)
         .await
         .unwrap();
@@ -105,7 +111,8 @@ async fn serve(config: ProxyProtocolConfig) -> SocketAddr {
     let app = Router::new()
         .route("/", get(whoami).post(whoami))
         .layer(AllowlistLayer::new(policies()))
-        .layer(MapRequestLayer::new(header_auth));
+        .layer(MapRequestLayer::new(header_auth))
+        .layer(ClientIpLayer::new(resolver));
     tokio::spawn(async move {
         axum::serve(listener, with_connect_info(app)).await.unwrap();
     });
@@ -263,6 +270,40 @@ async fn the_client_in_the_header_is_the_client() {
     let reply = request(server, BALANCER, &v2_tcp6("2001:db8::7"), Some("carol")).await;
     expect_http(&reply, 200, "peer_addr=2001:db8::7");
     let reply = request(server, BALANCER, &v2_tcp6("2001:db9::7"), Some("carol")).await;
+    expect_http(&reply, 403, "ipNotAllowed");
+}
+
+#[tokio::test]
+async fn an_http_proxy_behind_the_balancer_is_walked_after_the_header() {
+    // The balancer (127.0.0.1) forwards, with the PROXY protocol, connections from an
+    // HTTP proxy at 10.1.0.5, which writes X-Forwarded-For.
+    let resolver = ClientIpResolver::trusted_proxies(["10.1.0.5"])
+        .unwrap()
+        .build();
+    let server = serve_resolving(trusting(BALANCER), resolver).await;
+    let send = |source: &'static str, forwarded: &'static str| async move {
+        let mut stream = connect_from(BALANCER, server).await;
+        let header = v1(&format!("PROXY TCP4 {source} 192.0.2.1 41000 443"));
+        let request = format!(
+            "GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\nx-user: alice\r\nx-forwarded-for: {forwarded}\r\n\r\n"
+        );
+        stream
+            .write_all(&[header, request.into_bytes()].concat())
+            .await
+            .unwrap();
+        read_reply(&mut stream).await
+    };
+    // The PROXY client is the HTTP proxy, so its header is read: alice is 203.0.113.7.
+    let reply = send("10.1.0.5", "203.0.113.7").await;
+    expect_http(
+        &reply,
+        200,
+        "peer_addr=10.1.0.5 connect_info=10.1.0.5 outcome=Proxied(V1)",
+    );
+    let reply = send("10.1.0.5", "198.51.100.9").await;
+    expect_http(&reply, 403, "ipNotAllowed");
+    // Any other PROXY client is not a trusted HTTP proxy: its header is not believed.
+    let reply = send("198.51.100.9", "203.0.113.7").await;
     expect_http(&reply, 403, "ipNotAllowed");
 }
 
