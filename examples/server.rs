@@ -8,6 +8,8 @@
 //! # several replicas sharing one PostgreSQL database:
 //! cargo run --release --example server -- --listen 127.0.0.1:3001 --database postgres://postgres@127.0.0.1:5432/test
 //! cargo run --release --example server -- --listen 127.0.0.1:3002 --database postgres://postgres@127.0.0.1:5432/test
+//! # behind layer-4 balancers (haproxy `send-proxy-v2`, AWS NLB) at 10.0.0.0/24:
+//! cargo run --release --example server -- --proxy-protocol --trusted-proxy 10.0.0.0/24
 //! ```
 //!
 //! With PostgreSQL, a change made through one replica is enforced by the others within
@@ -49,6 +51,7 @@ use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, RequirePrincipalLayer,
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
 use tower_ip_allowlist::principal::Principal;
+use tower_ip_allowlist::proxy_protocol::{self, ProxyProtocolConfig, ProxyProtocolListener};
 use tower_ip_allowlist::snapshot::SnapshotHandle;
 use tower_ip_allowlist::store::{
     Backend, Limits, MemoryBackend, PostgresOptions, ReplicationOptions, Replicator, SqliteBackend,
@@ -92,6 +95,11 @@ struct Cli {
     /// organization's, and a token of another organization is refused.
     #[arg(long, value_name = "DOMAIN")]
     tenant_domain: Option<String>,
+    /// Read the PROXY protocol header (v1 or v2) that the `--trusted-proxy` balancers
+    /// send first on each connection; other peers' headers close the connection. The
+    /// balancers' forwarded headers are then not read.
+    #[arg(long, requires = "trusted_proxies")]
+    proxy_protocol: bool,
     /// The HS256 secret tokens are signed with.
     #[arg(long, env = "ALLOWLIST_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
@@ -176,7 +184,6 @@ fn main() -> ExitCode {
 }
 
 async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String> {
-    let resolver = resolver(&cli)?;
     let tenants = match &cli.tenant_domain {
         None => TenantResolver::single(),
         Some(domain) => TenantResolver::by_host(domain)
@@ -184,6 +191,19 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
             .other_hosts(OtherHosts::DefaultOrganization)
             .build(),
     };
+    // With `--proxy-protocol` the listed peers are layer-4 balancers: their PROXY header
+    // names the client, and no forwarded header is believed (a client in their range
+    // could otherwise write one).
+    let resolver = if cli.proxy_protocol {
+        ClientIpResolver::peer()
+    } else {
+        resolver(&cli)?
+    };
+    let proxy_protocol = cli
+        .proxy_protocol
+        .then(|| ProxyProtocolConfig::new(&cli.trusted_proxies))
+        .transpose()
+        .map_err(|err| format!("--trusted-proxy: {err}"))?;
     // Replication runs as long as `_replicator` lives.
     let (store, _replicator) = open_store(&cli.database).await?;
 
@@ -232,13 +252,24 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
             "mint a token to try it:\n  TOKEN=$(cargo run --release --example server -- mint-token --user alice --permission MANAGE)\n  curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/profile"
         );
     }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown())
-    .await
-    .map_err(|err| format!("server error: {err}"))?;
+    let served = if let Some(config) = proxy_protocol {
+        tracing::info!(
+            ?config,
+            "reading PROXY protocol headers from the trusted balancers"
+        );
+        let listener = ProxyProtocolListener::new(listener, config);
+        axum::serve(listener, proxy_protocol::with_connect_info(app))
+            .with_graceful_shutdown(shutdown())
+            .await
+    } else {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+    };
+    served.map_err(|err| format!("server error: {err}"))?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -25,6 +25,7 @@
 //! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events; SQLite and PostgreSQL persistence, replication across replicas |
 //! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
 //! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
+//! | `proxy_protocol` | the client address behind layer-4 load balancers: a listener that reads PROXY protocol v1/v2 headers (feature `proxy-protocol`) |
 //!
 //! # Example
 //!
@@ -55,6 +56,7 @@
 //! | `postgres` | `store::PostgresBackend` and `store::Replicator`: one PostgreSQL database shared by several replicas, each change enforced by every replica within moments |
 //! | `admin` | `admin::router`: the JSON:API admin API over the store, with its OpenAPI document |
 //! | `metrics` | counters of allowed, denied and would-deny requests through the `metrics` facade |
+//! | `proxy-protocol` | `proxy_protocol::ProxyProtocolListener`: reads the PROXY protocol header (v1, v2) from trusted layer-4 balancers, for `axum::serve` and tonic's `serve_with_incoming` |
 //!
 //! # Security
 //!
@@ -100,6 +102,9 @@ pub mod lists;
 pub mod metrics;
 pub mod policy;
 pub mod principal;
+#[cfg(feature = "proxy-protocol")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy-protocol")))]
+pub mod proxy_protocol;
 pub mod report;
 pub mod snapshot;
 pub mod source;
