@@ -259,3 +259,35 @@ async fn a_policy_meets_the_unknown_address_closed() {
     let users = &body["data"]["relationships"]["users"]["data"];
     assert_eq!(users.as_array().map(Vec::len), Some(1), "only bob: {body}");
 }
+
+/// The demo server behind a layer-4 balancer (`--proxy-protocol`): the client is the
+/// one in the PROXY header, and `myAccess` says which balancer named it.
+#[tokio::test]
+async fn behind_a_proxy_protocol_balancer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = demo::start_with(
+        "memory",
+        SECRET,
+        &["--trusted-proxy", "127.0.0.1", "--proxy-protocol"],
+    );
+    let admin = demo::token(SECRET, "alice", &["MANAGE"]);
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "PROXY TCP4 203.0.113.7 192.0.2.1 41000 443\r\nGET {MY_ACCESS} HTTP/1.1\r\nhost: test\r\nconnection: close\r\nauthorization: Bearer {admin}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let body: Value = serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["data"]["clientIp"], "203.0.113.7", "{body}");
+    assert_eq!(body["data"]["clientIpSource"], "proxyProtocol");
+    assert_eq!(body["data"]["clientIpBalancer"], "127.0.0.1");
+    // A balancer connection without the header is closed, not served as the balancer.
+    let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!("GET {MY_ACCESS} HTTP/1.1\r\nhost: test\r\nconnection: close\r\nauthorization: Bearer {admin}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply).await;
+    assert!(!reply.contains("200 OK"), "{reply}");
+}

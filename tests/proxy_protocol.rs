@@ -21,7 +21,9 @@ use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 use tower::util::MapRequestLayer;
-use tower_ip_allowlist::client_ip::{peer_addr, ClientIpLayer, ClientIpResolver};
+use tower_ip_allowlist::client_ip::{
+    peer_addr, ClientIp, ClientIpLayer, ClientIpOutcome, ClientIpResolver, ClientIpSource,
+};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
 use tower_ip_allowlist::principal::Principal;
@@ -77,8 +79,21 @@ async fn whoami(request: Request) -> String {
     let extensions = request.extensions();
     let shown = |addr: Option<String>| addr.unwrap_or_else(|| "none".into());
     let info = extensions.get::<ProxyProtocolInfo>();
+    let source = match ClientIpOutcome::of(extensions).map(ClientIpOutcome::result) {
+        Some(Ok(ClientIp {
+            source: ClientIpSource::ProxyProtocol { balancer },
+            ..
+        })) => format!("proxyProtocol({balancer})"),
+        Some(Ok(ClientIp {
+            source: ClientIpSource::Peer,
+            ..
+        })) => "peer".to_owned(),
+        Some(Ok(_)) => "header".to_owned(),
+        Some(Err(_)) => "unknown".to_owned(),
+        None => "none".to_owned(),
+    };
     format!(
-        "peer_addr={} connect_info={} outcome={} balancer={}",
+        "peer_addr={} connect_info={} outcome={} balancer={} source={source}",
         shown(peer_addr(extensions).map(|ip| ip.to_string())),
         shown(
             extensions
@@ -252,7 +267,7 @@ async fn the_client_in_the_header_is_the_client() {
         };
         let reply = request(server, BALANCER, &header, None).await;
         let want = format!(
-            "peer_addr={client} connect_info={client} outcome=Proxied({version}) balancer=127.0.0.1"
+            "peer_addr={client} connect_info={client} outcome=Proxied({version}) balancer=127.0.0.1 source=proxyProtocol(127.0.0.1)"
         );
         assert_eq!(reply, Reply::Http(200, want), "{name}");
         // A user allowed only from the balancer's address is refused: the balancer is
@@ -331,7 +346,9 @@ async fn local_is_the_balancer_and_unknown_fails_closed() {
     ];
     for (name, header, outcome) in unknowns {
         let reply = request(server, BALANCER, &header, None).await;
-        let want = format!("peer_addr=none connect_info=none outcome={outcome} balancer=127.0.0.1");
+        let want = format!(
+            "peer_addr=none connect_info=none outcome={outcome} balancer=127.0.0.1 source=unknown"
+        );
         assert_eq!(reply, Reply::Http(200, want), "{name}");
         for user in ["lb", "alice"] {
             let reply = request(server, BALANCER, &header, Some(user)).await;
@@ -747,7 +764,7 @@ async fn behind_a_real_haproxy() {
     for (version, frontend) in [("V2", via_v2), ("V1", via_v1)] {
         let reply = request(frontend, "127.0.0.2", &[], Some("dora")).await;
         let want = format!(
-            "peer_addr=127.0.0.2 connect_info=127.0.0.2 outcome=Proxied({version}) balancer=127.0.0.1"
+            "peer_addr=127.0.0.2 connect_info=127.0.0.2 outcome=Proxied({version}) balancer=127.0.0.1 source=proxyProtocol(127.0.0.1)"
         );
         assert_eq!(reply, Reply::Http(200, want), "{version}");
         let reply = request(frontend, "127.0.0.3", &[], Some("dora")).await;

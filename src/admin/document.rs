@@ -322,10 +322,14 @@ pub struct ExplanationData {
     /// The address evaluated.
     pub client_ip: Option<String>,
     /// How the address was found (`myAccess`, and `evaluate` without an address):
-    /// `peer`, `xForwardedFor`, `forwarded`, `xRealIp` or `header` (another
-    /// single-address header, named in `clientIpHeader`).
+    /// `peer`, `proxyProtocol` (from the header of the balancer in `clientIpBalancer`),
+    /// `xForwardedFor`, `forwarded`, `xRealIp` or `header` (another single-address
+    /// header, named in `clientIpHeader`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip_source: Option<String>,
+    /// The layer-4 balancer whose PROXY protocol header named the address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip_balancer: Option<String>,
     /// The header the address was read from, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_ip_header: Option<String>,
@@ -538,6 +542,7 @@ impl ExplanationData {
             organization: organization.to_owned(),
             client_ip: client_ip.map(|ip| ip.to_string()),
             client_ip_source: None,
+            client_ip_balancer: None,
             client_ip_header: None,
             client_ip_hop: None,
             client_ip_unknown: None,

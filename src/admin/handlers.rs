@@ -785,6 +785,10 @@ fn describe_client(data: &mut ExplanationData, client: &Result<ClientIp, ClientI
                     };
                     (source, Some(header.name().as_str().to_owned()), Some(*hop))
                 }
+                ClientIpSource::ProxyProtocol { balancer } => {
+                    data.client_ip_balancer = Some(balancer.to_string());
+                    ("proxyProtocol", None, None)
+                }
                 // `Peer`, and whatever later versions add.
                 _ => ("peer", None, None),
             };

@@ -131,6 +131,14 @@ pub struct ClientIp {
 pub enum ClientIpSource {
     /// The TCP peer address.
     Peer,
+    /// The client named by the PROXY protocol header of a trusted layer-4 balancer
+    /// (the connection's peer as a
+    /// [`ProxyProtocolListener`](crate::proxy_protocol::ProxyProtocolListener) presents
+    /// it; feature `proxy-protocol`).
+    ProxyProtocol {
+        /// The balancer that sent the header.
+        balancer: IpAddr,
+    },
     /// A header written by a trusted proxy.
     Header {
         /// Which header.

@@ -195,7 +195,7 @@ impl ClientIpResolver {
         let peer = peer_addr(extensions).ok_or(ClientIpError::NoPeerAddress)?;
         let as_peer = ClientIp {
             addr: peer,
-            source: ClientIpSource::Peer,
+            source: peer_source(extensions),
         };
         let Some(trusted) = &self.trusted else {
             return Ok(as_peer);
@@ -237,6 +237,22 @@ impl ClientIpResolver {
             .as_ref()
             .map_or(0, |trusted| Arc::as_ptr(trusted) as usize)
     }
+}
+
+/// How the peer address was found: the TCP peer, or the client a trusted balancer's
+/// PROXY header named.
+fn peer_source(extensions: &Extensions) -> ClientIpSource {
+    #[cfg(feature = "proxy-protocol")]
+    if let Some(info) = extensions.get::<crate::proxy_protocol::ProxyProtocolInfo>() {
+        if let crate::proxy_protocol::ProxyOutcome::Proxied(_) = info.outcome {
+            return ClientIpSource::ProxyProtocol {
+                balancer: normalize_ip(info.peer.ip()),
+            };
+        }
+    }
+    #[cfg(not(feature = "proxy-protocol"))]
+    let _ = extensions;
+    ClientIpSource::Peer
 }
 
 /// Walks a list header from the right; the client and its hop, counted from 1.
