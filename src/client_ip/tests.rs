@@ -29,6 +29,7 @@ fn run(
             let how = match ip.source {
                 ClientIpSource::Peer => "peer".to_owned(),
                 ClientIpSource::Header { header, hop } => format!("{}#{hop}", header.name()),
+                ClientIpSource::ProxyProtocol { balancer } => format!("proxy {balancer}"),
             };
             (ip.addr.to_string(), how)
         })
