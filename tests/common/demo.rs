@@ -87,8 +87,16 @@ pub fn start_with(database: &str, secret: &str, args: &[&str]) -> Running {
 
 /// A token for `user` with `permissions`, signed with `secret`.
 pub fn token(secret: &str, user: &str, permissions: &[&str]) -> String {
-    let claims = TokenClaims::new(user, Duration::from_secs(600))
+    org_token(secret, user, None, permissions)
+}
+
+/// A token for `user` of organization `org` (the default one when `None`).
+pub fn org_token(secret: &str, user: &str, org: Option<&str>, permissions: &[&str]) -> String {
+    let mut claims = TokenClaims::new(user, Duration::from_secs(600))
         .with_permissions(permissions.iter().copied());
+    if let Some(org) = org {
+        claims = claims.with_org(org);
+    }
     encode_hs256(secret.as_bytes(), &claims).unwrap()
 }
 
@@ -143,10 +151,14 @@ async fn try_send_with(
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "test");
+    let mut request = http::Request::builder().method(method).uri(path);
+    // `test` unless the caller names the host (which names the tenant).
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request = request.header("host", "test");
+    }
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
