@@ -60,10 +60,10 @@ macro_rules! list_layer {
                 self
             }
 
-            /// Which organization a request belongs to (`None` lets it through
-            /// unchecked), e.g. by host name. By default: the `Principal`'s
-            /// organization if an earlier layer inserted one, else the default
-            /// organization.
+            /// Which organization's list applies to a request (`None` lets it through
+            /// unchecked). By default: the request's [tenant](crate::tenant), or the
+            /// default organization where no `TenantLayer` recorded one. Override it
+            /// only to name a resource's owner where resource ids are global.
             pub fn organization(
                 mut self,
                 resolve: impl Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync + 'static,

@@ -4,11 +4,10 @@
 //! - [`SiteAllowlistLayer`]: an organization's site list. Once enabled, every request
 //!   of the organization, authenticated or not, must come from inside it. It can (and
 //!   usually should) run **before** authentication: it is cheap, and it keeps unknown
-//!   addresses away from the login path. The organization of a request comes from a
-//!   resolver you configure ([`SiteAllowlistLayer::organization`]); by default it is
-//!   the caller's organization if an earlier layer put a
-//!   [`Principal`] in the extensions, else the default
-//!   organization.
+//!   addresses away from the login path. The list is the request's
+//!   [tenant](crate::tenant)'s: the organization [`TenantLayer`](crate::tenant::TenantLayer)
+//!   recorded (from the host, say), or the default organization in a single-tenant
+//!   service.
 //! - [`ResourceAllowlistLayer`]: a resource's list (a project's, say) restricting the
 //!   routes you guard with it, typically a resource's media. You tell it how to find the
 //!   resource id in a request, e.g. [`ResourceAllowlistLayer::path_param`]. A resource
@@ -28,19 +27,19 @@
 //!
 //! # Security
 //!
-//! A list is looked up in the organization the resolver names, so in a multi-tenant
-//! service the resolver decides whose list protects a request:
+//! A list protects its organization's **requests**, whoever sends them, so it is looked
+//! up in the request's tenant, never in an organization named by the caller's
+//! credentials: an anonymous request meets the same lists as an authenticated one, and
+//! a token of another organization is refused as a mismatch by the allowlist layer.
 //!
-//! - Before authentication there is no `Principal`, and the default resolver names the
-//!   default organization for every request: a single-tenant service needs nothing
-//!   more, but a multi-tenant one must give [`SiteAllowlistLayer::organization`] a
-//!   resolver that finds the tenant another way, typically by host name with
-//!   [`RequestHead::host`] (normalized: authority or `Host`, no port, no trailing dot,
-//!   lower case).
-//! - For resources, the resolver must name the organization that **owns the resource**,
-//!   not the caller's: a caller of one tenant asking for another tenant's project must
-//!   meet the owner's list. The default (the caller's organization, else the default
-//!   one) is right only where resource ids are scoped per tenant by the application.
+//! - By default a list layer uses the [`Tenant`] that
+//!   [`TenantLayer`](crate::tenant::TenantLayer) recorded, and the default organization
+//!   where none did: a single-tenant service needs nothing more, and a multi-tenant one
+//!   adds `TenantLayer` outside the list layers (see [`tenant`](crate::tenant)).
+//! - Resource ids are looked up in the tenant. Where resource ids are global (unique
+//!   across tenants) and a resource's owner is known, give
+//!   [`ResourceAllowlistLayer::organization`] a function naming the **owner**, so a
+//!   request for another tenant's resource meets the owner's list.
 //! - A resolver returning `None` lets the request through unchecked: return `None` only
 //!   for requests that belong to no tenant.
 //! - Resource ids are percent-decoded the way axum's `Path` decodes them, so
