@@ -219,7 +219,9 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         )
         .merge(media)
         .merge(admin::router(store.clone()))
-        .layer(AllowlistLayer::new(handle.clone()))
+        // Anonymous requests go on (the OpenAPI document and media are public; the lists
+        // still apply to them); `/api/v1/profile` requires a caller itself.
+        .layer(AllowlistLayer::new(handle.clone()).allow_anonymous())
         .layer(JwtAuthLayer::hs256(secret.as_bytes()))
         .layer(SiteAllowlistLayer::new(handle))
         // The tenant, from the host, before authentication: the lists are the tenant's,

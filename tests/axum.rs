@@ -159,8 +159,14 @@ async fn peer_address_over_loopback() {
     let server = serve(app(AllowlistLayer::new(handle.clone()))).await;
 
     alice_from_her_desk_only(server).await;
-    // An anonymous request goes through.
-    let (status, _) = get_from(ip("127.0.0.3"), server, &[]).await;
+    // An anonymous request is refused by default: a forgotten or misplaced
+    // authentication layer fails closed...
+    let (status, body) = get_from(ip("127.0.0.3"), server, &[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains(r#""code":"unauthenticated""#), "{body}");
+    // ...and goes through where the layer is told routes are public.
+    let public = serve(app(AllowlistLayer::new(handle.clone()).allow_anonymous())).await;
+    let (status, _) = get_from(ip("127.0.0.3"), public, &[]).await;
     assert_eq!(status, StatusCode::OK);
 
     // Groups and their children, and organizations kept apart.
@@ -552,7 +558,11 @@ async fn exempt_routes_see_the_recorded_outcome() {
     };
     // Resolved once outermost; the allowlist has no resolver of its own.
     let outermost = routes()
-        .layer(AllowlistLayer::new(policies()).exempt("/open"))
+        .layer(
+            AllowlistLayer::new(policies())
+                .allow_anonymous()
+                .exempt("/open"),
+        )
         .layer(ClientIpLayer::new(proxies()))
         .layer(MockConnectInfo(
             "10.0.0.1:4000".parse::<SocketAddr>().unwrap(),
@@ -562,6 +572,7 @@ async fn exempt_routes_see_the_recorded_outcome() {
         .layer(
             AllowlistLayer::new(policies())
                 .client_ip(proxies())
+                .allow_anonymous()
                 .exempt("/open"),
         )
         .layer(MockConnectInfo(

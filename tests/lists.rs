@@ -48,7 +48,7 @@ fn app(handle: &SnapshotHandle) -> Router {
             get(|| async { "me" }).route_layer(RequirePrincipalLayer::new()),
         )
         .merge(media)
-        .layer(AllowlistLayer::new(handle.clone()))
+        .layer(AllowlistLayer::new(handle.clone()).allow_anonymous())
         .layer(JwtAuthLayer::hs256(SECRET))
         .route("/health", get(|| async { "ok" }))
         .layer(SiteAllowlistLayer::new(handle.clone()).exempt("/health"))

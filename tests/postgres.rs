@@ -668,9 +668,10 @@ async fn a_replica_that_never_loaded_fails_closed_until_the_database_answers() {
     }
     let response = through_layer(store.handle(), Some("alice"), true).await;
     assert_eq!(response.headers()["grpc-status"], "14", "gRPC UNAVAILABLE");
-    // Anonymous requests are not the allowlist's business.
+    // Anonymous requests are refused as such (401, the allowlist's default), not as
+    // unavailable policies.
     let response = through_layer(store.handle(), None, false).await;
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
     proxy.restore();
     tokio::time::timeout(Duration::from_secs(5), replicator.until_listening())

@@ -125,7 +125,7 @@ async fn serve_resolving(config: ProxyProtocolConfig, resolver: ClientIpResolver
     let addr = listener.local_addr().unwrap();
     let app = Router::new()
         .route("/", get(whoami).post(whoami))
-        .layer(AllowlistLayer::new(policies()))
+        .layer(AllowlistLayer::new(policies()).allow_anonymous())
         .layer(MapRequestLayer::new(header_auth))
         .layer(ClientIpLayer::new(resolver));
     tokio::spawn(async move {

@@ -85,13 +85,13 @@ async fn tonic_client_sees_permission_denied() {
         .expect("allowed from 127.0.0.2");
     let status = check(server, "127.0.0.3", Some("alice")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    // Not restricted: a user without policy, and an anonymous call.
+    // Not restricted: a user without policy.
     check(server, "127.0.0.3", Some("bob"))
         .await
         .expect("bob has no policy");
-    check(server, "127.0.0.3", None)
-        .await
-        .expect("anonymous passes");
+    // An anonymous call is refused by default (the layer cannot know who it is).
+    let status = check(server, "127.0.0.3", None).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 
     // Published changes apply to the next call.
     org.insert_policy(

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use tower_layer::Layer;
 
@@ -19,8 +20,18 @@ pub struct AllowlistLayer<I = Principal, R = DefaultRejection> {
     pub(super) handle: SnapshotHandle,
     pub(super) client_ip: Option<ClientIpResolver>,
     pub(super) exempt: Exempt,
+    pub(super) anonymous: Anonymous,
     pub(super) rejection: R,
     pub(super) identity: PhantomData<fn() -> I>,
+}
+
+/// What the layer does with a request that carries no identity, and how it recognises
+/// one that should have: see [`AllowlistLayer::allow_anonymous`].
+#[derive(Debug, Clone, Default)]
+pub(super) struct Anonymous {
+    pub(super) allow: bool,
+    /// The application's session cookie, whose presence means "should be authenticated".
+    pub(super) cookie: Option<Arc<str>>,
 }
 
 impl AllowlistLayer {
@@ -32,6 +43,7 @@ impl AllowlistLayer {
             handle,
             client_ip: None,
             exempt: Exempt::default(),
+            anonymous: Anonymous::default(),
             rejection: DefaultRejection,
             identity: PhantomData,
         }
@@ -61,12 +73,46 @@ impl<I, R> AllowlistLayer<I, R> {
         self
     }
 
+    /// Lets requests without an identity through, for stacks whose routes are partly
+    /// public (a login page, public media): the policies apply to identified callers
+    /// only, the site and resource lists to everyone. By default such requests are
+    /// **refused** with 401 `unauthenticated` (gRPC 16), so that a forgotten
+    /// [`with_identity`](Self::with_identity) or an authentication layer on the wrong
+    /// side of this one fails closed instead of letting everyone in. Where only some
+    /// routes need an identity, allow anonymous requests here and put
+    /// [`RequireIdentityLayer`](super::RequireIdentityLayer) on those routes.
+    ///
+    /// Either way, a request that carries credentials (an `Authorization` header, or
+    /// the [`credentials_cookie`](Self::credentials_cookie)) but reaches this layer with
+    /// no identity is logged at WARN (at most once a minute) with the fix: it is the
+    /// signature of a layer-order or identity-type mistake.
+    pub fn allow_anonymous(mut self) -> Self {
+        self.anonymous.allow = true;
+        self
+    }
+
+    /// Refuses requests without an identity with 401 (the default): see
+    /// [`allow_anonymous`](Self::allow_anonymous).
+    pub fn refuse_anonymous(mut self) -> Self {
+        self.anonymous.allow = false;
+        self
+    }
+
+    /// The name of the application's session cookie: a request carrying it but no
+    /// identity is logged as a likely layer-order mistake, like one carrying an
+    /// `Authorization` header.
+    pub fn credentials_cookie(mut self, name: &str) -> Self {
+        self.anonymous.cookie = Some(Arc::from(name));
+        self
+    }
+
     /// Reads the caller as the application's own type `J` instead of [`Principal`].
     pub fn with_identity<J: Identity>(self) -> AllowlistLayer<J, R> {
         AllowlistLayer {
             handle: self.handle,
             client_ip: self.client_ip,
             exempt: self.exempt,
+            anonymous: self.anonymous,
             rejection: self.rejection,
             identity: PhantomData,
         }
@@ -78,6 +124,7 @@ impl<I, R> AllowlistLayer<I, R> {
             handle: self.handle,
             client_ip: self.client_ip,
             exempt: self.exempt,
+            anonymous: self.anonymous,
             rejection,
             identity: PhantomData,
         }
@@ -98,6 +145,7 @@ impl<S, I, R: Clone> Layer<S> for AllowlistLayer<I, R> {
             handle: self.handle.clone(),
             client_ip: self.client_ip.clone(),
             exempt: self.exempt.clone(),
+            anonymous: self.anonymous.clone(),
             rejection: self.rejection.clone(),
             identity: PhantomData,
         }
@@ -110,6 +158,7 @@ impl<I, R: Clone> Clone for AllowlistLayer<I, R> {
             handle: self.handle.clone(),
             client_ip: self.client_ip.clone(),
             exempt: self.exempt.clone(),
+            anonymous: self.anonymous.clone(),
             rejection: self.rejection.clone(),
             identity: PhantomData,
         }
@@ -122,6 +171,7 @@ impl<I, R: fmt::Debug> fmt::Debug for AllowlistLayer<I, R> {
             .field("handle", &self.handle)
             .field("client_ip", &self.client_ip)
             .field("exempt", &self.exempt)
+            .field("anonymous", &self.anonymous)
             .field("rejection", &self.rejection)
             .field("identity", &std::any::type_name::<I>())
             .finish()

@@ -85,11 +85,13 @@
 mod future;
 #[allow(clippy::module_inception)]
 mod layer;
+mod require;
 mod response;
 mod service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::AllowlistLayer;
+pub use self::require::{RequireIdentityLayer, RequireIdentityService};
 pub(crate) use self::response::{error_document, JSON_API};
 pub use self::response::{DefaultRejection, Denial, Rejection};
 pub use self::service::AllowlistService;

@@ -57,7 +57,9 @@ where
 /// A caller of another organization than the request's tenant
 /// ([`DenyReason::OrganizationMismatch`]) gets 401 with
 /// `WWW-Authenticate: Bearer error="invalid_token"` and the code `organizationMismatch`,
-/// or gRPC status 16 `UNAUTHENTICATED`.
+/// a request without an identity where one is required ([`DenyReason::Unauthenticated`])
+/// 401 with `WWW-Authenticate: Bearer` and the code `unauthenticated`; gRPC: status 16
+/// `UNAUTHENTICATED`.
 ///
 /// While the policies are not loaded yet ([`DenyReason::PoliciesUnavailable`]) it is
 /// HTTP 503 with the code `policiesUnavailable`, or gRPC status 14 `UNAVAILABLE`: the
@@ -69,7 +71,9 @@ impl Rejection for DefaultRejection {
     fn reject(&self, denial: &Denial) -> Response<Bytes> {
         let (status, grpc_code) = match denial.reason {
             DenyReason::PoliciesUnavailable => (StatusCode::SERVICE_UNAVAILABLE, grpc::UNAVAILABLE),
-            DenyReason::OrganizationMismatch => (StatusCode::UNAUTHORIZED, grpc::UNAUTHENTICATED),
+            DenyReason::OrganizationMismatch | DenyReason::Unauthenticated => {
+                (StatusCode::UNAUTHORIZED, grpc::UNAUTHENTICATED)
+            }
             // `IpNotAllowed`, `ClientIpUnknown`, and any later reason: forbidden.
             _ => (StatusCode::FORBIDDEN, grpc::PERMISSION_DENIED),
         };
@@ -82,13 +86,17 @@ impl Rejection for DefaultRejection {
         response
             .headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_API));
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static(
-                    r#"Bearer error="invalid_token", error_description="the token is for another organization""#,
-                ),
-            );
+        let challenge = match denial.reason {
+            DenyReason::OrganizationMismatch => Some(
+                r#"Bearer error="invalid_token", error_description="the token is for another organization""#,
+            ),
+            DenyReason::Unauthenticated => Some("Bearer"),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         }
         response
     }
@@ -125,6 +133,9 @@ fn detail(reason: DenyReason) -> &'static str {
         }
         DenyReason::OrganizationMismatch => {
             "These credentials belong to another organization than the one this request is for."
+        }
+        DenyReason::Unauthenticated => {
+            "This request needs an authenticated caller: send your credentials."
         }
     }
 }

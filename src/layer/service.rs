@@ -1,20 +1,24 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use http::header::{AUTHORIZATION, COOKIE};
 use http::{Request, Response};
 use smallvec::SmallVec;
 use tower_service::Service;
 
+use super::layer::Anonymous;
 use super::{Denial, Rejection, ResponseFuture};
 use crate::body::ResponseBody;
-use crate::client_ip::{resolve_once, ClientIpResolver};
+use crate::client_ip::{resolve_once, ClientIp, ClientIpResolver};
 use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
 use crate::principal::Identity;
 use crate::snapshot::{Decision, DenyReason, SnapshotHandle};
 use crate::tenant::Tenant;
+use crate::warn::RateLimited;
 use crate::{metrics, report};
 
 /// The service produced by [`AllowlistLayer`](super::AllowlistLayer).
@@ -23,6 +27,7 @@ pub struct AllowlistService<S, I, R> {
     pub(super) handle: SnapshotHandle,
     pub(super) client_ip: Option<ClientIpResolver>,
     pub(super) exempt: Exempt,
+    pub(super) anonymous: Anonymous,
     pub(super) rejection: R,
     pub(super) identity: PhantomData<fn() -> I>,
 }
@@ -54,8 +59,19 @@ where
         }
 
         let Some(caller) = request.extensions().get::<I>() else {
-            tracing::debug!("no caller identity in the request: the allowlist does not apply");
-            return ResponseFuture::future(self.inner.call(request));
+            warn_if_credentials_unread::<I, _>(&request, self.anonymous.cookie.as_deref());
+            if self.anonymous.allow {
+                tracing::debug!(
+                    "no caller identity: the policies do not apply to anonymous requests"
+                );
+                return ResponseFuture::future(self.inner.call(request));
+            }
+            return reject(
+                &self.rejection,
+                &request,
+                DenyReason::Unauthenticated,
+                client_ip.ok(),
+            );
         };
         let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
         // The request's tenant, decided before authentication (the default organization
@@ -117,14 +133,48 @@ where
             );
         }
         metrics::denied(org_id, "policy", reason.code());
-        let denial = Denial {
-            reason,
-            grpc: grpc::is_grpc(request.headers()),
-            client_ip: client_ip.ok(),
-        };
-        let mut response = self.rejection.reject(&denial);
-        response.extensions_mut().insert(reason);
-        ResponseFuture::rejected(response)
+        reject(&self.rejection, &request, reason, client_ip.ok())
+    }
+}
+
+/// The rejection's response for `reason`, with the reason in its extensions.
+pub(super) fn reject<R: Rejection, B, F>(
+    rejection: &R,
+    request: &Request<B>,
+    reason: DenyReason,
+    client_ip: Option<ClientIp>,
+) -> ResponseFuture<F> {
+    let denial = Denial::new(reason, grpc::is_grpc(request.headers()), client_ip);
+    let mut response = rejection.reject(&denial);
+    response.extensions_mut().insert(reason);
+    ResponseFuture::rejected(response)
+}
+
+/// A request that carries credentials but reaches the layer with no identity of type `I`
+/// is the signature of a layer-order or identity-type mistake: said at WARN, at most
+/// once a minute, with the fix.
+pub(super) fn warn_if_credentials_unread<I, B>(request: &Request<B>, cookie: Option<&str>) {
+    let headers = request.headers();
+    let authorization = headers.contains_key(AUTHORIZATION);
+    let session = cookie.is_some_and(|name| {
+        headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .any(|pair| pair.trim_start().split('=').next() == Some(name))
+    });
+    if !(authorization || session) {
+        return;
+    }
+    static UNREAD: RateLimited = RateLimited::new(Duration::from_secs(60));
+    if UNREAD.ready() {
+        tracing::warn!(
+            identity = std::any::type_name::<I>(),
+            "a request carries credentials ({}) but reached the allowlist with no identity of type `{}`: add the authentication layer outside the allowlist (with axum, `.layer(auth)` after `.layer(AllowlistLayer)`; with tonic, as a `Server::builder().layer`, not a per-service interceptor), and read your own identity type with `.with_identity::<YourUser>()`",
+            if authorization { "an Authorization header" } else { "the session cookie" },
+            std::any::type_name::<I>(),
+        );
     }
 }
 
@@ -135,6 +185,7 @@ impl<S: Clone, I, R: Clone> Clone for AllowlistService<S, I, R> {
             handle: self.handle.clone(),
             client_ip: self.client_ip.clone(),
             exempt: self.exempt.clone(),
+            anonymous: self.anonymous.clone(),
             rejection: self.rejection.clone(),
             identity: PhantomData,
         }
@@ -148,6 +199,7 @@ impl<S: fmt::Debug, I, R: fmt::Debug> fmt::Debug for AllowlistService<S, I, R> {
             .field("handle", &self.handle)
             .field("client_ip", &self.client_ip)
             .field("exempt", &self.exempt)
+            .field("anonymous", &self.anonymous)
             .field("rejection", &self.rejection)
             .field("identity", &std::any::type_name::<I>())
             .finish()

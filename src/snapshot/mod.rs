@@ -98,11 +98,16 @@ pub enum DenyReason {
     /// [tenant](crate::tenant): refused as unauthenticated (401, gRPC 16), since the
     /// credentials are not valid for this tenant. Never a decision of the snapshot.
     OrganizationMismatch,
+    /// The request carries no identity where one is required (401, gRPC 16): see
+    /// [`AllowlistLayer::allow_anonymous`](crate::layer::AllowlistLayer::allow_anonymous).
+    /// Never a decision of the snapshot.
+    Unauthenticated,
 }
 
 impl DenyReason {
     /// The machine-readable code in the error body: `ipNotAllowed`, `clientIpUnknown`
-    /// (403), `policiesUnavailable` (503) or `organizationMismatch` (401).
+    /// (403), `policiesUnavailable` (503), `organizationMismatch` or `unauthenticated`
+    /// (401).
     #[must_use]
     pub fn code(self) -> &'static str {
         match self {
@@ -110,6 +115,7 @@ impl DenyReason {
             Self::ClientIpUnknown => "clientIpUnknown",
             Self::PoliciesUnavailable => "policiesUnavailable",
             Self::OrganizationMismatch => "organizationMismatch",
+            Self::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -121,6 +127,7 @@ impl fmt::Display for DenyReason {
             Self::ClientIpUnknown => "the client address could not be determined",
             Self::PoliciesUnavailable => "the allowlist policies are not loaded yet",
             Self::OrganizationMismatch => "the caller's organization is not the request's tenant",
+            Self::Unauthenticated => "the request carries no identity",
         })
     }
 }
