@@ -80,6 +80,10 @@ impl StoreError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidSource(err) => err.error.code(),
+            Self::InvalidId {
+                kind: "organization",
+                ..
+            } => "invalidOrganization",
             Self::Cycle(_) | Self::InvalidId { .. } => "malformedDocument",
             Self::PolicyLimitExceeded { .. } => "policyLimitExceeded",
             Self::TargetLimitExceeded { .. } => "targetLimitExceeded",
@@ -89,6 +93,7 @@ impl StoreError {
             Self::NotFound { .. } => "notFound",
             Self::VersionMismatch { .. } => "versionMismatch",
             Self::LockoutPrevented { .. } => "lockoutPrevented",
+            Self::Backend(err) if err.is_refused() => "valueNotStorable",
             Self::Backend(_) => "backendError",
         }
     }
@@ -154,23 +159,52 @@ impl From<BackendError> for StoreError {
 
 /// A persistence failure: the storage could not be read or written, or what it holds
 /// is not valid.
+///
+/// Most are transient (the database is down or overloaded: retrying later may work).
+/// A [refused](Self::refused) one is permanent: the storage holds nothing like the
+/// value it was given (a constraint, an encoding, a length), and sending the same
+/// change again will fail the same way. The admin API answers the first with 503
+/// `backendError` and the second with 422 `valueNotStorable`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendError {
     message: String,
+    refused: bool,
 }
 
 impl BackendError {
-    /// An error with a message a person can act on.
+    /// A transient error with a message a person can act on.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            refused: false,
         }
+    }
+
+    /// A permanent refusal of the value given (a constraint, an encoding, a length),
+    /// which retrying cannot fix. The message is shown to the caller of the admin API:
+    /// say what the storage refused, never where it is (hosts, files).
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            refused: true,
+        }
+    }
+
+    /// Whether this is a [refusal](Self::refused) of the value, which retrying cannot
+    /// fix.
+    #[must_use]
+    pub fn is_refused(&self) -> bool {
+        self.refused
     }
 }
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "storage error: {}", self.message)
+        if self.refused {
+            write!(f, "the storage refused the value: {}", self.message)
+        } else {
+            write!(f, "storage error: {}", self.message)
+        }
     }
 }
 

@@ -98,8 +98,8 @@ pub use self::replicator::{ReplicationOptions, Replicator, SyncStatus};
 pub use self::sqlite::SqliteBackend;
 use crate::explain::{explain, Explanation};
 use crate::policy::{
-    Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList, SourceList,
-    UserId,
+    validate_id, Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList,
+    SourceList, UserId,
 };
 use crate::principal::Principal;
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
@@ -1050,6 +1050,10 @@ impl Store {
         subject: Subject<'_>,
         apply: Change<'_>,
     ) -> Result<OrgRecord, StoreError> {
+        // The organization comes from the caller's identity, not a document: checked
+        // here, on the one path every change takes, so no backend ever sees an id the
+        // others would refuse (PostgreSQL cannot store NUL, nor notify 8000 bytes).
+        check_principal_id("organization", org.as_str())?;
         let guarded = |record: &mut OrgRecord| {
             let changed = apply(record)?;
             if changed {
@@ -1290,15 +1294,15 @@ pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
     })
 }
 
+/// An id as a message shows it: at most 64 characters, control and invisible
+/// characters escaped, so an error about a bad id is itself safe to print or log.
 fn shown(id: &str) -> String {
-    id.chars().take(64).collect()
+    id.chars().take(64).flat_map(char::escape_debug).collect()
 }
 
 pub(crate) fn check_policy_id(id: &str) -> Result<(), StoreError> {
-    let reason = if id.is_empty() {
-        Some("is empty")
-    } else if id.len() > 255 {
-        Some("is longer than 255 characters")
+    let reason = if let Err(err) = validate_id(id) {
+        Some(err.reason())
     } else if id.starts_with('.') {
         Some("starts with `.`")
     } else if !id
@@ -1319,24 +1323,14 @@ pub(crate) fn check_policy_id(id: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The one rule for user, group, organization and resource ids
+/// ([`validate_id`]), as a store error naming `kind`.
 pub(crate) fn check_principal_id(kind: &'static str, id: &str) -> Result<(), StoreError> {
-    let reason = if id.is_empty() {
-        Some("is empty")
-    } else if id.len() > 255 {
-        Some("is longer than 255 bytes")
-    } else if id.chars().any(char::is_control) {
-        Some("holds control characters")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(StoreError::InvalidId {
-            kind,
-            id: shown(id),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    validate_id(id).map_err(|err| StoreError::InvalidId {
+        kind,
+        id: shown(id),
+        reason: err.reason(),
+    })
 }
 
 #[cfg(test)]
