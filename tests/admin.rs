@@ -1150,3 +1150,36 @@ async fn evaluate_and_my_access_explain_decisions() {
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
+/// A token whose user, group or organization id breaks the id rule is refused at
+/// the door with 401 and a description naming the claim.
+#[tokio::test]
+async fn tokens_with_invalid_ids_are_refused_with_401() {
+    let server = start().await;
+    let cases = [
+        (token("alice\u{0}", None, &["MANAGE"], &[]), "user id"),
+        (
+            token("alice", Some("acme\u{0}"), &["MANAGE"], &[]),
+            "organization id",
+        ),
+        (
+            token("alice", Some(&"o".repeat(8000)), &["MANAGE"], &[]),
+            "organization id",
+        ),
+        (
+            token("alice", None, &["MANAGE"], &["ok", "a\nb"]),
+            "group id",
+        ),
+    ];
+    for (token, claim) in cases {
+        let response = Call::new(Method::POST, POLICIES)
+            .json(&policy("p", &["192.0.2.1"], &[], &[]))
+            .token(Some(token))
+            .send(&server)
+            .await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{claim}");
+        let challenge = response.headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains(claim), "{claim}: {challenge}");
+        assert!(challenge.contains("1 to 255 bytes"), "{challenge}");
+    }
+    assert!(server.store.list_policies(&OrgId::default()).is_empty());
+}
