@@ -647,6 +647,58 @@ impl GroupHierarchy {
         seen
     }
 
+    /// How many groups the hierarchy names: every group that has parents or is one.
+    /// Groups that policies name but the hierarchy does not are not counted.
+    #[must_use]
+    pub fn group_count(&self) -> usize {
+        let mut groups: BTreeSet<&str> = BTreeSet::new();
+        for (child, parents) in &self.parents {
+            groups.insert(child.as_str());
+            groups.extend(parents.iter().map(GroupId::as_str));
+        }
+        groups.len()
+    }
+
+    /// The most parent links on any path upwards from a group: 0 for a hierarchy with
+    /// no links, 1 when every group with parents has only top-level ones, and so on.
+    /// Iterative, so a deep hierarchy (however it got into storage) cannot overflow
+    /// the stack; a cycle (which [`set_parents`](Self::set_parents) refuses) is cut
+    /// where it closes.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut visiting: BTreeSet<&str> = BTreeSet::new();
+        let mut deepest = 0;
+        for start in self.parents.keys() {
+            let mut stack: Vec<(&str, bool)> = vec![(start.as_str(), false)];
+            while let Some((group, expanded)) = stack.pop() {
+                if depth.contains_key(group) {
+                    continue;
+                }
+                if expanded {
+                    let own = self
+                        .parents(group)
+                        .map(|parent| depth.get(parent.as_str()).map_or(1, |d| d + 1))
+                        .max()
+                        .unwrap_or(0);
+                    depth.insert(group, own);
+                    visiting.remove(group);
+                    deepest = deepest.max(own);
+                } else if visiting.insert(group) {
+                    stack.push((group, true));
+                    for parent in self.parents(group) {
+                        if !depth.contains_key(parent.as_str())
+                            && !visiting.contains(parent.as_str())
+                        {
+                            stack.push((parent.as_str(), false));
+                        }
+                    }
+                }
+            }
+        }
+        deepest
+    }
+
     /// A hierarchy built without the cycle check, as corrupt storage could hold it.
     #[cfg(test)]
     pub(crate) fn with_unchecked_edges<'a>(
@@ -745,6 +797,31 @@ impl OrgPolicies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hierarchy_size_and_depth() {
+        let mut groups = GroupHierarchy::default();
+        assert_eq!((groups.group_count(), groups.depth()), (0, 0));
+        groups.set_parents("a", ["b", "c"]).unwrap();
+        assert_eq!((groups.group_count(), groups.depth()), (3, 1));
+        groups.set_parents("b", ["d"]).unwrap();
+        groups.set_parents("d", ["e"]).unwrap();
+        // a -> b -> d -> e is the longest path; a -> c is shorter.
+        assert_eq!((groups.group_count(), groups.depth()), (5, 3));
+        groups.set_parents("x", ["a"]).unwrap();
+        assert_eq!(groups.depth(), 4);
+
+        let mut chain = GroupHierarchy::default();
+        for level in 0..10_000 {
+            chain
+                .set_parents(format!("g{level}"), [format!("g{}", level + 1)])
+                .unwrap();
+        }
+        assert_eq!(chain.depth(), 10_000, "no recursion, no overflow");
+
+        let cycle = GroupHierarchy::with_unchecked_edges([("a", "b"), ("b", "a"), ("c", "a")]);
+        assert!(cycle.depth() <= 3, "a cycle ends the walk");
+    }
 
     #[test]
     fn the_one_id_rule() {

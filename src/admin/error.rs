@@ -104,6 +104,8 @@ impl ApiError {
             StoreError::Conflict { .. }
             | StoreError::PolicyLimitExceeded { .. }
             | StoreError::ResourceLimitExceeded { .. }
+            | StoreError::GroupLimitExceeded { .. }
+            | StoreError::DepthLimitExceeded { .. }
             | StoreError::LockoutPrevented { .. } => StatusCode::CONFLICT,
             StoreError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             StoreError::Backend(backend) if backend.is_refused() => {
@@ -143,10 +145,12 @@ impl ApiError {
                 Some("/data/relationships".to_owned())
             }
             (StoreError::TargetLimitExceeded { .. }, Context::Targets) => Some("/data".to_owned()),
-            (StoreError::Cycle(_), Context::Group) => {
-                Some("/data/relationships/parents".to_owned())
-            }
-
+            (
+                StoreError::Cycle(_)
+                | StoreError::ParentLimitExceeded { .. }
+                | StoreError::DepthLimitExceeded { .. },
+                Context::Group,
+            ) => Some("/data/relationships/parents".to_owned()),
             (StoreError::Conflict { .. } | StoreError::InvalidId { .. }, Context::Policy) => {
                 Some("/data/id".to_owned())
             }
@@ -172,6 +176,9 @@ fn title(code: &str) -> &'static str {
         "targetLimitExceeded" => "Too many targets",
         "resourceLimitExceeded" => "Too many resource allowlists",
         "sourceLimitExceeded" => "Too many allowed sources",
+        "groupLimitExceeded" => "Too many groups",
+        "parentLimitExceeded" => "Too many parents",
+        "depthLimitExceeded" => "Hierarchy too deep",
         "invalidOrganization" => "Invalid organization id",
         "valueNotStorable" => "Value cannot be stored",
         "conflict" => "Conflict",

@@ -46,6 +46,30 @@ pub enum StoreError {
         /// How many it would have.
         count: usize,
     },
+    /// The organization's group hierarchy would name more groups than allowed
+    /// ([`Limits::max_groups_per_org`](super::Limits::max_groups_per_org)).
+    GroupLimitExceeded {
+        /// The limit.
+        limit: usize,
+        /// How many it would name.
+        count: usize,
+    },
+    /// A group would have more direct parents than allowed
+    /// ([`Limits::max_parents_per_group`](super::Limits::max_parents_per_group)).
+    ParentLimitExceeded {
+        /// The limit.
+        limit: usize,
+        /// How many it would have.
+        count: usize,
+    },
+    /// The group hierarchy would be deeper than allowed
+    /// ([`Limits::max_group_depth`](super::Limits::max_group_depth)).
+    DepthLimitExceeded {
+        /// The limit, in parent links.
+        limit: usize,
+        /// The depth it would have.
+        depth: usize,
+    },
     /// A policy with this id already exists.
     Conflict {
         /// The id.
@@ -89,6 +113,9 @@ impl StoreError {
             Self::TargetLimitExceeded { .. } => "targetLimitExceeded",
             Self::ResourceLimitExceeded { .. } => "resourceLimitExceeded",
             Self::SourceLimitExceeded { .. } => "sourceLimitExceeded",
+            Self::GroupLimitExceeded { .. } => "groupLimitExceeded",
+            Self::ParentLimitExceeded { .. } => "parentLimitExceeded",
+            Self::DepthLimitExceeded { .. } => "depthLimitExceeded",
             Self::Conflict { .. } => "conflict",
             Self::NotFound { .. } => "notFound",
             Self::VersionMismatch { .. } => "versionMismatch",
@@ -120,6 +147,18 @@ impl fmt::Display for StoreError {
             Self::SourceLimitExceeded { limit, count } => write!(
                 f,
                 "a policy or list may have at most {limit} allowed sources, and this one would have {count}: use wider CIDR ranges or address ranges"
+            ),
+            Self::GroupLimitExceeded { limit, count } => write!(
+                f,
+                "the organization's group hierarchy may name at most {limit} groups, and this change would make it {count}: remove groups that no policy needs from the hierarchy, or raise the limit"
+            ),
+            Self::ParentLimitExceeded { limit, count } => write!(
+                f,
+                "a group may have at most {limit} direct parents, and this one would have {count}: nest it in a common parent group instead"
+            ),
+            Self::DepthLimitExceeded { limit, depth } => write!(
+                f,
+                "the group hierarchy may be at most {limit} levels deep, and this change would make it {depth}: attach the group higher up"
             ),
             Self::Conflict { id } => write!(f, "a policy with id `{id}` already exists: choose another id, or replace it"),
             Self::NotFound { kind, id } => write!(f, "no {kind} `{id}` in this organization"),

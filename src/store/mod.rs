@@ -117,8 +117,32 @@ pub struct Limits {
     pub max_resource_lists_per_org: usize,
     /// Allowed sources per policy or list (default 1000).
     pub max_sources_per_rule: usize,
+    /// Groups the hierarchy of one organization may name, as children or parents
+    /// (default 10,000). See [`Limits`] for why.
+    pub max_groups_per_org: usize,
+    /// Direct parents of one group (default 100).
+    pub max_parents_per_group: usize,
+    /// Parent links on the longest path upwards from a group (default 32).
+    pub max_group_depth: usize,
 }
 
+/// The defaults fit real directories and bound the work an administrator can cause:
+///
+/// - **10,000 groups** per organization: large Active Directory and Okta tenants have
+///   thousands of groups, and only those placed in the hierarchy count. Every change
+///   recompiles the organization, and the layer finds a caller's ancestors in the
+///   compiled form, so the bound keeps both a change and the snapshot's memory
+///   proportionate.
+/// - **100 parents** per group: nesting a group in more than a few dozen others is
+///   rare even in sprawling directories; a document naming 5,000 is a mistake or an
+///   attack, and refusing it costs nobody.
+/// - **32 levels**: organizational nesting seldom passes 10 (company, division,
+///   department, team, ...); the ancestor walk the layer does per request is bounded
+///   by it.
+///
+/// A change that would pass a hierarchy limit is refused; one that keeps a count
+/// already past a lowered limit where it is, or shrinks it, is allowed, so stored
+/// data over a new limit can always be cleaned up.
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -126,6 +150,9 @@ impl Default for Limits {
             max_targets_per_policy: 100,
             max_resource_lists_per_org: 1000,
             max_sources_per_rule: 1000,
+            max_groups_per_org: 10_000,
+            max_parents_per_group: 100,
+            max_group_depth: 32,
         }
     }
 }
@@ -156,6 +183,27 @@ impl Limits {
     #[must_use]
     pub fn max_resource_lists_per_org(mut self, limit: usize) -> Self {
         self.max_resource_lists_per_org = limit;
+        self
+    }
+
+    /// Sets the most groups an organization's hierarchy may name.
+    #[must_use]
+    pub fn max_groups_per_org(mut self, limit: usize) -> Self {
+        self.max_groups_per_org = limit;
+        self
+    }
+
+    /// Sets the most direct parents a group may have.
+    #[must_use]
+    pub fn max_parents_per_group(mut self, limit: usize) -> Self {
+        self.max_parents_per_group = limit;
+        self
+    }
+
+    /// Sets the most parent links on a path upwards from a group.
+    #[must_use]
+    pub fn max_group_depth(mut self, limit: usize) -> Self {
+        self.max_group_depth = limit;
         self
     }
 }
@@ -817,6 +865,13 @@ impl Store {
         for parent in &parents {
             check_principal_id("userGroup", parent.as_str())?;
         }
+        let limits = self.inner.limits;
+        if parents.len() > limits.max_parents_per_group {
+            return Err(StoreError::ParentLimitExceeded {
+                limit: limits.max_parents_per_group,
+                count: parents.len(),
+            });
+        }
         let group_id = GroupId::from(group);
         self.change(
             actor,
@@ -829,11 +884,13 @@ impl Store {
                 if current == parents {
                     return Ok(false);
                 }
+                let before = (record.org.groups.group_count(), record.org.groups.depth());
                 record
                     .org
                     .groups
                     .set_parents(group_id.clone(), parents.iter().cloned())
                     .map_err(StoreError::Cycle)?;
+                check_hierarchy(&record.org.groups, before, limits)?;
                 Ok(true)
             },
         )
@@ -1253,6 +1310,30 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
         Decision::Denied(_) => Err(StoreError::LockoutPrevented { addr: actor.addr }),
         Decision::Allowed | Decision::NoPolicy => Ok(()),
     }
+}
+
+/// Refuses a hierarchy that passes a limit it was within (`before`: its group count
+/// and depth before the change), so that data over a lowered limit can still shrink.
+fn check_hierarchy(
+    groups: &crate::policy::GroupHierarchy,
+    (count_before, depth_before): (usize, usize),
+    limits: Limits,
+) -> Result<(), StoreError> {
+    let count = groups.group_count();
+    if count > limits.max_groups_per_org && count > count_before {
+        return Err(StoreError::GroupLimitExceeded {
+            limit: limits.max_groups_per_org,
+            count,
+        });
+    }
+    let depth = groups.depth();
+    if depth > limits.max_group_depth && depth > depth_before {
+        return Err(StoreError::DepthLimitExceeded {
+            limit: limits.max_group_depth,
+            depth,
+        });
+    }
+    Ok(())
 }
 
 /// Refuses more sources than a rule may have, before parsing any of them.
