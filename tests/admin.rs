@@ -1271,6 +1271,35 @@ async fn group_limit_per_organization() {
     assert_eq!(acme.status, StatusCode::OK, "{}", acme.text);
 }
 
+/// A member sent twice is refused wherever it is; unknown top-level members too.
+#[tokio::test]
+async fn ambiguous_documents_are_refused() {
+    let server = start().await;
+    let body = br#"{"data": {"id": "a", "id": "b", "type": "ipAllowlistPolicy",
+        "attributes": {"allowedSources": ["192.0.2.1"]}}}"#;
+    let mut call = Call::new(Method::POST, POLICIES);
+    call.content_type = Some(JSON_API);
+    call.body = body.to_vec();
+    let response = call.send(&server).await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text
+    );
+    let (code, pointer, detail) = response.error();
+    assert_eq!((code, pointer), ("malformedDocument", Some("/data/id")));
+    assert!(detail.contains("`id` appears more than once"), "{detail}");
+    assert!(server.store.list_policies(&OrgId::default()).is_empty());
+
+    let response = Call::new(Method::POST, POLICIES)
+        .json(&json!({"data": policy("a", &["192.0.2.1"], &[], &[])["data"], "included": []}))
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.error().1, Some("/included"));
+}
+
 /// A token whose user, group or organization id breaks the id rule is refused at
 /// the door with 401 and a description naming the claim.
 #[tokio::test]

@@ -171,9 +171,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                 }
             })?
             .to_bytes();
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|err| ApiError::malformed("", format!("the body is not valid JSON: {err}")))
+        document::parse(&bytes).map(Body)
     }
 }
 
