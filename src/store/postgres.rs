@@ -260,6 +260,15 @@ impl PostgresBackend {
         replicator::spawn(self.clone(), store.clone(), options)
     }
 
+    /// Closes the connection pool: waits for the connections in use to come back,
+    /// then ends each one politely, so the database logs no broken connection. For
+    /// the end of a clean shutdown, after the server stopped serving and the
+    /// [`Replicator`] was dropped; reads and writes after it fail with
+    /// [`BackendError`]. Every clone of this backend shares the pool.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
     /// The notification channel of this backend's schema, migrating first if needed.
     pub(super) async fn channel(&self) -> Result<String, BackendError> {
         Ok(self.ready().await?.channel.clone())

@@ -47,8 +47,14 @@ impl Drop for Running {
 
 /// Starts the demo server on a free port with `database` and the JWT `secret`.
 pub fn start(database: &str, secret: &str) -> Running {
+    start_with(database, secret, &[])
+}
+
+/// As [`start`], with more command-line flags (`--header-timeout 1`, say).
+pub fn start_with(database: &str, secret: &str, flags: &[&str]) -> Running {
     let mut child = Command::new(binary())
         .args(["--listen", "127.0.0.1:0", "--database", database])
+        .args(flags)
         .env("ALLOWLIST_JWT_SECRET", secret)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
