@@ -9,6 +9,13 @@
 //!
 //! - Limits ([`Limits`]) default to the product's: 100 policies per organization and
 //!   100 direct targets (users plus groups) per policy. Members of groups do not count.
+//!   The group hierarchy is bounded too: 10,000 groups per organization, 100 parents
+//!   per group, 32 levels (see [`Limits`] for why).
+//! - Every id follows one rule, [`validate_id`], checked here for every backend (the
+//!   organization's too, on every change), so what one backend stores another would
+//!   store as well. A value the storage refuses all
+//!   the same is a [refused](BackendError::refused) backend error, which retrying
+//!   cannot fix, unlike an unreachable database.
 //! - Adding a target that is already assigned, or removing one that is not, changes
 //!   nothing (no new version, no audit event). Removing the last target keeps the
 //!   policy, inactive.
