@@ -359,3 +359,51 @@ async fn a_stuck_request_cannot_hold_shutdown_past_the_grace_period() {
         .await
         .is_some());
 }
+
+/// The process's CPU time so far (user plus system), from `/proc`.
+#[cfg(target_os = "linux")]
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which is in parentheses): utime and stime
+    // are the 12th and 13th, in clock ticks of 1/100 s on Linux.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Out of descriptors (`accept: Too many open files`), the server backs off instead
+/// of spinning, and serves again once clients leave.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
+    let server = start_server(&["--max-connections", "10000", "--header-timeout", "60"]);
+    let pid = server.child.id();
+    let limited = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--nofile=64:64"])
+        .status()
+        .unwrap();
+    assert!(limited.success(), "prlimit failed");
+
+    let mut clients = Vec::new();
+    for _ in 0..100 {
+        clients.push(connect(server.addr).await);
+    }
+    // Some were accepted until the descriptors ran out; the rest wait in the backlog.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_time(pid);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let spent = cpu_time(pid) - before;
+    assert!(
+        spent < Duration::from_millis(500),
+        "the server spent {spent:?} of CPU in 3 s at the descriptor limit: it spins"
+    );
+
+    drop(clients);
+    let mut late = connect(server.addr).await;
+    get_health(&mut late).await;
+    let (status, _) = response_within(&mut late, Duration::from_secs(10))
+        .await
+        .expect("not served after the clients left");
+    assert_eq!(status, 200);
+}
