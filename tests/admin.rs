@@ -1227,12 +1227,13 @@ async fn hierarchy_limits_at_their_defaults() {
 /// The group count per organization at N and N+1, with limits of the store's own.
 #[tokio::test]
 async fn group_limit_per_organization() {
-    let store = Store::unloaded(
+    let store = Store::open(
         std::sync::Arc::new(MemoryBackend::new()),
         SnapshotHandle::default(),
         Limits::default().max_groups_per_org(10),
-    );
-    store.resync().await.unwrap();
+    )
+    .await
+    .unwrap();
     let server = start_with(store).await;
     // `g0` with parents `p0`..`p3`: 5 groups; `g1` with `p4`..`p7`: 10.
     let four = |from: usize| {
