@@ -15,9 +15,10 @@ pub enum StoreError {
     Cycle(CycleError),
     /// An id is empty, too long or has characters that are not allowed.
     InvalidId {
-        /// `policy`, `user` or `userGroup`.
+        /// `policy`, `user`, `userGroup`, `resource` or `organization`.
         kind: &'static str,
-        /// The id as given (cut to 64 characters).
+        /// The id as given, cut to 64 characters, control and invisible characters
+        /// escaped.
         id: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -150,7 +151,7 @@ impl fmt::Display for StoreError {
             ),
             Self::GroupLimitExceeded { limit, count } => write!(
                 f,
-                "the organization's group hierarchy may name at most {limit} groups, and this change would make it {count}: remove groups that no policy needs from the hierarchy, or raise the limit"
+                "the organization's group hierarchy may name at most {limit} groups, and this change would make it {count}: remove the parent links of groups no policy needs"
             ),
             Self::ParentLimitExceeded { limit, count } => write!(
                 f,
@@ -158,7 +159,7 @@ impl fmt::Display for StoreError {
             ),
             Self::DepthLimitExceeded { limit, depth } => write!(
                 f,
-                "the group hierarchy may be at most {limit} levels deep, and this change would make it {depth}: attach the group higher up"
+                "groups may be nested at most {limit} levels below a top-level group, and this change would nest one {depth} levels deep: attach the group higher up"
             ),
             Self::Conflict { id } => write!(f, "a policy with id `{id}` already exists: choose another id, or replace it"),
             Self::NotFound { kind, id } => write!(f, "no {kind} `{id}` in this organization"),
