@@ -26,22 +26,35 @@
 //! - the admin API of `tower_ip_allowlist::admin` (`/api/v1/entities/ipAllowlistPolicies`,
 //!   `siteAllowlist`, `resourceAllowlists`, `evaluate`, `myAccess`, ...).
 //!
-//! Stack, outermost first: trace, client address (resolved once, with
-//! `--trusted-proxy`), tenant (from the host with `--tenant-domain`, else the default
-//! organization), site allowlist (before authentication), JWT authentication,
-//! allowlist (which also refuses tokens of another organization than the tenant),
-//! routes. `/health` belongs to no tenant and is never gated. SIGTERM and Ctrl-C stop accepting connections and
-//! let in-flight requests finish.
+//! Stack, outermost first: trace, the request deadlines, client address (resolved
+//! once, with `--trusted-proxy`), tenant (from the host with `--tenant-domain`, else
+//! the default organization), site allowlist (before authentication), JWT
+//! authentication, allowlist (which also refuses tokens of another organization than
+//! the tenant), routes. `/health` belongs to no tenant and is never gated.
+//!
+//! At the edge (`serving`): a deadline for each request head (`--header-timeout`,
+//! which also closes idle keep-alive connections), for each body
+//! (`--body-timeout`, `--request-timeout`), a cap on connections served at once
+//! (`--max-connections`; more wait to be accepted), and on SIGTERM or Ctrl-C a
+//! shutdown that stops accepting, closes idle and half-sent connections at once, lets
+//! requests in flight finish, and exits within `--shutdown-grace` whatever clients
+//! do. With `--proxy-protocol`, connections from the `--trusted-proxy` balancers start
+//! with a PROXY header naming the client.
+
+#[path = "serving/mod.rs"]
+mod serving;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Path;
+use axum::extract::{ConnectInfo, Path};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Extension, Json, Router};
 use clap::{Parser, Subcommand};
+use http::Extensions;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -51,11 +64,13 @@ use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, RequirePrincipalLayer,
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
 use tower_ip_allowlist::principal::Principal;
-use tower_ip_allowlist::proxy_protocol::{self, ProxyProtocolConfig, ProxyProtocolListener};
+use tower_ip_allowlist::proxy_protocol::{
+    ProxiedStream, ProxyProtocolConfig, ProxyProtocolListener,
+};
 use tower_ip_allowlist::snapshot::SnapshotHandle;
 use tower_ip_allowlist::store::{
-    Backend, Limits, MemoryBackend, PostgresOptions, ReplicationOptions, Replicator, SqliteBackend,
-    Store,
+    Backend, Limits, MemoryBackend, PostgresBackend, PostgresOptions, ReplicationOptions,
+    Replicator, SqliteBackend, Store,
 };
 use tower_ip_allowlist::tenant::{OtherHosts, Tenant, TenantLayer, TenantResolver};
 
@@ -103,6 +118,25 @@ struct Cli {
     /// The HS256 secret tokens are signed with.
     #[arg(long, env = "ALLOWLIST_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Seconds a client has to send a request head, from connecting or from the end
+    /// of the previous response: also how long an idle keep-alive connection is kept.
+    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = seconds)]
+    header_timeout: Duration,
+    /// Seconds a request body may pause between two pieces before the request fails.
+    #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = seconds)]
+    body_timeout: Duration,
+    /// Seconds from the end of a request head to the response (receiving the body and
+    /// answering); past it the answer is 408 and the connection closes.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
+    request_timeout: Duration,
+    /// Connections served at once; more wait to be accepted until one closes. Keep it
+    /// under the descriptor limit (`ulimit -n`).
+    #[arg(long, value_name = "N", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for requests in flight before
+    /// closing what is still open.
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = seconds)]
+    shutdown_grace: Duration,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -204,8 +238,8 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         .then(|| ProxyProtocolConfig::new(&cli.trusted_proxies))
         .transpose()
         .map_err(|err| format!("--trusted-proxy: {err}"))?;
-    // Replication runs as long as `_replicator` lives.
-    let (store, _replicator) = open_store(&cli.database).await?;
+    // Replication runs as long as `replication` lives.
+    let (store, replication) = open_store(&cli.database).await?;
 
     let handle = store.handle().clone();
     let media = Router::new().route(MEDIA, get(media)).route_layer(
@@ -227,13 +261,20 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         // The tenant, from the host, before authentication: the lists are the tenant's,
         // and a token of another organization is refused.
         .layer(TenantLayer::new(tenants));
+    let edge = serving::Edge {
+        header_timeout: cli.header_timeout,
+        body_timeout: cli.body_timeout,
+        request_timeout: cli.request_timeout,
+        max_connections: cli.max_connections as usize,
+        shutdown_grace: cli.shutdown_grace,
+    };
     // The client address is resolved once, outermost, and every layer, handler and
     // the admin API's lockout guard read that one outcome.
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .merge(gated)
-        .layer(ClientIpLayer::new(resolver))
-        .layer(TraceLayer::new_for_http());
+        .layer(ClientIpLayer::new(resolver));
+    let app = serving::with_deadlines(app, &edge).layer(TraceLayer::new_for_http());
 
     let listener = TcpListener::bind(cli.listen)
         .await
@@ -254,26 +295,56 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
             "mint a token to try it:\n  TOKEN=$(cargo run --release --example server -- mint-token --user alice --permission MANAGE)\n  curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/profile"
         );
     }
-    let served = if let Some(config) = proxy_protocol {
+    if let Some(config) = proxy_protocol {
         tracing::info!(
             ?config,
             "reading PROXY protocol headers from the trusted balancers"
         );
         let listener = ProxyProtocolListener::new(listener, config);
-        axum::serve(listener, proxy_protocol::with_connect_info(app))
-            .with_graceful_shutdown(shutdown())
-            .await
+        serving::serve(listener, app, edge, shutdown(), |io: &ProxiedStream, _| {
+            // The client the header named is the peer (none when it named no address:
+            // the allowlist then fails closed), and the balancer stays known.
+            let info = *io.info();
+            let mut extensions = Extensions::new();
+            extensions.insert(info);
+            if let Some(client) = info.client {
+                extensions.insert(ConnectInfo(client));
+            }
+            extensions
+        })
+        .await;
     } else {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown())
-        .await
-    };
-    served.map_err(|err| format!("server error: {err}"))?;
+        let listener = listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+        });
+        serving::serve(listener, app, edge, shutdown(), |_, peer: &SocketAddr| {
+            let mut extensions = Extensions::new();
+            extensions.insert(ConnectInfo(*peer));
+            extensions
+        })
+        .await;
+    }
+    if let Some((replicator, backend)) = replication {
+        drop(replicator); // stops listening
+        backend.close().await;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A positive number of seconds, such as `20` or `0.5`.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    match Duration::try_from_secs_f64(value) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!(
+            "`{text}` is not a positive number of seconds, such as 20 or 0.5"
+        )),
+    }
 }
 
 /// A project's media, guarded by the project's resource allowlist.
@@ -323,7 +394,7 @@ fn resolver(cli: &Cli) -> Result<ClientIpResolver, String> {
 /// The store, and for PostgreSQL the replicator that keeps it in step with the other
 /// replicas. A PostgreSQL replica loads its policies in the background, so it serves
 /// (`/health`, and 503 on the gated routes) even while the database is down.
-async fn open_store(url: &str) -> Result<(Store, Option<Replicator>), String> {
+async fn open_store(url: &str) -> Result<(Store, Option<(Replicator, PostgresBackend)>), String> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let backend = PostgresOptions::new(url)
             .map_err(|err| err.to_string())?
@@ -334,7 +405,7 @@ async fn open_store(url: &str) -> Result<(Store, Option<Replicator>), String> {
             Limits::default(),
         );
         let replicator = backend.replicate(&store, ReplicationOptions::default());
-        return Ok((store, Some(replicator)));
+        return Ok((store, Some((replicator, backend))));
     }
     let backend = backend(url).await?;
     let store = Store::open(backend, SnapshotHandle::default(), Limits::default())
@@ -397,5 +468,5 @@ async fn shutdown() {
         () = ctrl_c => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down: finishing in-flight requests");
+    tracing::info!("shutdown requested");
 }

@@ -124,6 +124,100 @@ id_type! {
     ResourceId
 }
 
+/// The longest user, group, organization, resource or policy id, in bytes (UTF-8).
+pub const MAX_ID_BYTES: usize = 255;
+
+/// Why an id is not valid; see [`validate_id`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IdError {
+    /// The id is empty.
+    Empty,
+    /// The id is longer than [`MAX_ID_BYTES`] bytes.
+    TooLong,
+    /// The id holds a control character (NUL, a line break, DEL, ...).
+    ControlCharacter,
+    /// The id holds an invisible formatting character: a zero-width character, a
+    /// bidirectional control or a byte order mark, which would let two ids that look
+    /// alike differ.
+    InvisibleCharacter,
+    /// The id begins or ends with white space.
+    SurroundingWhitespace,
+}
+
+impl IdError {
+    /// What is wrong, as the end of a sentence naming the id ("user id `x` ...").
+    #[must_use]
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Empty => "is empty",
+            Self::TooLong => "is longer than 255 bytes",
+            Self::ControlCharacter => {
+                "holds a control character (such as NUL, a tab or a line break)"
+            }
+            Self::InvisibleCharacter => {
+                "holds an invisible formatting character (zero-width, bidirectional control or byte order mark)"
+            }
+            Self::SurroundingWhitespace => "begins or ends with white space",
+        }
+    }
+}
+
+impl fmt::Display for IdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the id {}", self.reason())
+    }
+}
+
+impl std::error::Error for IdError {}
+
+/// The one rule every user, group, organization and resource id follows, wherever it
+/// comes from (a token, an admin document, the store's API) and whatever the backend:
+/// 1 to [`MAX_ID_BYTES`] bytes of UTF-8, no control characters, no invisible
+/// formatting characters, no white space at either end. Anything else is allowed
+/// (`alice@example.com`, `CN=Admins,OU=Groups`, `группа`), so the ids of real
+/// identity providers pass unchanged. Policy ids follow this rule and a stricter
+/// one on top (they appear in URLs).
+///
+/// ```
+/// use tower_ip_allowlist::policy::{validate_id, IdError};
+///
+/// assert_eq!(validate_id("alice@example.com"), Ok(()));
+/// assert_eq!(validate_id("acme\0"), Err(IdError::ControlCharacter));
+/// assert_eq!(validate_id(&"a".repeat(256)), Err(IdError::TooLong));
+/// ```
+///
+/// # Errors
+///
+/// The first [`IdError`] found.
+pub fn validate_id(id: &str) -> Result<(), IdError> {
+    if id.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(IdError::TooLong);
+    }
+    if id.chars().any(char::is_control) {
+        return Err(IdError::ControlCharacter);
+    }
+    if id.chars().any(is_invisible) {
+        return Err(IdError::InvisibleCharacter);
+    }
+    if id.starts_with(char::is_whitespace) || id.ends_with(char::is_whitespace) {
+        return Err(IdError::SurroundingWhitespace);
+    }
+    Ok(())
+}
+
+/// Zero-width characters, bidirectional controls and the byte order mark.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}' | '\u{FEFF}'
+    )
+}
+
 /// Whether a rule refuses requests from outside it, or only reports them.
 ///
 /// A report-only rule is evaluated on every request and never denies; when it would
@@ -582,6 +676,58 @@ impl GroupHierarchy {
         seen
     }
 
+    /// How many groups the hierarchy names: every group that has parents or is one.
+    /// Groups that policies name but the hierarchy does not are not counted.
+    #[must_use]
+    pub fn group_count(&self) -> usize {
+        let mut groups: BTreeSet<&str> = BTreeSet::new();
+        for (child, parents) in &self.parents {
+            groups.insert(child.as_str());
+            groups.extend(parents.iter().map(GroupId::as_str));
+        }
+        groups.len()
+    }
+
+    /// The most parent links on any path upwards from a group: 0 for a hierarchy with
+    /// no links, 1 when every group with parents has only top-level ones, and so on.
+    /// Iterative, so a deep hierarchy (however it got into storage) cannot overflow
+    /// the stack; a cycle (which [`set_parents`](Self::set_parents) refuses) is cut
+    /// where it closes.
+    #[must_use]
+    pub fn depth(&self) -> usize {
+        let mut depth: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut visiting: BTreeSet<&str> = BTreeSet::new();
+        let mut deepest = 0;
+        for start in self.parents.keys() {
+            let mut stack: Vec<(&str, bool)> = vec![(start.as_str(), false)];
+            while let Some((group, expanded)) = stack.pop() {
+                if depth.contains_key(group) {
+                    continue;
+                }
+                if expanded {
+                    let own = self
+                        .parents(group)
+                        .map(|parent| depth.get(parent.as_str()).map_or(1, |d| d + 1))
+                        .max()
+                        .unwrap_or(0);
+                    depth.insert(group, own);
+                    visiting.remove(group);
+                    deepest = deepest.max(own);
+                } else if visiting.insert(group) {
+                    stack.push((group, true));
+                    for parent in self.parents(group) {
+                        if !depth.contains_key(parent.as_str())
+                            && !visiting.contains(parent.as_str())
+                        {
+                            stack.push((parent.as_str(), false));
+                        }
+                    }
+                }
+            }
+        }
+        deepest
+    }
+
     /// A hierarchy built without the cycle check, as corrupt storage could hold it.
     #[cfg(test)]
     pub(crate) fn with_unchecked_edges<'a>(
@@ -680,6 +826,94 @@ impl OrgPolicies {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hierarchy_size_and_depth() {
+        let mut groups = GroupHierarchy::default();
+        assert_eq!((groups.group_count(), groups.depth()), (0, 0));
+        groups.set_parents("a", ["b", "c"]).unwrap();
+        assert_eq!((groups.group_count(), groups.depth()), (3, 1));
+        groups.set_parents("b", ["d"]).unwrap();
+        groups.set_parents("d", ["e"]).unwrap();
+        // a -> b -> d -> e is the longest path; a -> c is shorter.
+        assert_eq!((groups.group_count(), groups.depth()), (5, 3));
+        groups.set_parents("x", ["a"]).unwrap();
+        assert_eq!(groups.depth(), 4);
+
+        let mut chain = GroupHierarchy::default();
+        for level in 0..10_000 {
+            chain
+                .set_parents(format!("g{level}"), [format!("g{}", level + 1)])
+                .unwrap();
+        }
+        assert_eq!(chain.depth(), 10_000, "no recursion, no overflow");
+
+        let cycle = GroupHierarchy::with_unchecked_edges([("a", "b"), ("b", "a"), ("c", "a")]);
+        assert!(cycle.depth() <= 3, "a cycle ends the walk");
+    }
+
+    #[test]
+    fn the_one_id_rule() {
+        struct Case {
+            name: &'static str,
+            id: String,
+            want: Result<(), IdError>,
+        }
+        let case = |name, id: &str, want| Case {
+            name,
+            id: id.to_owned(),
+            want,
+        };
+        let cases = [
+            case("plain", "alice", Ok(())),
+            case("e-mail", "alice@example.com", Ok(())),
+            case("LDAP name", "CN=Admins,OU=Groups,DC=example", Ok(())),
+            case("inner space", "Domain Admins", Ok(())),
+            case("non-ASCII", "группа", Ok(())),
+            case("at the limit", &"a".repeat(MAX_ID_BYTES), Ok(())),
+            case("empty", "", Err(IdError::Empty)),
+            case(
+                "one over",
+                &"a".repeat(MAX_ID_BYTES + 1),
+                Err(IdError::TooLong),
+            ),
+            // 128 two-byte characters: 256 bytes.
+            case("bytes, not chars", &"é".repeat(128), Err(IdError::TooLong)),
+            case("NUL", "acme\0", Err(IdError::ControlCharacter)),
+            case("line break", "a\nb", Err(IdError::ControlCharacter)),
+            case("DEL", "a\u{7f}", Err(IdError::ControlCharacter)),
+            case("C1", "a\u{85}b", Err(IdError::ControlCharacter)),
+            case(
+                "zero width",
+                "ad\u{200B}min",
+                Err(IdError::InvisibleCharacter),
+            ),
+            case(
+                "bidi override",
+                "\u{202E}nimda",
+                Err(IdError::InvisibleCharacter),
+            ),
+            case("BOM", "\u{FEFF}admin", Err(IdError::InvisibleCharacter)),
+            case(
+                "leading space",
+                " alice",
+                Err(IdError::SurroundingWhitespace),
+            ),
+            case(
+                "trailing space",
+                "alice ",
+                Err(IdError::SurroundingWhitespace),
+            ),
+            case(
+                "no-break space",
+                "alice\u{A0}",
+                Err(IdError::SurroundingWhitespace),
+            ),
+        ];
+        for case in cases {
+            assert_eq!(validate_id(&case.id), case.want, "{}", case.name);
+        }
+    }
 
     #[test]
     fn policy_needs_a_source() {

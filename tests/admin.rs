@@ -19,7 +19,8 @@ use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, TokenClaims};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
 use tower_ip_allowlist::policy::OrgId;
-use tower_ip_allowlist::store::Store;
+use tower_ip_allowlist::snapshot::SnapshotHandle;
+use tower_ip_allowlist::store::{Limits, MemoryBackend, Store};
 use tower_ip_allowlist::tenant::{TenantLayer, TenantResolver};
 
 const SECRET: &[u8] = b"admin-test-secret-admin-test-secret";
@@ -34,7 +35,11 @@ struct Server {
 
 /// JWT authentication, then the allowlist, then the admin router and `/whoami`.
 async fn start() -> Server {
-    let store = Store::memory();
+    start_with(Store::memory()).await
+}
+
+/// As [`start`], over `store` (one with limits of its own, say).
+async fn start_with(store: Store) -> Server {
     let media = "/api/v1/projects/{project}/media/{file}";
     let app = Router::new()
         .route(media, get(|| async { "media" }))
@@ -1222,4 +1227,184 @@ async fn evaluate_and_my_access_explain_decisions() {
         .send(&server)
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
+
+fn group_doc(parents: &[String]) -> Value {
+    let parents: Vec<Value> = parents
+        .iter()
+        .map(|id| json!({"id": id, "type": "userGroup"}))
+        .collect();
+    json!({"data": {"type": "userGroup", "relationships": {"parents": {"data": parents}}}})
+}
+
+async fn put_group(server: &Server, group: &str, parents: &[String]) -> Response {
+    let path = format!("/api/v1/entities/userGroups/{group}");
+    Call::new(Method::PUT, &path)
+        .json(&group_doc(parents))
+        .send(server)
+        .await
+}
+
+/// The default hierarchy limits at N and N+1: 100 parents per group, 32 levels.
+#[tokio::test]
+async fn hierarchy_limits_at_their_defaults() {
+    let server = start().await;
+    let limits = Limits::default();
+    assert_eq!(
+        (limits.max_parents_per_group, limits.max_group_depth),
+        (100, 32)
+    );
+
+    let parents = |n: usize| (0..n).map(|i| format!("p{i}")).collect::<Vec<_>>();
+    let response = put_group(&server, "wide", &parents(100)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let response = put_group(&server, "wider", &parents(101)).await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text
+    );
+    let (code, pointer, detail) = response.error();
+    assert_eq!(code, "parentLimitExceeded");
+    assert_eq!(pointer, Some("/data/relationships/parents"));
+    assert!(
+        detail.contains("at most 100") && detail.contains("101"),
+        "{detail}"
+    );
+
+    // A chain l0 -> l1 -> ... : 32 links deep is allowed, the 33rd is refused.
+    for level in 0..32 {
+        let response = put_group(&server, &format!("l{level}"), &[format!("l{}", level + 1)]).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{level}: {}",
+            response.text
+        );
+    }
+    let response = put_group(&server, "l32", &["l33".to_owned()]).await;
+    assert_eq!(response.status, StatusCode::CONFLICT, "{}", response.text);
+    let (code, _, detail) = response.error();
+    assert_eq!(code, "depthLimitExceeded");
+    assert!(
+        detail.contains("at most 32 levels") && detail.contains("33"),
+        "{detail}"
+    );
+    // Deepening from below is refused the same way.
+    let response = put_group(&server, "below", &["l0".to_owned()]).await;
+    assert_eq!(response.error().0, "depthLimitExceeded");
+    assert!(server.store.get_group(&OrgId::default(), "below").is_none());
+}
+
+/// The group count per organization at N and N+1, with limits of the store's own.
+#[tokio::test]
+async fn group_limit_per_organization() {
+    let store = Store::open(
+        std::sync::Arc::new(MemoryBackend::new()),
+        SnapshotHandle::default(),
+        Limits::default().max_groups_per_org(10),
+    )
+    .await
+    .unwrap();
+    let server = start_with(store).await;
+    // `g0` with parents `p0`..`p3`: 5 groups; `g1` with `p4`..`p7`: 10.
+    let four = |from: usize| {
+        (from..from + 4)
+            .map(|i| format!("p{i}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        put_group(&server, "g0", &four(0)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        put_group(&server, "g1", &four(4)).await.status,
+        StatusCode::OK
+    );
+    // Links between groups already named add none.
+    assert_eq!(
+        put_group(&server, "p0", &["p1".to_owned()]).await.status,
+        StatusCode::OK
+    );
+    let response = put_group(&server, "g2", &["p0".to_owned()]).await;
+    assert_eq!(response.status, StatusCode::CONFLICT, "{}", response.text);
+    let (code, _, detail) = response.error();
+    assert_eq!(code, "groupLimitExceeded");
+    assert!(
+        detail.contains("at most 10 groups") && detail.contains("11"),
+        "{detail}"
+    );
+    // Another organization has its own count.
+    let path = "/api/v1/entities/userGroups/g2";
+    let acme = Call::new(Method::PUT, path)
+        .json(&group_doc(&["p0".to_owned()]))
+        .token(Some(token("root", Some("acme"), &["MANAGE"], &[])))
+        .host("acme.test")
+        .send(&server)
+        .await;
+    assert_eq!(acme.status, StatusCode::OK, "{}", acme.text);
+}
+
+/// A member sent twice is refused wherever it is; unknown top-level members too.
+#[tokio::test]
+async fn ambiguous_documents_are_refused() {
+    let server = start().await;
+    let body = br#"{"data": {"id": "a", "id": "b", "type": "ipAllowlistPolicy",
+        "attributes": {"allowedSources": ["192.0.2.1"]}}}"#;
+    let mut call = Call::new(Method::POST, POLICIES);
+    call.content_type = Some(JSON_API);
+    call.body = body.to_vec();
+    let response = call.send(&server).await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text
+    );
+    let (code, pointer, detail) = response.error();
+    assert_eq!((code, pointer), ("malformedDocument", Some("/data/id")));
+    assert!(detail.contains("`id` appears more than once"), "{detail}");
+    assert!(server.store.list_policies(&OrgId::default()).is_empty());
+
+    let response = Call::new(Method::POST, POLICIES)
+        .json(&json!({"data": policy("a", &["192.0.2.1"], &[], &[])["data"], "included": []}))
+        .send(&server)
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.error().1, Some("/included"));
+}
+
+/// A token whose user, group or organization id breaks the id rule is refused at
+/// the door with 401 and a description naming the claim.
+#[tokio::test]
+async fn tokens_with_invalid_ids_are_refused_with_401() {
+    let server = start().await;
+    let cases = [
+        (token("alice\u{0}", None, &["MANAGE"], &[]), "user id"),
+        (
+            token("alice", Some("acme\u{0}"), &["MANAGE"], &[]),
+            "organization id",
+        ),
+        (
+            token("alice", Some(&"o".repeat(8000)), &["MANAGE"], &[]),
+            "organization id",
+        ),
+        (
+            token("alice", None, &["MANAGE"], &["ok", "a\nb"]),
+            "group id",
+        ),
+    ];
+    for (token, claim) in cases {
+        let response = Call::new(Method::POST, POLICIES)
+            .json(&policy("p", &["192.0.2.1"], &[], &[]))
+            .token(Some(token))
+            .send(&server)
+            .await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{claim}");
+        let challenge = response.headers["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains(claim), "{claim}: {challenge}");
+        assert!(challenge.contains("1 to 255 bytes"), "{challenge}");
+    }
+    assert!(server.store.list_policies(&OrgId::default()).is_empty());
 }

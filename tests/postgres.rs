@@ -34,6 +34,7 @@ use tower_ip_allowlist::store::{
     Actor, Limits, PolicyDraft, PolicyPatch, PostgresBackend, PostgresOptions, ReplicationOptions,
     Replicator, Store, StoreError,
 };
+use tower_ip_allowlist::tenant::Tenant;
 
 const ENV: &str = "ALLOWLIST_TEST_DATABASE_URL";
 
@@ -963,4 +964,232 @@ async fn a_demo_server_whose_database_is_down_answers_health_and_503() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     let (status, _) = send(server.addr, Method::GET, "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// One admin request as `principal` (inserted as an authentication layer would, so
+/// that its organization reaches the store unchecked by the JWT layer); the status
+/// and the first error code.
+async fn admin_call(
+    store: &Store,
+    principal: &Principal,
+    method: Method,
+    path: &str,
+    body: Value,
+) -> (StatusCode, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/vnd.api+json")
+        .extension(principal.clone())
+        // The request's tenant is the principal's organization, as a tenant layer
+        // that served it would have decided, so the store's own checks are reached.
+        .extension(Tenant::new(principal.organization_or_default()))
+        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap();
+    let response = tower_ip_allowlist::admin::router(store.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let code = body["errors"][0]["code"].as_str().unwrap_or("").to_owned();
+    (status, code)
+}
+
+/// The same hostile ids through the admin API, on SQLite and on PostgreSQL: the same
+/// 4xx and code on both, never 503 (before, PostgreSQL answered 503 "retry later" to
+/// an organization id with NUL or of 8000 bytes, which SQLite stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_invalid_ids_get_the_same_4xx_on_sqlite_and_postgresql() {
+    let Some(url) = database_url("the_same_invalid_ids_get_the_same_4xx_on_sqlite_and_postgresql")
+    else {
+        return;
+    };
+    let schema = Schema::new(&url, "ids");
+    let postgres = Store::open(
+        Arc::new(schema.backend().await),
+        SnapshotHandle::default(),
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "tower-ip-allowlist-ids-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite_backend = tower_ip_allowlist::store::SqliteBackend::open(&format!(
+        "sqlite://{}",
+        dir.join("a.db").display()
+    ))
+    .await
+    .unwrap();
+    let sqlite = Store::open(
+        Arc::new(sqlite_backend),
+        SnapshotHandle::default(),
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+
+    let admin = |org: &str| {
+        Principal::new("alice")
+            .with_permissions(["MANAGE"])
+            .with_organization(org)
+    };
+    let policy = |users: Value| {
+        json!({"data": {"id": "p", "type": "ipAllowlistPolicy",
+            "attributes": {"allowedSources": ["192.0.2.0/24"]},
+            "relationships": {"users": {"data": users}}}})
+    };
+    let group = |parents: Value| json!({"data": {"type": "userGroup", "relationships": {"parents": {"data": parents}}}});
+    let nul_org = "acme\0";
+    let long_org = "o".repeat(8000);
+    let cases: Vec<(&str, Principal, Method, String, Value, StatusCode, &str)> = vec![
+        (
+            "organization with NUL",
+            admin(nul_org),
+            Method::POST,
+            "/api/v1/entities/ipAllowlistPolicies".to_owned(),
+            policy(json!([])),
+            StatusCode::BAD_REQUEST,
+            "invalidOrganization",
+        ),
+        (
+            "organization of 8000 bytes",
+            admin(&long_org),
+            Method::POST,
+            "/api/v1/entities/ipAllowlistPolicies".to_owned(),
+            policy(json!([])),
+            StatusCode::BAD_REQUEST,
+            "invalidOrganization",
+        ),
+        (
+            "user id with NUL",
+            admin("acme"),
+            Method::POST,
+            "/api/v1/entities/ipAllowlistPolicies".to_owned(),
+            policy(json!([{"id": "bob\u{0}", "type": "user"}])),
+            StatusCode::BAD_REQUEST,
+            "malformedDocument",
+        ),
+        (
+            "parent group of 256 bytes",
+            admin("acme"),
+            Method::PUT,
+            "/api/v1/entities/userGroups/g".to_owned(),
+            group(json!([{"id": "p".repeat(256), "type": "userGroup"}])),
+            StatusCode::BAD_REQUEST,
+            "malformedDocument",
+        ),
+        (
+            "group id in the URL with a line break",
+            admin("acme"),
+            Method::PUT,
+            "/api/v1/entities/userGroups/a%0Ab".to_owned(),
+            json!({"data": {"type": "userGroup"}}),
+            StatusCode::BAD_REQUEST,
+            "malformedDocument",
+        ),
+        (
+            "resource id in the URL with NUL",
+            admin("acme"),
+            Method::PUT,
+            "/api/v1/entities/resourceAllowlists/r%00".to_owned(),
+            json!({"data": {"id": "r\u{0}", "type": "resourceAllowlist",
+                "attributes": {"allowedSources": ["192.0.2.0/24"]}}}),
+            StatusCode::BAD_REQUEST,
+            "malformedDocument",
+        ),
+    ];
+    for (name, principal, method, path, body, status, code) in cases {
+        let on_sqlite = admin_call(&sqlite, &principal, method.clone(), &path, body.clone()).await;
+        let on_postgres = admin_call(&postgres, &principal, method, &path, body).await;
+        assert_eq!(on_sqlite, on_postgres, "{name}: the backends disagree");
+        assert_eq!(on_postgres, (status, code.to_owned()), "{name}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A value the database itself refuses (a constraint, here one the test adds) is a
+/// 422 `valueNotStorable` on both backends: retrying cannot fix it, so it is no 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_the_database_refuses_is_a_422_not_a_503() {
+    let Some(url) = database_url("a_value_the_database_refuses_is_a_422_not_a_503") else {
+        return;
+    };
+    let schema = Schema::new(&url, "refused");
+    let backend = schema.backend().await;
+    let mut sql = schema.sql().await;
+    sqlx::query(&format!(
+        "ALTER TABLE {}.allowlist_orgs ADD CONSTRAINT small_documents CHECK (length(document::text) < 400)",
+        schema.name
+    ))
+    .execute(&mut sql)
+    .await
+    .unwrap();
+    let postgres = Store::open(
+        Arc::new(backend),
+        SnapshotHandle::default(),
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+
+    let dir = std::env::temp_dir().join(format!(
+        "tower-ip-allowlist-refused-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = format!("sqlite://{}", dir.join("a.db").display());
+    let sqlite_backend = tower_ip_allowlist::store::SqliteBackend::open(&file)
+        .await
+        .unwrap();
+    let mut lite = sqlx::SqliteConnection::connect(&file).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER small_documents BEFORE INSERT ON allowlist_orgs
+         WHEN length(NEW.document) >= 400
+         BEGIN SELECT RAISE(ABORT, 'document too large'); END",
+    )
+    .execute(&mut lite)
+    .await
+    .unwrap();
+    let sqlite = Store::open(
+        Arc::new(sqlite_backend),
+        SnapshotHandle::default(),
+        Limits::default(),
+    )
+    .await
+    .unwrap();
+
+    let admin = Principal::new("alice").with_permissions(["MANAGE"]);
+    let sources: Vec<String> = (0..40).map(|i| format!("192.0.2.{i}")).collect();
+    let body = json!({"data": {"id": "big", "type": "ipAllowlistPolicy",
+        "attributes": {"allowedSources": sources}}});
+    for (name, store) in [("SQLite", &sqlite), ("PostgreSQL", &postgres)] {
+        let answer = admin_call(
+            store,
+            &admin,
+            Method::POST,
+            "/api/v1/entities/ipAllowlistPolicies",
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            answer,
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "valueNotStorable".to_owned()
+            ),
+            "{name}"
+        );
+        assert!(
+            store.get_policy(&OrgId::default(), "big").is_none(),
+            "{name}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

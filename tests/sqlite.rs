@@ -162,6 +162,37 @@ async fn a_stored_union_that_admits_everyone_still_loads() {
     assert_eq!(err.code(), "matchAllNotAllowed");
 }
 
+/// Ids the rule accepted when they were stored (surrounding white space, invisible
+/// characters) still load after the rule was tightened; new ones are refused.
+#[tokio::test]
+async fn ids_stored_under_the_older_rule_still_load() {
+    let dir = TempDir::new("old-ids");
+    drop(open(&dir.db()).await);
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&dir.db()).await.unwrap();
+        sqlx::query("INSERT INTO allowlist_orgs (org_id, version, document) VALUES ('acme', 1, '{\"policies\":[{\"id\":\"p\",\"allowedSources\":[\"192.0.2.1\"],\"users\":[\" bob \",\"zero\\u200bwidth\"],\"groups\":[],\"version\":1}],\"groups\":{},\"resources\":{\"apollo \":{\"allowedSources\":[\"192.0.2.1\"]}}}')")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let store = open(&dir.db()).await;
+    let org = OrgId::from("acme");
+    let stored = store
+        .get_policy(&org, "p")
+        .expect("the stored policy loads");
+    assert!(stored.policy.users().iter().any(|u| u.as_str() == " bob "));
+    let err = store
+        .create_policy(
+            &Actor::system(),
+            &org,
+            PolicyDraft::new("q", ["192.0.2.1"]).users([" carol "]),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidId { .. }), "{err}");
+}
+
 #[tokio::test]
 async fn not_a_database_is_a_clear_error() {
     let dir = TempDir::new("garbage");

@@ -561,6 +561,141 @@ impl ExplanationData {
 
 // ---- requests --------------------------------------------------------------------
 
+/// The members a request document may have at the top: `data`, and JSON:API's
+/// `meta` and `jsonapi`, which are ignored. Anything else (`included`, `errors`, a
+/// typo such as `date`) is refused, as unknown members are everywhere else.
+const TOP_LEVEL: &[&str] = &["data", "meta", "jsonapi"];
+
+/// The `data` member of a request document whose top level holds nothing unknown.
+fn top(root: &Value) -> Result<At<'_>, ApiError> {
+    let root = At::root(root);
+    root.only(TOP_LEVEL)?;
+    root.get("data")
+}
+
+/// Parses a request body strictly: like `serde_json::from_slice`, but a member that
+/// appears twice in one object (`{"id": "a", "id": "b"}`), where serde_json would
+/// keep the last, is refused with `malformedDocument` pointing at it, so the
+/// document means one thing to every reader.
+pub(crate) fn parse(bytes: &[u8]) -> Result<Value, ApiError> {
+    let duplicate = std::cell::RefCell::new(None);
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let parsed = serde::de::DeserializeSeed::deserialize(
+        Strict {
+            pointer: String::new(),
+            duplicate: &duplicate,
+        },
+        &mut deserializer,
+    )
+    .and_then(|value| deserializer.end().map(|()| value));
+    match (parsed, duplicate.into_inner()) {
+        (Ok(value), _) => Ok(value),
+        (Err(_), Some((pointer, key))) => {
+            let parent = pointer.rsplit_once('/').map_or("", |(parent, _)| parent);
+            let within = if parent.is_empty() {
+                "the document".to_owned()
+            } else {
+                format!("`{parent}`")
+            };
+            Err(ApiError::malformed(
+                pointer,
+                format!(
+                    "member `{}` appears more than once in {within}: send each member once",
+                    cut(&key)
+                ),
+            ))
+        }
+        (Err(err), None) => Err(ApiError::malformed(
+            "",
+            format!("the body is not valid JSON: {err}"),
+        )),
+    }
+}
+
+/// Builds a [`Value`], refusing duplicate members; records the first one's pointer
+/// and name in `duplicate`.
+struct Strict<'d> {
+    pointer: String,
+    duplicate: &'d std::cell::RefCell<Option<(String, String)>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_owned()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict {
+            pointer: format!("{}/{}", self.pointer, items.len()),
+            duplicate: self.duplicate,
+        })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let pointer = format!("{}/{}", self.pointer, escape(&key));
+            if object.contains_key(&key) {
+                let message = format!("duplicate member `{}`", cut(&key));
+                *self.duplicate.borrow_mut() = Some((pointer, key));
+                return Err(serde::de::Error::custom(message));
+            }
+            let value = map.next_value_seed(Strict {
+                pointer,
+                duplicate: self.duplicate,
+            })?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 /// A JSON object member with the pointer that leads to it.
 struct At<'v> {
     value: &'v Value,
@@ -669,7 +804,7 @@ fn cut(text: &str) -> String {
 /// `data`, checking its `type` is `kind` and, when `id` is given, that `data.id` (if
 /// sent) matches it.
 fn data<'v>(root: &'v Value, kind: &str, id: Option<&str>) -> Result<At<'v>, ApiError> {
-    let data = At::root(root).get("data")?;
+    let data = top(root)?;
     let sent = data.get("type")?;
     if sent.string()? != kind {
         return Err(ApiError::malformed(
@@ -837,7 +972,7 @@ pub(crate) fn policy_patch(root: &Value, path_id: &str) -> Result<PolicyPatch, A
 
 /// The body of `addTargets` / `removeTargets`.
 pub(crate) fn targets(root: &Value) -> Result<Targets, ApiError> {
-    let data = At::root(root).get("data")?;
+    let data = top(root)?;
     data.only(&["users", "userGroups"])?;
     let users = match data.optional("users")? {
         Some(list) => ids::<UserId>(&list, USER_TYPE)?,
@@ -896,7 +1031,7 @@ fn list_draft(attributes: &At<'_>) -> Result<ListDraft, ApiError> {
 pub(crate) type Evaluation = (String, Vec<String>, Option<std::net::IpAddr>);
 
 pub(crate) fn evaluate(root: &Value) -> Result<Evaluation, ApiError> {
-    let data = At::root(root).get("data")?;
+    let data = top(root)?;
     data.only(&["user", "userGroups", "address"])?;
     let user = data.get("user")?;
     let user_text = user.string()?;
@@ -1008,6 +1143,78 @@ mod tests {
             let pointer = err.source.and_then(|s| s.pointer);
             assert_eq!(pointer.as_deref(), Some(case.pointer), "{}", case.name);
         }
+    }
+
+    #[test]
+    fn duplicate_members_are_refused_wherever_they_are() {
+        struct Case {
+            name: &'static str,
+            body: &'static str,
+            pointer: &'static str,
+        }
+        let cases = [
+            Case {
+                name: "top level",
+                body: r#"{"data": {}, "data": {}}"#,
+                pointer: "/data",
+            },
+            Case {
+                name: "the id",
+                body: r#"{"data": {"id": "a", "id": "b", "type": "ipAllowlistPolicy"}}"#,
+                pointer: "/data/id",
+            },
+            Case {
+                name: "inside an array",
+                body: r#"{"data": {"relationships": {"users": {"data": [{"id": "u", "type": "user"}, {"id": "u", "type": "user", "type": "userGroup"}]}}}}"#,
+                pointer: "/data/relationships/users/data/1/type",
+            },
+            Case {
+                name: "an escaped name",
+                body: r#"{"data": {"a/b": 1, "a\/b": 2}}"#,
+                pointer: "/data/a~1b",
+            },
+        ];
+        for case in cases {
+            let err = parse(case.body.as_bytes()).expect_err(case.name);
+            assert_eq!(err.code, "malformedDocument", "{}", case.name);
+            assert_eq!(
+                err.source.and_then(|s| s.pointer).as_deref(),
+                Some(case.pointer),
+                "{}",
+                case.name
+            );
+            assert!(err.detail.contains("more than once"), "{}", err.detail);
+        }
+        // The same member name in different objects is no duplicate.
+        let body = r#"{"data": {"id": "a", "attributes": {"id": 1}}, "meta": {"id": 2}}"#;
+        assert_eq!(
+            parse(body.as_bytes()).unwrap(),
+            serde_json::from_str::<Value>(body).unwrap()
+        );
+        let err = parse(b"{\"data\": 1} trailing").unwrap_err();
+        assert!(err.detail.contains("not valid JSON"), "{}", err.detail);
+    }
+
+    #[test]
+    fn unknown_top_level_members_are_refused() {
+        let policy =
+            json!({"id": "a", "type": POLICY_TYPE, "attributes": {"allowedSources": ["10.0.0.1"]}});
+        let accepted = json!({"data": policy, "meta": {"note": 1}, "jsonapi": {"version": "1.1"}});
+        assert!(policy_draft(&accepted, None).is_ok());
+        for member in ["included", "errors", "date"] {
+            let mut body = json!({"data": policy});
+            body[member] = json!([]);
+            let err = policy_draft(&body, None).expect_err(member);
+            assert_eq!(
+                err.source.and_then(|s| s.pointer).as_deref(),
+                Some(format!("/{member}").as_str())
+            );
+        }
+        let err = targets(&json!({"data": {}, "extra": 1})).unwrap_err();
+        assert_eq!(
+            err.source.and_then(|s| s.pointer).as_deref(),
+            Some("/extra")
+        );
     }
 
     #[test]

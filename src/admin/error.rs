@@ -112,8 +112,22 @@ impl ApiError {
             StoreError::Conflict { .. }
             | StoreError::PolicyLimitExceeded { .. }
             | StoreError::ResourceLimitExceeded { .. }
+            | StoreError::GroupLimitExceeded { .. }
+            | StoreError::DepthLimitExceeded { .. }
             | StoreError::LockoutPrevented { .. } => StatusCode::CONFLICT,
             StoreError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+            StoreError::Backend(backend) if backend.is_refused() => {
+                // Permanent: the same change fails the same way. Not the store's
+                // health, so not ERROR; the message names no host or file.
+                tracing::warn!(error = %backend, "allowlist store refused a value");
+                return Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    code,
+                    format!(
+                        "{backend}; nothing was changed: change the value, retrying will not help"
+                    ),
+                );
+            }
             StoreError::Backend(backend) => {
                 // The message may name files or hosts: log it, do not send it.
                 tracing::error!(error = %backend, "allowlist store backend failed");
@@ -139,9 +153,12 @@ impl ApiError {
                 Some("/data/relationships".to_owned())
             }
             (StoreError::TargetLimitExceeded { .. }, Context::Targets) => Some("/data".to_owned()),
-            (StoreError::Cycle(_), Context::Group) => {
-                Some("/data/relationships/parents".to_owned())
-            }
+            (
+                StoreError::Cycle(_)
+                | StoreError::ParentLimitExceeded { .. }
+                | StoreError::DepthLimitExceeded { .. },
+                Context::Group,
+            ) => Some("/data/relationships/parents".to_owned()),
             (StoreError::Conflict { .. } | StoreError::InvalidId { .. }, Context::Policy) => {
                 Some("/data/id".to_owned())
             }
@@ -167,6 +184,11 @@ fn title(code: &str) -> &'static str {
         "targetLimitExceeded" => "Too many targets",
         "resourceLimitExceeded" => "Too many resource allowlists",
         "sourceLimitExceeded" => "Too many allowed sources",
+        "groupLimitExceeded" => "Too many groups",
+        "parentLimitExceeded" => "Too many parents",
+        "depthLimitExceeded" => "Hierarchy too deep",
+        "invalidOrganization" => "Invalid organization id",
+        "valueNotStorable" => "Value cannot be stored",
         "conflict" => "Conflict",
         "lockoutPrevented" => "Change would lock you out",
         "versionMismatch" => "Version mismatch",

@@ -182,9 +182,7 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                 }
             })?
             .to_bytes();
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|err| ApiError::malformed("", format!("the body is not valid JSON: {err}")))
+        document::parse(&bytes).map(Body)
     }
 }
 
@@ -542,8 +540,8 @@ pub(super) async fn get_group(
     request_body(content = GroupDocument, content_type = "application/vnd.gooddata.api+json"),
     responses(
         (status = 200, description = "The group and its parents", body = GroupDocument, content_type = "application/vnd.api+json"),
-        (status = 400, description = "Invalid document, or the parents would make a cycle", body = ErrorDocument),
-        (status = 409, description = "The change would lock the caller out", body = ErrorDocument),
+        (status = 400, description = "Invalid document, more parents than allowed, or the parents would make a cycle", body = ErrorDocument),
+        (status = 409, description = "The hierarchy would name too many groups or be too deep, or the change would lock the caller out", body = ErrorDocument),
     )
 )]
 pub(super) async fn put_group(

@@ -20,7 +20,11 @@
 //!
 //! Documents are JSON:API as in the [`document`] types; bodies may be sent as
 //! `application/vnd.gooddata.api+json`, `application/vnd.api+json` or
-//! `application/json` (anything else: 415), up to 1 MiB (beyond: 413).
+//! `application/json` (anything else: 415), up to 1 MiB (beyond: 413). They are read
+//! strictly: a member sent twice in one object (which most JSON parsers resolve by
+//! keeping the last) and unknown members are refused with 400 `malformedDocument`
+//! pointing at them; the top level may hold `data`, `meta` and `jsonapi`. Ids follow
+//! [`validate_id`](crate::policy::validate_id).
 //!
 //! # Who may call it
 //!
@@ -65,15 +69,17 @@
 //!
 //! | `code` | status |
 //! |---|---|
-//! | `invalidSource`, `hostnameNotAllowed`, `matchAllNotAllowed`, `emptyAllowedSources`, `hostBitsSet`, `targetLimitExceeded`, `sourceLimitExceeded`, `malformedDocument` | 400 |
+//! | `invalidSource`, `hostnameNotAllowed`, `matchAllNotAllowed`, `emptyAllowedSources`, `hostBitsSet`, `targetLimitExceeded`, `sourceLimitExceeded`, `parentLimitExceeded`, `malformedDocument` | 400 |
+//! | `invalidOrganization` (the caller's organization id breaks the id rule) | 400 |
 //! | `unauthenticated`, `organizationMismatch` | 401 |
 //! | `forbidden` | 403 |
 //! | `notFound` | 404 |
-//! | `conflict` (duplicate id), `policyLimitExceeded`, `resourceLimitExceeded`, `lockoutPrevented` | 409 |
+//! | `conflict` (duplicate id), `policyLimitExceeded`, `resourceLimitExceeded`, `groupLimitExceeded`, `depthLimitExceeded`, `lockoutPrevented` | 409 |
 //! | `versionMismatch` | 412 |
 //! | `payloadTooLarge` | 413 |
 //! | `unsupportedMediaType` | 415 |
-//! | `backendError` (the store is unavailable; nothing changed) | 503 |
+//! | `valueNotStorable` (the database refuses the value; retrying will not help; nothing changed) | 422 |
+//! | `backendError` (the store is unavailable; nothing changed: retry later) | 503 |
 //!
 //! # Example
 //!

@@ -125,6 +125,16 @@ impl<R> JwtAuthLayer<R> {
         self
     }
 
+    /// The longest bearer token accepted, in bytes ([`MAX_TOKEN_LEN`](super::MAX_TOKEN_LEN),
+    /// 16 KiB, by default). A longer one is refused with 401 and
+    /// [`JwtRejection::TokenTooLong`](super::JwtRejection::TokenTooLong) before any
+    /// decoding. Raise it for an issuer whose tokens list many groups; lower it to
+    /// spend less on hostile ones.
+    pub fn max_token_len(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.config).set_max_token_len(bytes);
+        self
+    }
+
     /// The names of the claims the principal is read from.
     pub fn claims(mut self, names: ClaimNames) -> Self {
         Arc::make_mut(&mut self.config).set_claims(names);

@@ -121,8 +121,14 @@ pub use crate::body::ResponseBody;
 pub use crate::layer::ResponseFuture;
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
-/// The longest bearer token accepted, in bytes; a longer one is refused with
-/// [`JwtRejection::TokenTooLong`] before any decoding.
+/// The longest bearer token accepted by default, in bytes; a longer one is refused
+/// with [`JwtRejection::TokenTooLong`] before any decoding. Change it with
+/// [`JwtAuthLayer::max_token_len`].
+///
+/// 16 KiB holds the tokens of identity providers that list a few hundred groups;
+/// providers cap theirs lower (Entra ID swaps the groups claim for a link past 200
+/// groups). Decoding costs in proportion to the length, so a tighter cap is cheaper
+/// to defend; HTTP servers and proxies commonly refuse headers of 8 to 16 KiB anyway.
 pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 
 /// The names of the claims the principal is read from.
@@ -238,12 +244,23 @@ pub enum JwtRejection {
     /// A claim is missing or of the wrong type: `exp` not a number, the user claim not a
     /// non-empty string, groups or permissions not an array of strings, ...
     InvalidClaims,
+    /// The user claim is not a valid id ([`validate_id`](crate::policy::validate_id)):
+    /// longer than 255 bytes, with control or invisible characters, or with white
+    /// space at an end.
+    InvalidUserId,
+    /// A group in the groups claim is not a valid id
+    /// ([`validate_id`](crate::policy::validate_id)).
+    InvalidGroupId,
+    /// The organization claim is not a valid id
+    /// ([`validate_id`](crate::policy::validate_id)).
+    InvalidOrganizationId,
 }
 
 impl JwtRejection {
     /// A stable, machine-readable code: `missingCredentials`, `malformedHeader`,
     /// `tokenTooLong`, `malformedToken`, `unsupportedAlgorithm`, `invalidSignature`,
-    /// `expired`, `notYetValid`, `invalidIssuer`, `invalidAudience` or `invalidClaims`.
+    /// `expired`, `notYetValid`, `invalidIssuer`, `invalidAudience`, `invalidClaims`,
+    /// `invalidUserId`, `invalidGroupId` or `invalidOrganizationId`.
     #[must_use]
     pub fn code(self) -> &'static str {
         match self {
@@ -258,6 +275,9 @@ impl JwtRejection {
             Self::InvalidIssuer => "invalidIssuer",
             Self::InvalidAudience => "invalidAudience",
             Self::InvalidClaims => "invalidClaims",
+            Self::InvalidUserId => "invalidUserId",
+            Self::InvalidGroupId => "invalidGroupId",
+            Self::InvalidOrganizationId => "invalidOrganizationId",
         }
     }
 
@@ -268,7 +288,9 @@ impl JwtRejection {
         match self {
             Self::MissingCredentials => "Authentication is required.",
             Self::MalformedHeader => "The Authorization header is not a bearer token.",
-            Self::TokenTooLong => "The token is too long.",
+            Self::TokenTooLong => {
+                "The token is longer than this server accepts: ask the issuer for a smaller token (fewer groups)."
+            }
             Self::MalformedToken => "The token is malformed.",
             Self::UnsupportedAlgorithm => "The token algorithm is not accepted.",
             Self::InvalidSignature => "The token signature is invalid.",
@@ -277,6 +299,9 @@ impl JwtRejection {
             Self::InvalidIssuer => "The token issuer is not accepted.",
             Self::InvalidAudience => "The token audience is not accepted.",
             Self::InvalidClaims => "The token claims are missing or invalid.",
+            Self::InvalidUserId => ID_RULE_USER,
+            Self::InvalidGroupId => ID_RULE_GROUP,
+            Self::InvalidOrganizationId => ID_RULE_ORG,
         }
     }
 
@@ -296,6 +321,11 @@ impl JwtRejection {
     }
 }
 
+// Sent in a header and a JSON string: ASCII, no quotes or backslashes.
+const ID_RULE_USER: &str = "The token user id is invalid: ids are 1 to 255 bytes, without control or invisible characters or white space at either end.";
+const ID_RULE_GROUP: &str = "A token group id is invalid: ids are 1 to 255 bytes, without control or invisible characters or white space at either end.";
+const ID_RULE_ORG: &str = "The token organization id is invalid: ids are 1 to 255 bytes, without control or invisible characters or white space at either end.";
+
 impl fmt::Display for JwtRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -310,6 +340,9 @@ impl fmt::Display for JwtRejection {
             Self::InvalidIssuer => "the token issuer is missing or not accepted",
             Self::InvalidAudience => "the token audience is missing or not accepted",
             Self::InvalidClaims => "a token claim is missing or of the wrong type",
+            Self::InvalidUserId => "the token's user id is not a valid id",
+            Self::InvalidGroupId => "a group id in the token is not a valid id",
+            Self::InvalidOrganizationId => "the token's organization id is not a valid id",
         })
     }
 }

@@ -11,6 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use super::{unix_now, ClaimNames, JwtRejection, MAX_TOKEN_LEN};
+use crate::policy::validate_id;
 use crate::principal::Principal;
 
 /// Everything the layer verifies tokens with. Shared behind an `Arc`.
@@ -22,6 +23,7 @@ pub(super) struct JwtConfig {
     audience: Option<String>,
     leeway: Duration,
     claims: ClaimNames,
+    max_token_len: usize,
     /// Built from the fields above by [`JwtConfig::rebuild`]; signature, algorithm,
     /// `iss` and `aud` only: time is checked here, with saturating arithmetic.
     validation: Validation,
@@ -36,6 +38,7 @@ impl JwtConfig {
             audience: None,
             leeway: Duration::from_secs(60),
             claims: ClaimNames::default(),
+            max_token_len: MAX_TOKEN_LEN,
             validation: Validation::new(algorithm),
         };
         config.rebuild();
@@ -62,6 +65,10 @@ impl JwtConfig {
 
     pub(super) fn set_claims(&mut self, claims: ClaimNames) {
         self.claims = claims;
+    }
+
+    pub(super) fn set_max_token_len(&mut self, bytes: usize) {
+        self.max_token_len = bytes;
     }
 
     fn rebuild(&mut self) {
@@ -94,13 +101,13 @@ impl JwtConfig {
         if values.next().is_some() {
             return Err(JwtRejection::MalformedHeader);
         }
-        let token = bearer_token(value)?;
+        let token = bearer_token(value, self.max_token_len)?;
         self.verify(token, unix_now()).map(Some)
     }
 
     /// Verifies `token` at time `now` (seconds since the Unix epoch).
     pub(super) fn verify(&self, token: &str, now: u64) -> Result<Principal, JwtRejection> {
-        if token.len() > MAX_TOKEN_LEN {
+        if token.len() > self.max_token_len {
             return Err(JwtRejection::TokenTooLong);
         }
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
@@ -128,9 +135,20 @@ impl JwtConfig {
             Some(Value::String(org)) if !org.is_empty() => Some(org.as_str()),
             Some(_) => return Err(JwtRejection::InvalidClaims),
         };
+        let groups = string_list(claims.get(names.groups_claim()))?;
+        let permissions = string_list(claims.get(names.permissions_claim()))?;
+        // The one id rule, checked once here: everything downstream (the allowlist,
+        // the store, every backend) can take these ids as they are.
+        validate_id(user).map_err(|_| JwtRejection::InvalidUserId)?;
+        if groups.iter().any(|group| validate_id(group).is_err()) {
+            return Err(JwtRejection::InvalidGroupId);
+        }
+        if organization.is_some_and(|org| validate_id(org).is_err()) {
+            return Err(JwtRejection::InvalidOrganizationId);
+        }
         let mut principal = Principal::new(user)
-            .with_groups(string_list(claims.get(names.groups_claim()))?)
-            .with_permissions(string_list(claims.get(names.permissions_claim()))?);
+            .with_groups(groups)
+            .with_permissions(permissions);
         if let Some(organization) = organization {
             principal = principal.with_organization(organization);
         }
@@ -147,12 +165,13 @@ impl fmt::Debug for JwtConfig {
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
             .field("claims", &self.claims)
+            .field("max_token_len", &self.max_token_len)
             .finish()
     }
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case).
-fn bearer_token(value: &HeaderValue) -> Result<&str, JwtRejection> {
+fn bearer_token(value: &HeaderValue, max_len: usize) -> Result<&str, JwtRejection> {
     let value = value.to_str().map_err(|_| JwtRejection::MalformedHeader)?;
     let (scheme, token) = value.split_once(' ').ok_or(JwtRejection::MalformedHeader)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
@@ -162,7 +181,7 @@ fn bearer_token(value: &HeaderValue) -> Result<&str, JwtRejection> {
     if token.is_empty() || token.contains(' ') {
         return Err(JwtRejection::MalformedHeader);
     }
-    if token.len() > MAX_TOKEN_LEN {
+    if token.len() > max_len {
         return Err(JwtRejection::TokenTooLong);
     }
     Ok(token)
@@ -358,6 +377,36 @@ mod tests {
                 want: Err(JwtRejection::InvalidClaims),
             },
             Case {
+                name: "user id with NUL",
+                claims: json!({"sub": "bob\u{0}", "exp": exp}),
+                want: Err(JwtRejection::InvalidUserId),
+            },
+            Case {
+                name: "user id of 256 bytes",
+                claims: json!({"sub": "b".repeat(256), "exp": exp}),
+                want: Err(JwtRejection::InvalidUserId),
+            },
+            Case {
+                name: "group id with a line break",
+                claims: json!({"sub": "bob", "groups": ["ok", "a\nb"], "exp": exp}),
+                want: Err(JwtRejection::InvalidGroupId),
+            },
+            Case {
+                name: "organization id with NUL",
+                claims: json!({"sub": "bob", "org": "acme\u{0}", "exp": exp}),
+                want: Err(JwtRejection::InvalidOrganizationId),
+            },
+            Case {
+                name: "organization id of 8000 bytes",
+                claims: json!({"sub": "bob", "org": "o".repeat(8000), "exp": exp}),
+                want: Err(JwtRejection::InvalidOrganizationId),
+            },
+            Case {
+                name: "organization id of 255 bytes",
+                claims: json!({"sub": "bob", "org": "o".repeat(255), "exp": exp}),
+                want: Ok(Principal::new("bob").with_organization("o".repeat(255))),
+            },
+            Case {
                 name: "aud ignored when no audience is configured",
                 claims: json!({"sub": "bob", "aud": "elsewhere", "iss": "anyone", "exp": exp}),
                 want: Ok(Principal::new("bob")),
@@ -547,6 +596,29 @@ mod tests {
         let payload = payload.split('.').nth(1).unwrap();
         let none = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
         assert!(config.verify(&none, NOW).is_err());
+    }
+
+    #[test]
+    fn the_token_size_cap_is_configurable() {
+        let token = sign(&json!({"sub": "a", "exp": NOW + 300}));
+        let mut config = config();
+        config.set_max_token_len(token.len());
+        assert!(config.verify(&token, NOW).is_ok(), "at the cap");
+        config.set_max_token_len(token.len() - 1);
+        assert_eq!(
+            config.verify(&token, NOW),
+            Err(JwtRejection::TokenTooLong),
+            "one byte over"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        assert_eq!(
+            config.authenticate(&headers),
+            Err(JwtRejection::TokenTooLong)
+        );
     }
 
     #[test]

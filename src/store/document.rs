@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{build_policy, check_principal_id, BackendError, OrgRecord, PolicyDraft};
+use super::{build_policy, BackendError, Ids, OrgRecord, PolicyDraft};
 use crate::policy::{
     Enforcement, GroupId, OrgId, OrgPolicies, ResourceId, SiteList, SourceList, UserId,
 };
@@ -180,7 +180,8 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
             groups: stored.groups.into_iter().map(GroupId::from).collect(),
             enforcement: enforcement(&stored.enforcement, &what, &corrupt)?,
         };
-        let policy = build_policy(draft).map_err(|err| corrupt(format!("{what}: {err}")))?;
+        let policy =
+            build_policy(draft, Ids::Stored).map_err(|err| corrupt(format!("{what}: {err}")))?;
         warn_if_everyone(&what, policy.sources());
         record
             .policy_versions
@@ -205,7 +206,9 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
         });
     }
     for (id, list) in document.resources {
-        check_principal_id("resource", &id).map_err(|err| corrupt(err.to_string()))?;
+        Ids::Stored
+            .check("resource", &id)
+            .map_err(|err| corrupt(err.to_string()))?;
         let what = format!("the allowlist of resource `{id}`");
         record
             .org

@@ -15,9 +15,10 @@ pub enum StoreError {
     Cycle(CycleError),
     /// An id is empty, too long or has characters that are not allowed.
     InvalidId {
-        /// `policy`, `user` or `userGroup`.
+        /// `policy`, `user`, `userGroup`, `resource` or `organization`.
         kind: &'static str,
-        /// The id as given (cut to 64 characters).
+        /// The id as given, cut to 64 characters, control and invisible characters
+        /// escaped.
         id: String,
         /// What is wrong with it.
         reason: &'static str,
@@ -45,6 +46,30 @@ pub enum StoreError {
         limit: usize,
         /// How many it would have.
         count: usize,
+    },
+    /// The organization's group hierarchy would name more groups than allowed
+    /// ([`Limits::max_groups_per_org`](super::Limits::max_groups_per_org)).
+    GroupLimitExceeded {
+        /// The limit.
+        limit: usize,
+        /// How many it would name.
+        count: usize,
+    },
+    /// A group would have more direct parents than allowed
+    /// ([`Limits::max_parents_per_group`](super::Limits::max_parents_per_group)).
+    ParentLimitExceeded {
+        /// The limit.
+        limit: usize,
+        /// How many it would have.
+        count: usize,
+    },
+    /// The group hierarchy would be deeper than allowed
+    /// ([`Limits::max_group_depth`](super::Limits::max_group_depth)).
+    DepthLimitExceeded {
+        /// The limit, in parent links.
+        limit: usize,
+        /// The depth it would have.
+        depth: usize,
     },
     /// A policy with this id already exists.
     Conflict {
@@ -82,15 +107,23 @@ impl StoreError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidSource(err) => err.error.code(),
+            Self::InvalidId {
+                kind: "organization",
+                ..
+            } => "invalidOrganization",
             Self::Cycle(_) | Self::InvalidId { .. } => "malformedDocument",
             Self::PolicyLimitExceeded { .. } => "policyLimitExceeded",
             Self::TargetLimitExceeded { .. } => "targetLimitExceeded",
             Self::ResourceLimitExceeded { .. } => "resourceLimitExceeded",
             Self::SourceLimitExceeded { .. } => "sourceLimitExceeded",
+            Self::GroupLimitExceeded { .. } => "groupLimitExceeded",
+            Self::ParentLimitExceeded { .. } => "parentLimitExceeded",
+            Self::DepthLimitExceeded { .. } => "depthLimitExceeded",
             Self::Conflict { .. } => "conflict",
             Self::NotFound { .. } => "notFound",
             Self::VersionMismatch { .. } => "versionMismatch",
             Self::LockoutPrevented { .. } => "lockoutPrevented",
+            Self::Backend(err) if err.is_refused() => "valueNotStorable",
             Self::Backend(_) => "backendError",
         }
     }
@@ -117,6 +150,18 @@ impl fmt::Display for StoreError {
             Self::SourceLimitExceeded { limit, count } => write!(
                 f,
                 "a policy or list may have at most {limit} allowed sources, and this one would have {count}: use wider CIDR ranges or address ranges"
+            ),
+            Self::GroupLimitExceeded { limit, count } => write!(
+                f,
+                "the organization's group hierarchy may name at most {limit} groups, and this change would make it {count}: remove the parent links of groups no policy needs"
+            ),
+            Self::ParentLimitExceeded { limit, count } => write!(
+                f,
+                "a group may have at most {limit} direct parents, and this one would have {count}: nest it in a common parent group instead"
+            ),
+            Self::DepthLimitExceeded { limit, depth } => write!(
+                f,
+                "groups may be nested at most {limit} levels below a top-level group, and this change would nest one {depth} levels deep: attach the group higher up"
             ),
             Self::Conflict { id } => write!(f, "a policy with id `{id}` already exists: choose another id, or replace it"),
             Self::NotFound { kind, id } => write!(f, "no {kind} `{id}` in this organization"),
@@ -162,23 +207,52 @@ impl From<BackendError> for StoreError {
 
 /// A persistence failure: the storage could not be read or written, or what it holds
 /// is not valid.
+///
+/// Most are transient (the database is down or overloaded: retrying later may work).
+/// A [refused](Self::refused) one is permanent: the storage holds nothing like the
+/// value it was given (a constraint, an encoding, a length), and sending the same
+/// change again will fail the same way. The admin API answers the first with 503
+/// `backendError` and the second with 422 `valueNotStorable`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendError {
     message: String,
+    refused: bool,
 }
 
 impl BackendError {
-    /// An error with a message a person can act on.
+    /// A transient error with a message a person can act on.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            refused: false,
         }
+    }
+
+    /// A permanent refusal of the value given (a constraint, an encoding, a length),
+    /// which retrying cannot fix. The message is shown to the caller of the admin API:
+    /// say what the storage refused, never where it is (hosts, files).
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            refused: true,
+        }
+    }
+
+    /// Whether this is a [refusal](Self::refused) of the value, which retrying cannot
+    /// fix.
+    #[must_use]
+    pub fn is_refused(&self) -> bool {
+        self.refused
     }
 }
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "storage error: {}", self.message)
+        if self.refused {
+            write!(f, "the storage refused the value: {}", self.message)
+        } else {
+            write!(f, "storage error: {}", self.message)
+        }
     }
 }
 

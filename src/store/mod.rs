@@ -9,6 +9,13 @@
 //!
 //! - Limits ([`Limits`]) default to the product's: 100 policies per organization and
 //!   100 direct targets (users plus groups) per policy. Members of groups do not count.
+//!   The group hierarchy is bounded too: 10,000 groups per organization, 100 parents
+//!   per group, 32 levels (see [`Limits`] for why).
+//! - Every id follows one rule, [`validate_id`], checked here for every backend (the
+//!   organization's too, on every change), so what one backend stores another would
+//!   store as well. A value the storage refuses all
+//!   the same is a [refused](BackendError::refused) backend error, which retrying
+//!   cannot fix, unlike an unreachable database.
 //! - Adding a target that is already assigned, or removing one that is not, changes
 //!   nothing (no new version, no audit event). Removing the last target keeps the
 //!   policy, inactive.
@@ -99,8 +106,8 @@ pub use self::sqlite::SqliteBackend;
 use crate::client_ip::ClientIpError;
 use crate::explain::{explain, Explanation};
 use crate::policy::{
-    Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList, SourceList,
-    UserId,
+    validate_id, Enforcement, GroupId, OrgId, OrgPolicies, Policy, PolicyId, ResourceId, SiteList,
+    SourceList, UserId,
 };
 use crate::principal::Principal;
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
@@ -118,8 +125,32 @@ pub struct Limits {
     pub max_resource_lists_per_org: usize,
     /// Allowed sources per policy or list (default 1000).
     pub max_sources_per_rule: usize,
+    /// Groups the hierarchy of one organization may name, as children or parents
+    /// (default 10,000). See [`Limits`] for why.
+    pub max_groups_per_org: usize,
+    /// Direct parents of one group (default 100).
+    pub max_parents_per_group: usize,
+    /// Parent links on the longest path upwards from a group (default 32).
+    pub max_group_depth: usize,
 }
 
+/// The defaults fit real directories and bound the work an administrator can cause:
+///
+/// - **10,000 groups** per organization: large Active Directory and Okta tenants have
+///   thousands of groups, and only those placed in the hierarchy count. Every change
+///   recompiles the organization, and the layer finds a caller's ancestors in the
+///   compiled form, so the bound keeps both a change and the snapshot's memory
+///   proportionate.
+/// - **100 parents** per group: nesting a group in more than a few dozen others is
+///   rare even in sprawling directories; a document naming 5,000 is a mistake or an
+///   attack, and refusing it costs nobody.
+/// - **32 levels**: organizational nesting seldom passes 10 (company, division,
+///   department, team, ...); the ancestor walk the layer does per request is bounded
+///   by it.
+///
+/// A change that would pass a hierarchy limit is refused; one that keeps a count
+/// already past a lowered limit where it is, or shrinks it, is allowed, so stored
+/// data over a new limit can always be cleaned up.
 impl Default for Limits {
     fn default() -> Self {
         Self {
@@ -127,6 +158,9 @@ impl Default for Limits {
             max_targets_per_policy: 100,
             max_resource_lists_per_org: 1000,
             max_sources_per_rule: 1000,
+            max_groups_per_org: 10_000,
+            max_parents_per_group: 100,
+            max_group_depth: 32,
         }
     }
 }
@@ -157,6 +191,27 @@ impl Limits {
     #[must_use]
     pub fn max_resource_lists_per_org(mut self, limit: usize) -> Self {
         self.max_resource_lists_per_org = limit;
+        self
+    }
+
+    /// Sets the most groups an organization's hierarchy may name.
+    #[must_use]
+    pub fn max_groups_per_org(mut self, limit: usize) -> Self {
+        self.max_groups_per_org = limit;
+        self
+    }
+
+    /// Sets the most direct parents a group may have.
+    #[must_use]
+    pub fn max_parents_per_group(mut self, limit: usize) -> Self {
+        self.max_parents_per_group = limit;
+        self
+    }
+
+    /// Sets the most parent links on a path upwards from a group.
+    #[must_use]
+    pub fn max_group_depth(mut self, limit: usize) -> Self {
+        self.max_group_depth = limit;
         self
     }
 }
@@ -590,7 +645,7 @@ impl Store {
         draft: PolicyDraft,
     ) -> Result<StoredPolicy, StoreError> {
         check_sources(&draft.allowed_sources, self.inner.limits)?;
-        let policy = build_policy(draft)?;
+        let policy = build_policy(draft, Ids::New)?;
         check_coverage(policy.sources())
             .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
         let id = policy.id().clone();
@@ -634,7 +689,7 @@ impl Store {
         if_version: Option<u64>,
     ) -> Result<StoredPolicy, StoreError> {
         check_sources(&draft.allowed_sources, self.inner.limits)?;
-        let policy = build_policy(draft)?;
+        let policy = build_policy(draft, Ids::New)?;
         check_coverage(policy.sources())
             .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
         let id = policy.id().clone();
@@ -845,6 +900,13 @@ impl Store {
         for parent in &parents {
             check_principal_id("userGroup", parent.as_str())?;
         }
+        let limits = self.inner.limits;
+        if parents.len() > limits.max_parents_per_group {
+            return Err(StoreError::ParentLimitExceeded {
+                limit: limits.max_parents_per_group,
+                count: parents.len(),
+            });
+        }
         let group_id = GroupId::from(group);
         self.change(
             actor,
@@ -857,11 +919,13 @@ impl Store {
                 if current == parents {
                     return Ok(false);
                 }
+                let before = (record.org.groups.group_count(), record.org.groups.depth());
                 record
                     .org
                     .groups
                     .set_parents(group_id.clone(), parents.iter().cloned())
                     .map_err(StoreError::Cycle)?;
+                check_hierarchy(&record.org.groups, before, limits)?;
                 Ok(true)
             },
         )
@@ -1078,6 +1142,10 @@ impl Store {
         subject: Subject<'_>,
         apply: Change<'_>,
     ) -> Result<OrgRecord, StoreError> {
+        // The organization comes from the caller's identity, not a document: checked
+        // here, on the one path every change takes, so no backend ever sees an id the
+        // others would refuse (PostgreSQL cannot store NUL, nor notify 8000 bytes).
+        check_principal_id("organization", org.as_str())?;
         let guarded = |record: &mut OrgRecord| {
             let changed = apply(record)?;
             if changed {
@@ -1279,6 +1347,30 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
     }
 }
 
+/// Refuses a hierarchy that passes a limit it was within (`before`: its group count
+/// and depth before the change), so that data over a lowered limit can still shrink.
+fn check_hierarchy(
+    groups: &crate::policy::GroupHierarchy,
+    (count_before, depth_before): (usize, usize),
+    limits: Limits,
+) -> Result<(), StoreError> {
+    let count = groups.group_count();
+    if count > limits.max_groups_per_org && count > count_before {
+        return Err(StoreError::GroupLimitExceeded {
+            limit: limits.max_groups_per_org,
+            count,
+        });
+    }
+    let depth = groups.depth();
+    if depth > limits.max_group_depth && depth > depth_before {
+        return Err(StoreError::DepthLimitExceeded {
+            limit: limits.max_group_depth,
+            depth,
+        });
+    }
+    Ok(())
+}
+
 /// Refuses more sources than a rule may have, before parsing any of them.
 fn check_sources(sources: &[String], limits: Limits) -> Result<(), StoreError> {
     if sources.len() > limits.max_sources_per_rule {
@@ -1290,16 +1382,45 @@ fn check_sources(sources: &[String], limits: Limits) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// How strictly ids are checked: new input meets today's rule; stored data meets the
+/// rule it was written under, so that tightening the rule never makes a database
+/// unreadable (nothing stored is lost).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ids {
+    New,
+    Stored,
+}
+
+impl Ids {
+    pub(super) fn check(self, kind: &'static str, id: &str) -> Result<(), StoreError> {
+        match (self, validate_id(id)) {
+            (_, Ok(())) => Ok(()),
+            // Allowed before the rule refused them: loaded, and the operator told.
+            (
+                Self::Stored,
+                Err(
+                    crate::policy::IdError::InvisibleCharacter
+                    | crate::policy::IdError::SurroundingWhitespace,
+                ),
+            ) => {
+                tracing::warn!(kind, id = %shown(id), "a stored id breaks today's id rule; it still works, but rename it");
+                Ok(())
+            }
+            (_, Err(_)) => check_principal_id(kind, id),
+        }
+    }
+}
+
 /// Builds a policy from a draft, validating ids and each source. A new policy must
 /// also pass [`check_coverage`], which the callers that create one apply: a policy
 /// stored before that check existed still loads.
-pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
+pub(super) fn build_policy(draft: PolicyDraft, ids: Ids) -> Result<Policy, StoreError> {
     check_policy_id(&draft.id)?;
     for user in &draft.users {
-        check_principal_id("user", user.as_str())?;
+        ids.check("user", user.as_str())?;
     }
     for group in &draft.groups {
-        check_principal_id("userGroup", group.as_str())?;
+        ids.check("userGroup", group.as_str())?;
     }
     let sources = parse_each(&draft.allowed_sources).map_err(StoreError::InvalidSource)?;
     let mut builder = Policy::builder(draft.id.as_str());
@@ -1321,15 +1442,15 @@ pub(super) fn build_policy(draft: PolicyDraft) -> Result<Policy, StoreError> {
         .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))
 }
 
+/// An id as a message shows it: at most 64 characters, control and invisible
+/// characters escaped, so an error about a bad id is itself safe to print or log.
 fn shown(id: &str) -> String {
-    id.chars().take(64).collect()
+    id.chars().take(64).flat_map(char::escape_debug).collect()
 }
 
 pub(crate) fn check_policy_id(id: &str) -> Result<(), StoreError> {
-    let reason = if id.is_empty() {
-        Some("is empty")
-    } else if id.len() > 255 {
-        Some("is longer than 255 characters")
+    let reason = if let Err(err) = validate_id(id) {
+        Some(err.reason())
     } else if id.starts_with('.') {
         Some("starts with `.`")
     } else if !id
@@ -1350,24 +1471,14 @@ pub(crate) fn check_policy_id(id: &str) -> Result<(), StoreError> {
     }
 }
 
+/// The one rule for user, group, organization and resource ids
+/// ([`validate_id`]), as a store error naming `kind`.
 pub(crate) fn check_principal_id(kind: &'static str, id: &str) -> Result<(), StoreError> {
-    let reason = if id.is_empty() {
-        Some("is empty")
-    } else if id.len() > 255 {
-        Some("is longer than 255 bytes")
-    } else if id.chars().any(char::is_control) {
-        Some("holds control characters")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => Err(StoreError::InvalidId {
-            kind,
-            id: shown(id),
-            reason,
-        }),
-        None => Ok(()),
-    }
+    validate_id(id).map_err(|err| StoreError::InvalidId {
+        kind,
+        id: shown(id),
+        reason: err.reason(),
+    })
 }
 
 #[cfg(test)]

@@ -260,6 +260,15 @@ impl PostgresBackend {
         replicator::spawn(self.clone(), store.clone(), options)
     }
 
+    /// Closes the connection pool: waits for the connections in use to come back,
+    /// then ends each one politely, so the database logs no broken connection. For
+    /// the end of a clean shutdown, after the server stopped serving and the
+    /// [`Replicator`] was dropped; reads and writes after it fail with
+    /// [`BackendError`]. Every clone of this backend shares the pool.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
     /// The notification channel of this backend's schema, migrating first if needed.
     pub(super) async fn channel(&self) -> Result<String, BackendError> {
         Ok(self.ready().await?.channel.clone())
@@ -309,6 +318,13 @@ impl PostgresBackend {
                 BackendError::new(format!(
                     "cannot reach PostgreSQL at {}: {err}",
                     self.inner.target
+                ))
+            }
+            sqlx::Error::Database(db) if refuses_value(db.code().as_deref()) => {
+                BackendError::refused(format!(
+                    "PostgreSQL refused it (SQLSTATE {}): {}",
+                    db.code().unwrap_or_default(),
+                    db.message()
                 ))
             }
             err => BackendError::new(format!("PostgreSQL ({}): {err}", self.inner.target)),
@@ -463,7 +479,7 @@ impl Backend for PostgresBackend {
     ) -> BoxFuture<'a, Result<Updated, StoreError>> {
         Box::pin(async move {
             if org.as_str().len() > MAX_ORG_ID_BYTES {
-                return Err(BackendError::new(format!(
+                return Err(BackendError::refused(format!(
                     "organization ids longer than {MAX_ORG_ID_BYTES} bytes cannot be stored in PostgreSQL: use a shorter id"
                 ))
                 .into());
@@ -538,6 +554,16 @@ impl Backend for PostgresBackend {
             Ok(updated)
         })
     }
+}
+
+/// Whether a SQLSTATE says the value itself cannot be stored, so that retrying is
+/// useless: class 22 (data exception: a string too long, a character the encoding
+/// lacks, a NUL, a `pg_notify` payload too large), 23 (integrity constraint) and 54
+/// (program limit exceeded, such as an index row too large).
+fn refuses_value(sqlstate: Option<&str>) -> bool {
+    sqlstate.is_some_and(|code| {
+        code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
+    })
 }
 
 fn check_schema(schema: &str) -> Result<(), BackendError> {
@@ -620,6 +646,20 @@ mod tests {
             let err = check_schema(bad).unwrap_err().to_string();
             assert!(err.contains("lowercase letters"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn which_sqlstates_refuse_the_value() {
+        for refused in [
+            "22001", "22021", "22P05", "22023", "23505", "23514", "54000",
+        ] {
+            assert!(refuses_value(Some(refused)), "{refused}");
+        }
+        // Unreachable, overloaded, cancelled, serialization: retrying may work.
+        for transient in ["08006", "53300", "57014", "40001", "40P01"] {
+            assert!(!refuses_value(Some(transient)), "{transient}");
+        }
+        assert!(!refuses_value(None));
     }
 
     #[test]

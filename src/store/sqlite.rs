@@ -34,7 +34,21 @@ pub struct SqliteBackend {
 }
 
 fn db(err: sqlx::Error) -> BackendError {
+    if let sqlx::Error::Database(db) = &err {
+        if refuses_value(db.code().as_deref()) {
+            return BackendError::refused(format!("SQLite refused it: {}", db.message()));
+        }
+    }
     BackendError::new(format!("SQLite: {err}"))
+}
+
+/// Whether an SQLite result code (extended codes included) says the value itself
+/// cannot be stored: `SQLITE_TOOBIG` (18), `SQLITE_CONSTRAINT` (19),
+/// `SQLITE_MISMATCH` (20), `SQLITE_RANGE` (25). Busy, locked, I/O and full disk are
+/// not: retrying, or freeing space, may work.
+fn refuses_value(code: Option<&str>) -> bool {
+    code.and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 18 | 19 | 20 | 25))
 }
 
 impl SqliteBackend {
@@ -181,5 +195,25 @@ impl Backend for SqliteBackend {
             tx.commit().await.map_err(db)?;
             Ok(updated)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refuses_value;
+
+    #[test]
+    fn which_result_codes_refuse_the_value() {
+        // SQLITE_TOOBIG, SQLITE_CONSTRAINT_UNIQUE (2067), SQLITE_CONSTRAINT_CHECK (275),
+        // SQLITE_MISMATCH, SQLITE_RANGE.
+        for refused in ["18", "2067", "275", "20", "25"] {
+            assert!(refuses_value(Some(refused)), "{refused}");
+        }
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR_WRITE (778), SQLITE_FULL.
+        for transient in ["5", "6", "778", "13"] {
+            assert!(!refuses_value(Some(transient)), "{transient}");
+        }
+        assert!(!refuses_value(None));
+        assert!(!refuses_value(Some("not a number")));
     }
 }

@@ -50,11 +50,11 @@ pub fn start(database: &str, secret: &str) -> Running {
     start_with(database, secret, &[])
 }
 
-/// Starts the demo server as [`start`] does, with more command-line arguments.
-pub fn start_with(database: &str, secret: &str, args: &[&str]) -> Running {
+/// As [`start`], with more command-line flags (`--header-timeout 1`, say).
+pub fn start_with(database: &str, secret: &str, flags: &[&str]) -> Running {
     let mut child = Command::new(binary())
         .args(["--listen", "127.0.0.1:0", "--database", database])
-        .args(args)
+        .args(flags)
         .env("ALLOWLIST_JWT_SECRET", secret)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
