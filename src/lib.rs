@@ -22,6 +22,7 @@
 //! | [`lists`] | site-wide and per-resource allowlists: lists that apply to requests, not users |
 //! | [`report`] | report-only rules and what they would have denied |
 //! | [`metrics`] | counters through the `metrics` facade (feature `metrics`) |
+//! | [`testing`] | requests from a given peer, with an identity and a tenant, for `oneshot` tests |
 //! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events; SQLite and PostgreSQL persistence, replication across replicas |
 //! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
 //! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
@@ -110,4 +111,5 @@ pub mod snapshot;
 pub mod source;
 pub mod store;
 pub mod tenant;
+pub mod testing;
 mod warn;

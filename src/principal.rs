@@ -124,3 +124,48 @@ impl Identity for Principal {
         self.organization.as_ref().map(OrgId::as_str)
     }
 }
+
+/// Session stores and authentication layers often hand out shared pointers: the
+/// allowlist reads `Arc<YourUser>` (with `.with_identity::<Arc<YourUser>>()`) as it
+/// reads `YourUser`.
+impl<T: Identity + ?Sized> Identity for std::sync::Arc<T> {
+    fn user_id(&self) -> &str {
+        (**self).user_id()
+    }
+
+    fn group_ids(&self) -> impl Iterator<Item = &str> {
+        (**self).group_ids()
+    }
+
+    fn organization_id(&self) -> Option<&str> {
+        (**self).organization_id()
+    }
+}
+
+impl<T: Identity + ?Sized> Identity for Box<T> {
+    fn user_id(&self) -> &str {
+        (**self).user_id()
+    }
+
+    fn group_ids(&self) -> impl Iterator<Item = &str> {
+        (**self).group_ids()
+    }
+
+    fn organization_id(&self) -> Option<&str> {
+        (**self).organization_id()
+    }
+}
+
+impl<T: Identity + ?Sized> Identity for &'static T {
+    fn user_id(&self) -> &str {
+        (**self).user_id()
+    }
+
+    fn group_ids(&self) -> impl Iterator<Item = &str> {
+        (**self).group_ids()
+    }
+
+    fn organization_id(&self) -> Option<&str> {
+        (**self).organization_id()
+    }
+}

@@ -182,7 +182,7 @@ async fn valid_hs256_token_maps_claims_over_loopback() {
         http_get(server, "/whoami", Some(&format!("Bearer {expired}"))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers[WWW_AUTHENTICATE], EXPIRED);
-    assert_eq!(headers[CONTENT_TYPE], "application/json");
+    assert_eq!(headers[CONTENT_TYPE], "application/vnd.api+json");
     assert_eq!(
         body,
         r#"{"errors":[{"status":"401","code":"unauthenticated","title":"Unauthenticated","detail":"The token has expired."}]}"#
@@ -245,7 +245,7 @@ async fn expired_token_gets_the_exact_challenge() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(answer.rejection, Some(JwtRejection::Expired));
     assert_eq!(answer.headers[WWW_AUTHENTICATE], EXPIRED);
-    assert_eq!(answer.headers[CONTENT_TYPE], "application/json");
+    assert_eq!(answer.headers[CONTENT_TYPE], "application/vnd.api+json");
     let body: Value = serde_json::from_str(&answer.body).unwrap();
     assert_eq!(body["errors"][0]["code"], "unauthenticated");
     assert_eq!(body["errors"][0]["status"], "401");
@@ -550,7 +550,7 @@ async fn no_header_is_anonymous_and_require_principal_refuses_it() {
     assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
     assert_eq!(answer.rejection, Some(JwtRejection::MissingCredentials));
     assert_eq!(answer.headers[WWW_AUTHENTICATE], "Bearer");
-    assert_eq!(answer.headers[CONTENT_TYPE], "application/json");
+    assert_eq!(answer.headers[CONTENT_TYPE], "application/vnd.api+json");
     assert_eq!(
         answer.body,
         r#"{"errors":[{"status":"401","code":"unauthenticated","title":"Unauthenticated","detail":"Authentication is required."}]}"#

@@ -109,3 +109,83 @@ async fn tonic_client_sees_permission_denied() {
     let status = check(server, "127.0.0.2", Some("alice")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
 }
+
+/// The usual tonic authentication: an interceptor that turns `x-user` metadata into
+/// the principal.
+#[allow(clippy::result_large_err)] // tonic's interceptor signature
+fn interceptor(mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let user = request
+        .metadata()
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .map(Principal::new);
+    if let Some(principal) = user {
+        request.extensions_mut().insert(principal);
+    }
+    Ok(request)
+}
+
+/// `alice` may call only from 127.0.0.2.
+fn alice_at_her_desk() -> SnapshotHandle {
+    let mut org = OrgPolicies::default();
+    org.insert_policy(
+        Policy::builder("desk")
+            .sources(["127.0.0.2"])
+            .unwrap()
+            .user("alice")
+            .build()
+            .unwrap(),
+    );
+    let handle = SnapshotHandle::default();
+    handle.set_org(OrgId::default(), &org);
+    handle
+}
+
+/// An interceptor added as a server layer, outside the allowlist, is seen by it: the
+/// documented way to authenticate a tonic service before the allowlist.
+#[tokio::test]
+async fn an_interceptor_layer_before_the_allowlist_is_seen() {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let handle = alice_at_her_desk();
+    tokio::spawn(async move {
+        Server::builder()
+            .layer(tonic::service::InterceptorLayer::new(interceptor))
+            .layer(AllowlistLayer::new(handle))
+            .add_service(health)
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    check(server, "127.0.0.2", Some("alice"))
+        .await
+        .expect("alice at her desk");
+    let status = check(server, "127.0.0.3", Some("alice")).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+}
+
+/// A per-service interceptor runs inside the router, after every
+/// `Server::builder().layer(..)`: the allowlist never sees its identity. With the
+/// default (anonymous requests refused) that fails closed, as the docs warn.
+#[tokio::test]
+async fn a_per_service_interceptor_is_not_seen_by_the_allowlist() {
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let handle = alice_at_her_desk();
+    tokio::spawn(async move {
+        Server::builder()
+            .layer(AllowlistLayer::new(handle))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                health,
+                interceptor,
+            ))
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    // Even from her desk, alice is unknown to the allowlist: refused, not let through.
+    let status = check(server, "127.0.0.2", Some("alice")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}

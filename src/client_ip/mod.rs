@@ -393,7 +393,7 @@ pub(crate) fn resolve_once<B>(
         if let Err(err) = &agreed {
             static CONFLICT: RateLimited = RateLimited::new(Duration::from_secs(60));
             if CONFLICT.ready() {
-                tracing::warn!("client address unknown: {err}");
+                tracing::warn!(target: "tower_ip_allowlist::wiring", "client address unknown: {err}");
             }
         }
         let outcome = ClientIpOutcome {
@@ -433,6 +433,7 @@ fn warn_if_proxied<B>(request: &Request<B>, result: &Result<ClientIp, ClientIpEr
     static FORGOTTEN: RateLimited = RateLimited::new(Duration::from_secs(300));
     if FORGOTTEN.ready() {
         tracing::warn!(
+            target: "tower_ip_allowlist::wiring",
             peer = %peer,
             "a request from {peer} carries a forwarded header, but no client-address resolver is configured, so the client is taken to be {peer}: if the service is behind a proxy, add `ClientIpLayer::new(ClientIpResolver::trusted_proxies([..])?)` outermost"
         );

@@ -58,7 +58,10 @@ impl Rejection for DefaultRejection {
         let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(crate::layer::JSON_API),
+        );
         headers.insert(WWW_AUTHENTICATE, reason.www_authenticate());
         response
     }

@@ -1,6 +1,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower_layer::Layer;
 
@@ -9,6 +10,7 @@ use crate::client_ip::ClientIpResolver;
 use crate::lists::Exempt;
 use crate::principal::{Identity, Principal};
 use crate::snapshot::SnapshotHandle;
+use crate::warn::RateLimited;
 
 /// Applies IP allowlist policies to every request of the wrapped service.
 ///
@@ -27,11 +29,23 @@ pub struct AllowlistLayer<I = Principal, R = DefaultRejection> {
 
 /// What the layer does with a request that carries no identity, and how it recognises
 /// one that should have: see [`AllowlistLayer::allow_anonymous`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Anonymous {
     pub(super) allow: bool,
     /// The application's session cookie, whose presence means "should be authenticated".
     pub(super) cookie: Option<Arc<str>>,
+    /// One warning a minute per layer about credentials that reached it unread.
+    pub(super) warned: Arc<RateLimited>,
+}
+
+impl Default for Anonymous {
+    fn default() -> Self {
+        Self {
+            allow: false,
+            cookie: None,
+            warned: Arc::new(RateLimited::new(Duration::from_secs(60))),
+        }
+    }
 }
 
 impl AllowlistLayer {

@@ -2,7 +2,9 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Request, Response};
 use tower_layer::Layer;
@@ -14,6 +16,7 @@ use crate::body::ResponseBody;
 use crate::client_ip::ClientIpOutcome;
 use crate::principal::{Identity, Principal};
 use crate::snapshot::DenyReason;
+use crate::warn::RateLimited;
 
 /// Refuses requests that carry no identity of type `I` (a [`Principal`] unless set with
 /// [`with_identity`](Self::with_identity)): 401 `unauthenticated` with
@@ -52,6 +55,7 @@ use crate::snapshot::DenyReason;
 #[must_use]
 pub struct RequireIdentityLayer<I = Principal, R = DefaultRejection> {
     rejection: R,
+    warned: Arc<RateLimited>,
     identity: PhantomData<fn() -> I>,
 }
 
@@ -60,6 +64,7 @@ impl RequireIdentityLayer {
     pub fn new() -> Self {
         Self {
             rejection: DefaultRejection,
+            warned: Arc::new(RateLimited::new(Duration::from_secs(60))),
             identity: PhantomData,
         }
     }
@@ -76,6 +81,7 @@ impl<I, R> RequireIdentityLayer<I, R> {
     pub fn with_identity<J: Identity>(self) -> RequireIdentityLayer<J, R> {
         RequireIdentityLayer {
             rejection: self.rejection,
+            warned: self.warned,
             identity: PhantomData,
         }
     }
@@ -84,6 +90,7 @@ impl<I, R> RequireIdentityLayer<I, R> {
     pub fn rejection<R2: Rejection>(self, rejection: R2) -> RequireIdentityLayer<I, R2> {
         RequireIdentityLayer {
             rejection,
+            warned: self.warned,
             identity: PhantomData,
         }
     }
@@ -93,6 +100,7 @@ impl<I, R: Clone> Clone for RequireIdentityLayer<I, R> {
     fn clone(&self) -> Self {
         Self {
             rejection: self.rejection.clone(),
+            warned: Arc::clone(&self.warned),
             identity: PhantomData,
         }
     }
@@ -114,6 +122,7 @@ impl<S, I, R: Clone> Layer<S> for RequireIdentityLayer<I, R> {
         RequireIdentityService {
             inner,
             rejection: self.rejection.clone(),
+            warned: Arc::clone(&self.warned),
             identity: PhantomData,
         }
     }
@@ -123,6 +132,7 @@ impl<S, I, R: Clone> Layer<S> for RequireIdentityLayer<I, R> {
 pub struct RequireIdentityService<S, I, R> {
     inner: S,
     rejection: R,
+    warned: Arc<RateLimited>,
     identity: PhantomData<fn() -> I>,
 }
 
@@ -135,6 +145,7 @@ impl<S: Clone, I, R: Clone> Clone for RequireIdentityService<S, I, R> {
         Self {
             inner: self.inner.clone(),
             rejection: self.rejection.clone(),
+            warned: Arc::clone(&self.warned),
             identity: PhantomData,
         }
     }
@@ -169,7 +180,7 @@ where
         if request.extensions().get::<I>().is_some() {
             return ResponseFuture::future(self.inner.call(request));
         }
-        warn_if_credentials_unread::<I, _>(&request, None);
+        warn_if_credentials_unread::<I, _>(&request, None, &self.warned);
         let client_ip =
             ClientIpOutcome::of(request.extensions()).and_then(|o| o.client_ip().cloned());
         reject(

@@ -1,7 +1,6 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{Request, Response};
@@ -59,7 +58,11 @@ where
         }
 
         let Some(caller) = request.extensions().get::<I>() else {
-            warn_if_credentials_unread::<I, _>(&request, self.anonymous.cookie.as_deref());
+            warn_if_credentials_unread::<I, _>(
+                &request,
+                self.anonymous.cookie.as_deref(),
+                &self.anonymous.warned,
+            );
             if self.anonymous.allow {
                 tracing::debug!(
                     "no caller identity: the policies do not apply to anonymous requests"
@@ -153,7 +156,11 @@ pub(super) fn reject<R: Rejection, B, F>(
 /// A request that carries credentials but reaches the layer with no identity of type `I`
 /// is the signature of a layer-order or identity-type mistake: said at WARN, at most
 /// once a minute, with the fix.
-pub(super) fn warn_if_credentials_unread<I, B>(request: &Request<B>, cookie: Option<&str>) {
+pub(super) fn warn_if_credentials_unread<I, B>(
+    request: &Request<B>,
+    cookie: Option<&str>,
+    limit: &RateLimited,
+) {
     let headers = request.headers();
     let authorization = headers.contains_key(AUTHORIZATION);
     let session = cookie.is_some_and(|name| {
@@ -167,9 +174,9 @@ pub(super) fn warn_if_credentials_unread<I, B>(request: &Request<B>, cookie: Opt
     if !(authorization || session) {
         return;
     }
-    static UNREAD: RateLimited = RateLimited::new(Duration::from_secs(60));
-    if UNREAD.ready() {
+    if limit.ready() {
         tracing::warn!(
+            target: "tower_ip_allowlist::wiring",
             identity = std::any::type_name::<I>(),
             "a request carries credentials ({}) but reached the allowlist with no identity of type `{}`: add the authentication layer outside the allowlist (with axum, `.layer(auth)` after `.layer(AllowlistLayer)`; with tonic, as a `Server::builder().layer`, not a per-service interceptor), and read your own identity type with `.with_identity::<YourUser>()`",
             if authorization { "an Authorization header" } else { "the session cookie" },

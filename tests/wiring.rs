@@ -1,0 +1,276 @@
+//! Mistakes in the stack fail closed, or say so loudly: one test per mistake a new user
+//! made while wiring the allowlist from the docs alone. Warnings are captured on the
+//! `tower_ip_allowlist::wiring` target.
+
+mod common;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use common::capture::Capture;
+use http::StatusCode;
+use tower::ServiceExt;
+use tower_ip_allowlist::layer::{AllowlistLayer, RequireIdentityLayer};
+use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
+use tower_ip_allowlist::principal::Identity;
+use tower_ip_allowlist::snapshot::{DenyReason, SnapshotHandle};
+use tower_ip_allowlist::testing::TestRequest;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// The application's own session-style user, in its own tenant.
+#[derive(Debug, Clone)]
+struct User {
+    name: String,
+    tenant: Option<String>,
+}
+
+impl Identity for User {
+    fn user_id(&self) -> &str {
+        &self.name
+    }
+    fn group_ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::empty()
+    }
+    fn organization_id(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+}
+
+/// alice may call only from 203.0.113.0/24, in the default organization.
+fn policies() -> SnapshotHandle {
+    let mut org = OrgPolicies::default();
+    org.insert_policy(
+        Policy::builder("vpn")
+            .sources(["203.0.113.0/24"])
+            .unwrap()
+            .user("alice")
+            .build()
+            .unwrap(),
+    );
+    let handle = SnapshotHandle::default();
+    handle.set_org(OrgId::default(), &org);
+    handle
+}
+
+/// The application's session layer: a `session=<user>` cookie becomes a `User`.
+async fn session(mut request: Request, next: Next) -> Response {
+    let user = request
+        .headers()
+        .get("cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.strip_prefix("session="))
+        .map(|name| User {
+            name: name.to_owned(),
+            tenant: None,
+        });
+    if let Some(user) = user {
+        request.extensions_mut().insert(user);
+    }
+    next.run(request).await
+}
+
+fn alice_from(peer: &str) -> http::Request<Body> {
+    http::Request::get("/")
+        .header("cookie", "session=alice")
+        .body(Body::empty())
+        .unwrap()
+        .from_peer(peer)
+}
+
+fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
+    let capture = Capture::new("tower_ip_allowlist::wiring");
+    let guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    (capture, guard)
+}
+
+fn warned_about(capture: &Capture, text: &str) -> bool {
+    capture
+        .events()
+        .iter()
+        .any(|event| event.get("message").is_some_and(|m| m.contains(text)))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_forgotten_with_identity_fails_closed_and_says_why() {
+    let (log, _guard) = capture();
+    // The layer reads `Principal`, the application inserts `User`.
+    let app = Router::new()
+        .route("/", get(|| async { "in" }))
+        .layer(AllowlistLayer::new(policies()).credentials_cookie("session"))
+        .layer(middleware::from_fn(session));
+    let response = app.clone().oneshot(alice_from("192.0.2.1")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "fails closed");
+    assert_eq!(
+        response.extensions().get::<DenyReason>(),
+        Some(&DenyReason::Unauthenticated)
+    );
+    assert!(warned_about(&log, "with_identity"), "{:?}", log.events());
+
+    // Fixed: alice is held to her policy.
+    let app = Router::new()
+        .route("/", get(|| async { "in" }))
+        .layer(AllowlistLayer::new(policies()).with_identity::<User>())
+        .layer(middleware::from_fn(session));
+    let response = app.clone().oneshot(alice_from("192.0.2.1")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let response = app.oneshot(alice_from("203.0.113.5")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn authentication_on_the_wrong_side_fails_closed_and_says_why() {
+    let (log, _guard) = capture();
+    // `Router::layer` wraps outward: the last added runs first. Here the allowlist runs
+    // before the session layer, so it never sees the user.
+    let app = Router::new()
+        .route("/", get(|| async { "in" }))
+        .layer(middleware::from_fn(session))
+        .layer(
+            AllowlistLayer::new(policies())
+                .with_identity::<User>()
+                .credentials_cookie("session"),
+        );
+    let response = app.oneshot(alice_from("192.0.2.1")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        warned_about(&log, "add the authentication layer outside the allowlist"),
+        "{:?}",
+        log.events()
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn with_public_routes_the_mistake_is_still_loud() {
+    let (log, _guard) = capture();
+    let app = Router::new()
+        .route("/", get(|| async { "in" }))
+        .layer(middleware::from_fn(session))
+        .layer(
+            AllowlistLayer::new(policies())
+                .with_identity::<User>()
+                .allow_anonymous()
+                .credentials_cookie("session"),
+        );
+    let response = app.clone().oneshot(alice_from("192.0.2.1")).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "anonymous requests are allowed here"
+    );
+    assert!(warned_about(&log, "session cookie"), "{:?}", log.events());
+    // A request with no credentials at all is not a mistake: nothing said.
+    log.clear();
+    let anonymous = http::Request::get("/")
+        .body(Body::empty())
+        .unwrap()
+        .from_peer("192.0.2.1");
+    assert_eq!(
+        app.oneshot(anonymous).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert!(log.events().is_empty(), "{:?}", log.events());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_identity_in_another_organization_than_the_policies_is_refused() {
+    // The application's identity names its own tenant while the policies were
+    // published to the default organization, and no TenantLayer says otherwise: the
+    // service is single-tenant, and the identity is refused rather than let through
+    // past policies that could never apply to it.
+    let app = Router::new()
+        .route("/", get(|| async { "in" }))
+        .layer(AllowlistLayer::new(policies()).with_identity::<User>());
+    let alice = User {
+        name: "alice".into(),
+        tenant: Some("acme".into()),
+    };
+    let request = http::Request::get("/")
+        .body(Body::empty())
+        .unwrap()
+        .from_peer("192.0.2.1")
+        .with_identity(alice.clone());
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.extensions().get::<DenyReason>(),
+        Some(&DenyReason::OrganizationMismatch)
+    );
+    // In acme's tenant, alice is in acme, where no policy names her.
+    let request = http::Request::get("/")
+        .body(Body::empty())
+        .unwrap()
+        .from_peer("192.0.2.1")
+        .with_identity(alice)
+        .for_tenant("acme");
+    assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn shared_identities_and_the_generic_guard() {
+    // Session stores hand out `Arc`s: the allowlist reads them as the user itself.
+    let app = Router::new()
+        .route("/", get(|| async { "in" }))
+        .layer(AllowlistLayer::new(policies()).with_identity::<Arc<User>>());
+    let alice = Arc::new(User {
+        name: "alice".into(),
+        tenant: None,
+    });
+    let from = |peer: &str| {
+        http::Request::get("/")
+            .body(Body::empty())
+            .unwrap()
+            .from_peer(peer)
+            .with_identity(Arc::clone(&alice))
+    };
+    assert_eq!(
+        app.clone()
+            .oneshot(from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.oneshot(from("203.0.113.1")).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // The identity-generic guard, for stacks that allow anonymous requests elsewhere.
+    let app = Router::new()
+        .route("/account", get(|| async { "yours" }))
+        .route_layer(RequireIdentityLayer::new().with_identity::<User>())
+        .route("/", get(|| async { "public" }))
+        .layer(
+            AllowlistLayer::new(policies())
+                .with_identity::<User>()
+                .allow_anonymous(),
+        );
+    let get = |path: &str| {
+        http::Request::get(path)
+            .body(Body::empty())
+            .unwrap()
+            .from_peer("192.0.2.1")
+    };
+    assert_eq!(
+        app.clone().oneshot(get("/")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let refused = app.clone().oneshot(get("/account")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/vnd.api+json"
+    );
+    let bob = get("/account").with_identity(User {
+        name: "bob".into(),
+        tenant: None,
+    });
+    assert_eq!(app.oneshot(bob).await.unwrap().status(), StatusCode::OK);
+}
