@@ -19,7 +19,7 @@
 //! let app = Router::new().route("/", get(|| async { "hi" })).layer(AllowlistLayer::new(handle));
 //!
 //! let request = |peer: &str| {
-//!     Request::get("/").body(Body::empty()).unwrap().from_peer(peer).with_identity(Principal::new("alice"))
+//!     Request::get("/").body(Body::empty()).unwrap().with_peer(peer).with_identity(Principal::new("alice"))
 //! };
 //! assert_eq!(app.clone().oneshot(request("203.0.113.9")).await?.status(), StatusCode::OK);
 //! assert_eq!(app.oneshot(request("192.0.2.1:4000")).await?.status(), StatusCode::FORBIDDEN);
@@ -42,7 +42,7 @@ pub trait TestRequest: Sized {
     ///
     /// When `peer` is neither: a test's literal is wrong.
     #[must_use]
-    fn from_peer(self, peer: &str) -> Self;
+    fn with_peer(self, peer: &str) -> Self;
 
     /// The caller, as an authentication layer would insert it.
     #[must_use]
@@ -55,7 +55,7 @@ pub trait TestRequest: Sized {
 }
 
 impl<B> TestRequest for http::Request<B> {
-    fn from_peer(mut self, peer: &str) -> Self {
+    fn with_peer(mut self, peer: &str) -> Self {
         let addr = peer
             .parse::<SocketAddr>()
             .or_else(|_| peer.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 0)))
@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn requests_carry_what_they_are_given() {
         let request = http::Request::new(())
-            .from_peer("[::ffff:192.0.2.1]:9")
+            .with_peer("[::ffff:192.0.2.1]:9")
             .with_identity(Principal::new("ann"))
             .for_tenant("acme");
         assert_eq!(
@@ -104,7 +104,7 @@ mod tests {
             Tenant::of(request.extensions()).unwrap().org().as_str(),
             "acme"
         );
-        let request = http::Request::new(()).from_peer("2001:db8::1");
+        let request = http::Request::new(()).with_peer("2001:db8::1");
         assert_eq!(
             peer_addr(request.extensions()),
             Some("2001:db8::1".parse().unwrap())

@@ -79,7 +79,7 @@ fn alice_from(peer: &str) -> http::Request<Body> {
         .header("cookie", "session=alice")
         .body(Body::empty())
         .unwrap()
-        .from_peer(peer)
+        .with_peer(peer)
 }
 
 fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
@@ -169,7 +169,7 @@ async fn with_public_routes_the_mistake_is_still_loud() {
     let anonymous = http::Request::get("/")
         .body(Body::empty())
         .unwrap()
-        .from_peer("192.0.2.1");
+        .with_peer("192.0.2.1");
     assert_eq!(
         app.oneshot(anonymous).await.unwrap().status(),
         StatusCode::OK
@@ -193,7 +193,7 @@ async fn an_identity_in_another_organization_than_the_policies_is_refused() {
     let request = http::Request::get("/")
         .body(Body::empty())
         .unwrap()
-        .from_peer("192.0.2.1")
+        .with_peer("192.0.2.1")
         .with_identity(alice.clone());
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
@@ -205,7 +205,7 @@ async fn an_identity_in_another_organization_than_the_policies_is_refused() {
     let request = http::Request::get("/")
         .body(Body::empty())
         .unwrap()
-        .from_peer("192.0.2.1")
+        .with_peer("192.0.2.1")
         .with_identity(alice)
         .for_tenant("acme");
     assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
@@ -225,7 +225,7 @@ async fn shared_identities_and_the_generic_guard() {
         http::Request::get("/")
             .body(Body::empty())
             .unwrap()
-            .from_peer(peer)
+            .with_peer(peer)
             .with_identity(Arc::clone(&alice))
     };
     assert_eq!(
@@ -255,7 +255,7 @@ async fn shared_identities_and_the_generic_guard() {
         http::Request::get(path)
             .body(Body::empty())
             .unwrap()
-            .from_peer("192.0.2.1")
+            .with_peer("192.0.2.1")
     };
     assert_eq!(
         app.clone().oneshot(get("/")).await.unwrap().status(),
