@@ -64,12 +64,68 @@ impl SnapshotHandle {
     /// shared, not recompiled. Safe against concurrent calls for other organizations
     /// (read-copy-update: a lost race is retried on the newer snapshot).
     pub fn set_org(&self, id: OrgId, org: &OrgPolicies) {
+        let source = Arc::new(org.clone());
         let compiled = Arc::new(super::CompiledOrg::compile(org));
         self.current.rcu(|current| {
             let mut next = Snapshot::clone(current);
-            next.insert_compiled(id.clone(), Arc::clone(&compiled));
+            next.insert_with_source(id.clone(), Arc::clone(&source), Arc::clone(&compiled));
             next
         });
+    }
+
+    /// An organization's policies as last published, to read back (inactive policies,
+    /// the group hierarchy and the lists included); `None` if it was never published.
+    #[must_use]
+    pub fn org_policies(&self, id: &str) -> Option<Arc<OrgPolicies>> {
+        self.current.load().policies(id).cloned()
+    }
+
+    /// Changes one organization's policies in place and publishes the result
+    /// atomically: `edit` is applied to the policies as last published (empty if
+    /// never), and the next request sees the change. Returns what `edit` returned.
+    ///
+    /// Concurrent edits of the handle do not lose each other's changes: when another
+    /// publication wins the race, `edit` runs again on the newer policies (so keep it
+    /// free of side effects beyond the policies it is given).
+    ///
+    /// No validation beyond the policy types' own happens here; for validated,
+    /// versioned, audited changes use the [`Store`](crate::store::Store) (its
+    /// in-memory backend needs no database).
+    ///
+    /// ```
+    /// use tower_ip_allowlist::policy::{OrgId, Policy, UserId};
+    /// use tower_ip_allowlist::snapshot::SnapshotHandle;
+    ///
+    /// let handle = SnapshotHandle::default();
+    /// let org = OrgId::default();
+    /// handle.update_org(&org, |policies| {
+    ///     policies.insert_policy(Policy::builder("vpn").sources(["203.0.113.0/24"]).unwrap().user("alice").build().unwrap());
+    /// });
+    /// // Later: let bob in too, keeping everything else.
+    /// handle.update_org(&org, |policies| {
+    ///     if let Some(vpn) = policies.policies.get_mut("vpn") {
+    ///         vpn.add_targets([UserId::from("bob")], []);
+    ///     }
+    /// });
+    /// let vpn = &handle.org_policies("default").unwrap().policies["vpn"];
+    /// assert_eq!(vpn.users().len(), 2);
+    /// ```
+    pub fn update_org<T>(&self, id: &OrgId, mut edit: impl FnMut(&mut OrgPolicies) -> T) -> T {
+        loop {
+            let current = self.current.load_full();
+            let mut policies = current
+                .policies(id.as_str())
+                .map(|source| OrgPolicies::clone(source))
+                .unwrap_or_default();
+            let result = edit(&mut policies);
+            let compiled = Arc::new(super::CompiledOrg::compile(&policies));
+            let mut next = Snapshot::clone(&current);
+            next.insert_with_source(id.clone(), Arc::new(policies), compiled);
+            let previous = self.current.compare_and_swap(&current, Arc::new(next));
+            if Arc::ptr_eq(&previous, &current) {
+                return result;
+            }
+        }
     }
 
     /// Removes an organization and publishes the result.

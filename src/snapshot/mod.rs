@@ -137,6 +137,9 @@ impl fmt::Display for DenyReason {
 #[derive(Clone, Default)]
 pub struct Snapshot {
     orgs: HashMap<OrgId, Arc<CompiledOrg>, foldhash::fast::RandomState>,
+    /// Each organization's policies as they were published (inactive ones included),
+    /// to read back and edit; not used by decisions.
+    sources: HashMap<OrgId, Arc<OrgPolicies>, foldhash::fast::RandomState>,
     /// Not loaded yet: every decision is denied (see the module docs).
     pending: bool,
 }
@@ -190,12 +193,30 @@ impl Snapshot {
     pub fn without_org(&self, id: &str) -> Self {
         let mut next = self.clone();
         next.orgs.remove(id);
+        next.sources.remove(id);
         next
     }
 
     /// Sets an organization's compiled form (compiled elsewhere, or shared with
-    /// another snapshot).
+    /// another snapshot). Its policies as published are not known then:
+    /// [`policies`](Self::policies) has none for `id` until it is published with them.
     pub fn insert_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
+        self.sources.remove(id.as_str());
+        self.set_compiled(id, org);
+    }
+
+    /// Sets an organization's policies and their compiled form.
+    pub(crate) fn insert_with_source(
+        &mut self,
+        id: OrgId,
+        source: Arc<OrgPolicies>,
+        org: Arc<CompiledOrg>,
+    ) {
+        self.sources.insert(id.clone(), source);
+        self.set_compiled(id, org);
+    }
+
+    fn set_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
         if org.is_empty() {
             // Nothing can apply: keep the map small and the look-up a miss.
             self.orgs.remove(id.as_str());
@@ -205,7 +226,16 @@ impl Snapshot {
     }
 
     fn insert(&mut self, id: OrgId, org: &OrgPolicies) {
-        self.insert_compiled(id, Arc::new(CompiledOrg::compile(org)));
+        let compiled = Arc::new(CompiledOrg::compile(org));
+        self.insert_with_source(id, Arc::new(org.clone()), compiled);
+    }
+
+    /// An organization's policies as they were last published (inactive policies,
+    /// the group hierarchy and the lists included), to read them back or derive a
+    /// change from them: see [`SnapshotHandle::update_org`].
+    #[must_use]
+    pub fn policies(&self, id: &str) -> Option<&Arc<OrgPolicies>> {
+        self.sources.get(id)
     }
 
     /// The compiled organization, if it has any active policy or list.

@@ -469,3 +469,66 @@ fn readers_see_old_or_new_never_a_mix() {
         assert!(reader.join().unwrap() > 0);
     }
 }
+
+#[test]
+fn policies_read_back_and_edited_in_place_without_losing_concurrent_edits() {
+    let handle = SnapshotHandle::default();
+    let org = OrgId::from("acme");
+    assert!(handle.org_policies("acme").is_none());
+    // An inactive policy (no target) is kept in the policies, though nothing compiles.
+    handle.update_org(&org, |policies| {
+        policies.insert_policy(
+            Policy::builder("idle")
+                .sources(["192.0.2.0/24"])
+                .unwrap()
+                .build()
+                .unwrap(),
+        );
+    });
+    assert!(handle.load().org("acme").is_none());
+    assert!(handle
+        .org_policies("acme")
+        .unwrap()
+        .policies
+        .contains_key("idle"));
+
+    // Two writers, each adding 50 policies: every one of the 100 lands.
+    std::thread::scope(|scope| {
+        for writer in 0..2 {
+            let handle = &handle;
+            let org = &org;
+            scope.spawn(move || {
+                for i in 0..50 {
+                    handle.update_org(org, |policies| {
+                        policies.insert_policy(
+                            Policy::builder(format!("p{writer}-{i}").as_str())
+                                .sources(["198.51.100.0/24"])
+                                .unwrap()
+                                .user(format!("user{writer}-{i}").as_str())
+                                .build()
+                                .unwrap(),
+                        );
+                    });
+                }
+            });
+        }
+    });
+    let policies = handle.org_policies("acme").unwrap();
+    assert_eq!(policies.policies.len(), 101);
+    // And what is read back is what decides.
+    let snapshot = handle.load();
+    assert_eq!(
+        snapshot.decide(
+            Some("acme"),
+            "user1-49",
+            [],
+            Some("192.0.2.1".parse().unwrap())
+        ),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+    // set_org records what it publishes too; remove_org forgets it.
+    handle.set_org(org.clone(), &OrgPolicies::default());
+    assert!(handle.org_policies("acme").unwrap().policies.is_empty());
+    handle.remove_org("acme");
+    assert!(handle.org_policies("acme").is_none());
+}
