@@ -10,22 +10,46 @@
 //!
 //! # Example
 //!
-//! ```
-//! use tower_ip_allowlist::principal::{Identity, Principal};
+//! The organization an identity names must be the request's [tenant](crate::tenant)
+//! (the default organization when no `TenantLayer` decides otherwise), and policies are
+//! published to that same organization; an identity of another organization is
+//! refused (401 `organizationMismatch`), never matched against nothing.
 //!
-//! // An application's own user type, as its session middleware inserts it.
+//! ```
+//! use axum::{body::Body, http::{Request, StatusCode}, routing::get, Router};
+//! use tower::ServiceExt;
+//! use tower_ip_allowlist::layer::AllowlistLayer;
+//! use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
+//! use tower_ip_allowlist::principal::Identity;
+//! use tower_ip_allowlist::snapshot::SnapshotHandle;
+//! use tower_ip_allowlist::testing::TestRequest;
+//!
+//! // An application's own user type, as its session middleware inserts it. A
+//! // single-tenant application names no organization: the default one.
 //! #[derive(Clone)]
-//! struct SessionUser { login: String, teams: Vec<String>, tenant: String }
+//! struct SessionUser { login: String, teams: Vec<String> }
 //!
 //! impl Identity for SessionUser {
 //!     fn user_id(&self) -> &str { &self.login }
 //!     fn group_ids(&self) -> impl Iterator<Item = &str> { self.teams.iter().map(String::as_str) }
-//!     fn organization_id(&self) -> Option<&str> { Some(&self.tenant) }
+//!     fn organization_id(&self) -> Option<&str> { None }
 //! }
 //!
-//! let principal = Principal::new("alice").with_groups(["admins"]).with_organization("acme");
-//! assert_eq!(principal.group_ids().collect::<Vec<_>>(), ["admins"]);
-//! assert_eq!(principal.organization_id(), Some("acme"));
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Policies go to the organization the identity names: here the default one.
+//! let mut org = OrgPolicies::default();
+//! org.insert_policy(Policy::builder("vpn").sources(["203.0.113.0/24"])?.group("admins").build()?);
+//! let handle = SnapshotHandle::default();
+//! handle.set_org(OrgId::default(), &org);
+//!
+//! let app = Router::new()
+//!     .route("/", get(|| async { "hi" }))
+//!     .layer(AllowlistLayer::new(handle).with_identity::<SessionUser>());
+//! let alice = SessionUser { login: "alice".into(), teams: vec!["admins".into()] };
+//! let from = |peer: &str| Request::get("/").body(Body::empty()).unwrap().with_peer(peer).with_identity(alice.clone());
+//! assert_eq!(app.clone().oneshot(from("192.0.2.1")).await?.status(), StatusCode::FORBIDDEN);
+//! assert_eq!(app.oneshot(from("203.0.113.5")).await?.status(), StatusCode::OK);
+//! # Ok(()) }
 //! ```
 
 use crate::policy::{GroupId, OrgId, UserId};

@@ -7,9 +7,15 @@
 //!    by default, and records it for the handlers: see
 //!    [`client_ip`](crate::client_ip#resolve-once));
 //! 2. reads the caller's [`Identity`](crate::principal::Identity) from the request
-//!    extensions: no identity means authentication did not happen or the route is
-//!    public, and the request goes on (said at debug level);
-//! 3. loads the current [`Snapshot`](crate::snapshot::Snapshot) once and decides. No
+//!    extensions. No identity: refused with 401 `unauthenticated` by default, so that a
+//!    forgotten [`with_identity`](AllowlistLayer::with_identity) or an authentication
+//!    layer on the wrong side fails closed; with
+//!    [`allow_anonymous`](AllowlistLayer::allow_anonymous) (public routes) the request
+//!    goes on. Credentials that reach the layer unread are logged at WARN either way.
+//!    An identity of another organization than the request's
+//!    [tenant](crate::tenant) is refused with 401 `organizationMismatch`;
+//! 3. loads the current [`Snapshot`](crate::snapshot::Snapshot) once and decides in
+//!    the tenant's organization. No
 //!    applicable policy: the request goes on. Applicable policies and an address inside
 //!    one of them: the request goes on. Otherwise, and also when the address cannot be
 //!    determined, the request is refused: never fail open. Until the policies are
