@@ -87,7 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i http://{addr}/ -H 'x-user: alice'                    # 200: alice from 127.0.0.1");
     println!("  curl -i http://{addr}/ -H 'x-user: bob'                      # 200: no policy applies to bob");
     println!("  curl -i http://{addr}/ -H 'x-user: eve' -H 'x-groups: interns' # 403: interns inherit contractors' office-only policy");
-    println!("  curl -i http://{addr}/                                       # 200: anonymous, the allowlist does not apply");
+    println!("  curl -i http://{addr}/                                       # 401: anonymous, and this app has no public route");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
