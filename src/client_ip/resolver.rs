@@ -10,7 +10,7 @@ use smallvec::SmallVec;
 
 use super::forwarded::{self, Elements, Stop, Syntax};
 use super::{peer_addr, ClientIp, ClientIpConfigError, ClientIpError, ClientIpSource};
-use crate::source::{check_coverage, normalize_ip, AllowedSource};
+use crate::source::{normalize_ip, parse_sources, AllowedSource, SourceError};
 
 /// How many list elements a walk examines unless [`TrustedProxies::max_hops`] says
 /// otherwise: more than any real chain of proxies has.
@@ -142,26 +142,18 @@ impl ClientIpResolver {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let proxies = proxies
-            .into_iter()
-            .enumerate()
-            .map(|(index, text)| {
-                text.as_ref()
-                    .parse::<AllowedSource>()
-                    .map_err(|error| ClientIpConfigError::Proxy {
-                        index: Some(index),
-                        error,
-                    })
-            })
-            .collect::<Result<Box<[_]>, _>>()?;
-        if proxies.is_empty() {
-            return Err(ClientIpConfigError::NoProxies);
-        }
-        check_coverage(&proxies)
-            .map_err(|error| ClientIpConfigError::Proxy { index: None, error })?;
+        // Validated as allowed sources are, union included: trusting every address would
+        // let any client claim any address.
+        let proxies = parse_sources(proxies).map_err(|err| match err.error {
+            SourceError::Empty => ClientIpConfigError::NoProxies,
+            error => ClientIpConfigError::Proxy {
+                index: err.index,
+                error,
+            },
+        })?;
         Ok(TrustedProxies {
             trusted: Trusted {
-                proxies,
+                proxies: proxies.into_boxed_slice(),
                 headers: SmallVec::from_buf([ForwardedHeader::XForwardedFor]),
                 strategy: Strategy::RightmostUntrusted,
                 max_hops: DEFAULT_MAX_HOPS,

@@ -143,7 +143,7 @@ use std::time::Duration;
 pub use self::connect_info::{with_connect_info, AddConnectInfo, WithConnectInfo};
 pub use self::listener::ProxyProtocolListener;
 pub use self::stream::ProxiedStream;
-use crate::source::{normalize_ip, AllowedSource, SourceError};
+use crate::source::{check_coverage, normalize_ip, parse_sources, AllowedSource, SourceError};
 
 /// The PROXY protocol version a header was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -265,15 +265,13 @@ impl ProxyProtocolConfig {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let balancers = balancers
-            .into_iter()
-            .enumerate()
-            .map(|(index, text)| {
-                text.as_ref()
-                    .parse::<AllowedSource>()
-                    .map_err(|error| ProxyProtocolConfigError::InvalidBalancer { index, error })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let balancers = parse_sources(balancers).map_err(|err| match err.error {
+            SourceError::Empty => ProxyProtocolConfigError::NoBalancers,
+            error => ProxyProtocolConfigError::InvalidBalancer {
+                index: err.index,
+                error,
+            },
+        })?;
         Self::from_sources(balancers)
     }
 
@@ -289,6 +287,8 @@ impl ProxyProtocolConfig {
         if balancers.is_empty() {
             return Err(ProxyProtocolConfigError::NoBalancers);
         }
+        check_coverage(&balancers)
+            .map_err(|error| ProxyProtocolConfigError::InvalidBalancer { index: None, error })?;
         Ok(Self {
             inner: Arc::new(Settings {
                 balancers,
@@ -383,10 +383,11 @@ impl fmt::Debug for ProxyProtocolConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProxyProtocolConfigError {
-    /// A trusted balancer entry is not a valid address or range.
+    /// A trusted balancer entry is not a valid address or range (`index`), or the
+    /// entries together trust every address of a family (no index).
     InvalidBalancer {
-        /// Zero-based position of the entry.
-        index: usize,
+        /// Zero-based position of the entry, if one entry is at fault.
+        index: Option<usize>,
         /// What is wrong with it.
         error: SourceError,
     },
@@ -409,10 +410,22 @@ impl fmt::Display for ProxyProtocolConfigError {
                 error: SourceError::MatchAll { input },
             } => write!(
                 f,
-                "trusted balancer {index}: `{input}` matches every address, so anyone could claim any client address with a PROXY header: list your load balancers' addresses or subnet"
+                "trusted balancer {}: `{input}` matches every address, so anyone could claim any client address with a PROXY header: list your load balancers' addresses or subnet",
+                index.unwrap_or_default()
             ),
-            Self::InvalidBalancer { index, error } => {
-                write!(f, "trusted balancer {index}: {error}")
+            Self::InvalidBalancer {
+                error: SourceError::CoversEverything { family },
+                ..
+            } => write!(
+                f,
+                "the trusted balancers together cover every {family} address, so anyone could claim any client address with a PROXY header: list your load balancers' addresses or subnet"
+            ),
+            Self::InvalidBalancer {
+                index: Some(index),
+                error,
+            } => write!(f, "trusted balancer {index}: {error}"),
+            Self::InvalidBalancer { index: None, error } => {
+                write!(f, "trusted balancers: {error}")
             }
             Self::NoBalancers => f.write_str(
                 "no trusted balancer: name the load balancers (addresses or CIDR ranges) whose PROXY headers are believed",
@@ -463,7 +476,10 @@ mod tests {
             let got = ProxyProtocolConfig::new([case.input])
                 .map(|_| ())
                 .map_err(|err| match err {
-                    ProxyProtocolConfigError::InvalidBalancer { index: 0, error } => error.code(),
+                    ProxyProtocolConfigError::InvalidBalancer {
+                        index: Some(0),
+                        error,
+                    } => error.code(),
                     other => panic!("{}: {other:?}", case.name),
                 });
             assert_eq!(got, case.want, "{}", case.name);
@@ -483,6 +499,15 @@ mod tests {
             err.to_string().contains("did you mean `10.0.0.0/24`"),
             "{err}"
         );
+        // Two halves trust everyone as much as `0.0.0.0/0` does.
+        let err = ProxyProtocolConfig::new(["0.0.0.0/1", "128.0.0.0/1"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the trusted balancers together cover every IPv4 address"),
+            "{err}"
+        );
+        let everyone = ["::/1".parse().unwrap(), "8000::/1".parse().unwrap()];
+        assert!(ProxyProtocolConfig::from_sources(everyone).is_err());
         let none: [&str; 0] = [];
         assert_eq!(
             ProxyProtocolConfig::new(none).unwrap_err(),
