@@ -32,6 +32,19 @@ impl Drop for TempDir {
     }
 }
 
+/// A database holding `document` as organization acme's stored data, written by hand
+/// as an older version (or a corruption) would have left it.
+async fn stored_raw(dir: &TempDir, document: &str) {
+    use sqlx::Connection;
+    drop(open(&dir.db()).await);
+    let mut conn = sqlx::SqliteConnection::connect(&dir.db()).await.unwrap();
+    sqlx::query("INSERT INTO allowlist_orgs (org_id, version, document) VALUES ('acme', 1, ?)")
+        .bind(document)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
 async fn open(url: &str) -> Store {
     let backend = SqliteBackend::open(url).await.unwrap();
     Store::open(
@@ -105,15 +118,7 @@ async fn survives_a_reopen() {
 #[tokio::test]
 async fn corrupt_data_is_a_clear_error_not_a_panic() {
     let dir = TempDir::new("corrupt");
-    drop(open(&dir.db()).await);
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&dir.db()).await.unwrap();
-        sqlx::query("INSERT INTO allowlist_orgs (org_id, version, document) VALUES ('acme', 1, '{\"policies\":[{\"id\":\"p\",\"allowedSources\":[\"0.0.0.0/0\"],\"users\":[],\"groups\":[],\"version\":1}],\"groups\":{}}')")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    stored_raw(&dir, r#"{"policies":[{"id":"p","allowedSources":["0.0.0.0/0"],"users":[],"groups":[],"version":1}],"groups":{}}"#).await;
     let backend = SqliteBackend::open(&dir.db()).await.unwrap();
     let err = Store::open(
         Arc::new(backend),
@@ -134,15 +139,7 @@ async fn corrupt_data_is_a_clear_error_not_a_panic() {
 #[tokio::test]
 async fn a_stored_union_that_admits_everyone_still_loads() {
     let dir = TempDir::new("union");
-    drop(open(&dir.db()).await);
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&dir.db()).await.unwrap();
-        sqlx::query("INSERT INTO allowlist_orgs (org_id, version, document) VALUES ('acme', 1, '{\"policies\":[{\"id\":\"p\",\"allowedSources\":[\"0.0.0.0/1\",\"128.0.0.0/1\"],\"users\":[\"bob\"],\"groups\":[],\"version\":1}],\"groups\":{},\"site\":{\"enabled\":true,\"allowedSources\":[\"::/1\",\"8000::/1\"]}}')")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    stored_raw(&dir, r#"{"policies":[{"id":"p","allowedSources":["0.0.0.0/1","128.0.0.0/1"],"users":["bob"],"groups":[],"version":1}],"groups":{},"site":{"enabled":true,"allowedSources":["::/1","8000::/1"]}}"#).await;
     let store = open(&dir.db()).await;
     let org = OrgId::from("acme");
     let stored = store
@@ -167,21 +164,18 @@ async fn a_stored_union_that_admits_everyone_still_loads() {
 #[tokio::test]
 async fn ids_stored_under_the_older_rule_still_load() {
     let dir = TempDir::new("old-ids");
-    drop(open(&dir.db()).await);
-    {
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&dir.db()).await.unwrap();
-        sqlx::query("INSERT INTO allowlist_orgs (org_id, version, document) VALUES ('acme', 1, '{\"policies\":[{\"id\":\"p\",\"allowedSources\":[\"192.0.2.1\"],\"users\":[\" bob \",\"zero\\u200bwidth\"],\"groups\":[],\"version\":1}],\"groups\":{},\"resources\":{\"apollo \":{\"allowedSources\":[\"192.0.2.1\"]}}}')")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    stored_raw(&dir, r#"{"policies":[{"id":"p","allowedSources":["192.0.2.1"],"users":[" bob ","zero\\u200bwidth"],"groups":[],"version":1}],"groups":{},"resources":{"apollo ":{"allowedSources":["192.0.2.1"]}}}"#).await;
     let store = open(&dir.db()).await;
     let org = OrgId::from("acme");
     let stored = store
         .get_policy(&org, "p")
         .expect("the stored policy loads");
     assert!(stored.policy.users().iter().any(|u| u.as_str() == " bob "));
+    assert!(stored
+        .policy
+        .users()
+        .iter()
+        .any(|u| u.as_str() == "zero\u{200b}width"));
     let err = store
         .create_policy(
             &Actor::system(),
