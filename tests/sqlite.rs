@@ -164,7 +164,7 @@ async fn a_stored_union_that_admits_everyone_still_loads() {
 #[tokio::test]
 async fn ids_stored_under_the_older_rule_still_load() {
     let dir = TempDir::new("old-ids");
-    stored_raw(&dir, r#"{"policies":[{"id":"p","allowedSources":["192.0.2.1"],"users":[" bob ","zero\\u200bwidth"],"groups":[],"version":1}],"groups":{},"resources":{"apollo ":{"allowedSources":["192.0.2.1"]}}}"#).await;
+    stored_raw(&dir, r#"{"policies":[{"id":"p","allowedSources":["192.0.2.1"],"users":[" bob ","zero\u200bwidth"],"groups":[],"version":1}],"groups":{},"resources":{"apollo ":{"allowedSources":["192.0.2.1"]}}}"#).await;
     let store = open(&dir.db()).await;
     let org = OrgId::from("acme");
     let stored = store
