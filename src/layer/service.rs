@@ -141,7 +141,7 @@ where
 }
 
 /// The rejection's response for `reason`, with the reason in its extensions.
-pub(super) fn reject<R: Rejection, B, F>(
+pub(crate) fn reject<R: Rejection, B, F>(
     rejection: &R,
     request: &Request<B>,
     reason: DenyReason,

@@ -9,9 +9,8 @@ use tower_service::Service;
 use super::layer::Config;
 use super::RequestHead;
 use crate::body::ResponseBody;
-use crate::client_ip::{resolve_once, ClientIp};
-use crate::grpc;
-use crate::layer::{Denial, Rejection, ResponseFuture};
+use crate::client_ip::resolve_once;
+use crate::layer::{reject, Rejection, ResponseFuture};
 use crate::policy::Enforcement;
 use crate::principal::Principal;
 use crate::snapshot::{CompiledList, CompiledOrg, DenyReason};
@@ -107,7 +106,7 @@ where
             // Not labelled by the resolver's organization: before the policies load,
             // any client could claim label values with made-up host names.
             metrics::denied("other", layer, reason.code());
-            return reject(config, &request, reason, client_ip.ok());
+            return reject(&config.rejection, &request, reason, client_ip.ok());
         }
         let compiled = snapshot.org(organization.as_str());
         let Some((rule, list)) = select(&config.scope, compiled.map(|c| &**c), &head) else {
@@ -138,20 +137,8 @@ where
             "allowlist: request denied"
         );
         metrics::denied(organization.as_str(), layer, reason.code());
-        reject(config, &request, reason, client_ip.ok())
+        reject(&config.rejection, &request, reason, client_ip.ok())
     }
-}
-
-fn reject<R: Rejection, B, F>(
-    config: &Config<R>,
-    request: &Request<B>,
-    reason: DenyReason,
-    client_ip: Option<ClientIp>,
-) -> ResponseFuture<F> {
-    let denial = Denial::new(reason, grpc::is_grpc(request.headers()), client_ip);
-    let mut response = config.rejection.reject(&denial);
-    response.extensions_mut().insert(reason);
-    ResponseFuture::rejected(response)
 }
 
 /// The list that applies to the request, with its id for reports (no allocation for
