@@ -155,10 +155,10 @@ impl AllowedSource {
         }
         let everything = match (first, last) {
             (IpAddr::V4(first), IpAddr::V4(last)) => {
-                first == std::net::Ipv4Addr::UNSPECIFIED && last == std::net::Ipv4Addr::BROADCAST
+                admits_every_v4(vec![(u32::from(first).into(), u32::from(last).into())])
             }
             (IpAddr::V6(first), IpAddr::V6(last)) => {
-                first == std::net::Ipv6Addr::UNSPECIFIED && u128::from(last) == u128::MAX
+                admits_every_v6(vec![(first.into(), last.into())])
             }
             _ => false,
         };
@@ -389,13 +389,30 @@ pub fn check_coverage(sources: &[AllowedSource]) -> Result<(), SourceError> {
             _ => {}
         }
     }
-    if covers(v4, u32::MAX.into()) {
+    if admits_every_v4(v4) {
         return Err(SourceError::CoversEverything { family: "IPv4" });
     }
-    if covers(v6, u128::MAX) {
+    if admits_every_v6(v6) {
         return Err(SourceError::CoversEverything { family: "IPv6" });
     }
     Ok(())
+}
+
+/// Whether IPv4 intervals admit every address a client can have: all of them but
+/// `0.0.0.0`, which is never a client's.
+fn admits_every_v4(mut intervals: Vec<(u128, u128)>) -> bool {
+    intervals.push((0, 0));
+    covers(intervals, u32::MAX.into())
+}
+
+/// Whether IPv6 intervals admit every address a client can have: all of them but `::`
+/// and the IPv4-mapped `::ffff:0:0/96`, which is folded into IPv4 before any rule sees
+/// it.
+fn admits_every_v6(mut intervals: Vec<(u128, u128)>) -> bool {
+    const MAPPED: (u128, u128) = (0xffff_0000_0000, 0xffff_ffff_ffff);
+    intervals.push((0, 0));
+    intervals.push(MAPPED);
+    covers(intervals, u128::MAX)
 }
 
 /// Whether the inclusive intervals cover `0..=max` with no gap.
@@ -590,6 +607,9 @@ mod tests {
             Case { name: "half range", input: "192.0.2.1-x", want: Err("invalidSource") },
             Case { name: "open range", input: "192.0.2.1-", want: Err("invalidSource") },
             Case { name: "everything range", input: "0.0.0.0-255.255.255.255", want: Err("matchAllNotAllowed") },
+            Case { name: "every client address", input: "0.0.0.1-255.255.255.255", want: Err("matchAllNotAllowed") },
+            Case { name: "every v6 address but ::", input: "::1-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", want: Err("matchAllNotAllowed") },
+            Case { name: "every v6 address but ::1", input: "::2-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", want: Ok("::2-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff") },
             Case { name: "dashed host name", input: "my-vpn.example.com", want: Err("hostnameNotAllowed") },
             Case { name: "v4 match-all", input: "0.0.0.0/0", want: Err("matchAllNotAllowed") },
             Case { name: "v6 match-all", input: "::/0", want: Err("matchAllNotAllowed") },
@@ -709,16 +729,20 @@ mod tests {
     #[test]
     #[rustfmt::skip]
     fn unions_that_cover_a_family_are_refused() {
-        let cases: [(&str, &[&str], Option<&str>); 12] = [
+        let cases: [(&str, &[&str], Option<&str>); 14] = [
             ("two halves", &["0.0.0.0/1", "128.0.0.0/1"], Some("IPv4")),
             ("halves in any order", &["128.0.0.0/1", "0.0.0.0/1"], Some("IPv4")),
-            ("range missing one address, plus it", &["0.0.0.1-255.255.255.255", "0.0.0.0"], Some("IPv4")),
+            ("range missing one address, plus it", &["0.0.0.2-255.255.255.255", "0.0.0.1"], Some("IPv4")),
             ("range missing the last address, plus it", &["0.0.0.0-255.255.255.254", "255.255.255.255"], Some("IPv4")),
             ("overlapping prefixes", &["0.0.0.0/2", "0.0.0.0/1", "64.0.0.0/2", "100.0.0.0/8", "128.0.0.0/1"], Some("IPv4")),
             ("mapped halves", &["::ffff:0.0.0.0/97", "::ffff:128.0.0.0/97"], Some("IPv4")),
             ("v6 halves", &["::/1", "8000::/1"], Some("IPv6")),
-            ("v6 range and an address", &["::1-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::"], Some("IPv6")),
+            ("v6 range and an address", &["::2-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "::1"], Some("IPv6")),
             ("one address short", &["0.0.0.0/1", "128.0.0.0-255.255.255.254"], None),
+            // Addresses no client has do not count as a gap: 0.0.0.0, ::, and IPv4-mapped
+            // IPv6 (folded into IPv4 before any rule sees it). From a review.
+            ("all but 0.0.0.0, in two", &["0.0.0.1-9.255.255.255", "10.0.0.0-255.255.255.255"], Some("IPv4")),
+            ("all of v6 but the mapped block", &["::-::fffe:ffff:ffff", "::1:0:0:0-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"], Some("IPv6")),
             ("a gap in the middle", &["0.0.0.0-9.255.255.255", "10.0.0.1-255.255.255.255"], None),
             ("both families, each half", &["0.0.0.0/1", "::/1"], None),
             ("ordinary list", &["198.51.100.0/24", "2001:db8::/32"], None),

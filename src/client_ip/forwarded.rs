@@ -12,6 +12,7 @@ use http::header::{GetAll, ValueIter};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::ClientIpError;
+use crate::source::normalize_ip;
 
 /// The longest list element read: an address with a port is under 50 bytes, a
 /// `Forwarded` element with `by`, `host` and `proto` a few hundred. A longer element
@@ -168,7 +169,7 @@ pub(super) fn single(headers: &HeaderMap, header: &HeaderName) -> Result<IpAddr,
 /// `192.0.2.1:80`, `2001:db8::1`, `[2001:db8::1]` or `[2001:db8::1]:80`.
 pub(super) fn node(header: &HeaderName, bytes: &[u8]) -> Result<IpAddr, ClientIpError> {
     parse_node(bytes, false)
-        .filter(|addr| !addr.is_unspecified())
+        .filter(|addr| !normalize_ip(*addr).is_unspecified())
         .ok_or_else(|| ClientIpError::MalformedEntry {
             header: header.clone(),
             entry: shown(bytes),
@@ -243,7 +244,7 @@ pub(super) fn forwarded_for(header: &HeaderName, element: &[u8]) -> Result<IpAdd
         });
     }
     parse_node(&text, true)
-        .filter(|addr| !addr.is_unspecified())
+        .filter(|addr| !normalize_ip(*addr).is_unspecified())
         .ok_or_else(malformed)
 }
 
@@ -495,6 +496,7 @@ mod tests {
             (r#"for="192.0.2.1" ; proto=https"#, Some("192.0.2.1")),
             ("for=192.0.2.1\"5", None),
             ("for=0.0.0.0", None),
+            (r#"for="[::ffff:0.0.0.0]:80""#, None),
             (r#"for="[::]""#, None),
             ("proto=https", None),
             ("for=192.0.2.1;garbage", None),
@@ -526,6 +528,9 @@ mod tests {
             ("fe80::1%eth0", None),
             ("0.0.0.0", None),
             ("::", None),
+            // From a review: the IPv4-mapped unspecified address is unspecified too.
+            ("::ffff:0.0.0.0", None),
+            ("[::ffff:0.0.0.0]:80", None),
         ] {
             assert_eq!(
                 node(&X_FORWARDED_FOR, text.as_bytes())

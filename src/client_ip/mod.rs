@@ -423,11 +423,16 @@ fn warn_if_proxied<B>(request: &Request<B>, result: &Result<ClientIp, ClientIpEr
     let Ok(ClientIp { addr: peer, .. }) = result else {
         return;
     };
+    // The address test first: it is cheap, and public peers (most of them, where no
+    // proxy stands in front) skip the header look-ups.
+    if !looks_internal(*peer) {
+        return;
+    }
     let headers = request.headers();
     let forwarded = headers.contains_key("x-forwarded-for")
         || headers.contains_key(http::header::FORWARDED)
         || headers.contains_key("x-real-ip");
-    if !forwarded || !looks_internal(*peer) {
+    if !forwarded {
         return;
     }
     static FORGOTTEN: RateLimited = RateLimited::new(Duration::from_secs(300));

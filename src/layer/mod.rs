@@ -99,7 +99,7 @@ pub use self::future::ResponseFuture;
 pub use self::layer::AllowlistLayer;
 pub use self::require::{RequireIdentityLayer, RequireIdentityService};
 pub(crate) use self::response::{error_document, JSON_API};
-pub(crate) use self::service::reject;
 pub use self::response::{DefaultRejection, Denial, Rejection};
+pub(crate) use self::service::reject;
 pub use self::service::AllowlistService;
 pub use crate::body::ResponseBody;

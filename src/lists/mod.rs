@@ -122,20 +122,30 @@ pub struct RequestHead<'a> {
 
 impl<'a> RequestHead<'a> {
     /// The host the request is for, normalized: from the URI's authority (HTTP/2's
-    /// `:authority`) or else the `Host` header, without port or trailing dot, in lower
-    /// case. `None` when neither is there or the header is not text.
+    /// `:authority`, or an absolute-form request target) or else the `Host` header,
+    /// without port or trailing dot, in lower case.
+    ///
+    /// `None`, so that no tenant is named, whenever proxies and this service could read
+    /// the host differently: neither is there, the header is not text, appears more
+    /// than once, or differs from the URI's authority (RFC 9113 section 8.3.1), or the
+    /// authority carries user information (`acme.example.com:@internal.example.com`).
     #[must_use]
     pub fn host(&self) -> Option<String> {
-        let raw = match self.uri.authority() {
-            Some(authority) => authority.host().to_owned(),
-            None => {
-                let value = self.headers.get(http::header::HOST)?.to_str().ok()?;
-                let authority: http::uri::Authority = value.parse().ok()?;
-                authority.host().to_owned()
-            }
+        let mut lines = self.headers.get_all(http::header::HOST).iter();
+        let header = match (lines.next(), lines.next()) {
+            (_, Some(_)) => return None,
+            (Some(value), None) => Some(host_of(&value.to_str().ok()?.parse().ok()?)?),
+            (None, None) => None,
         };
-        let host = raw.strip_suffix('.').unwrap_or(&raw).to_ascii_lowercase();
-        (!host.is_empty()).then_some(host)
+        let uri = match self.uri.authority() {
+            Some(authority) => Some(host_of(authority)?),
+            None => None,
+        };
+        match (uri, header) {
+            (Some(uri), Some(header)) if uri != header => None,
+            (Some(host), _) | (None, Some(host)) => Some(host),
+            (None, None) => None,
+        }
     }
 
     pub(crate) fn of<B>(request: &'a http::Request<B>) -> Self {
@@ -146,6 +156,16 @@ impl<'a> RequestHead<'a> {
             extensions: request.extensions(),
         }
     }
+}
+
+/// An authority's host, normalized; `None` when it carries user information or no host.
+fn host_of(authority: &http::uri::Authority) -> Option<String> {
+    if authority.as_str().contains('@') {
+        return None;
+    }
+    let raw = authority.host();
+    let host = raw.strip_suffix('.').unwrap_or(raw).to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
 }
 
 type OrgFn = dyn Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync;
@@ -397,16 +417,57 @@ mod tests {
             };
             assert_eq!(head.host().as_deref(), want, "{host}");
         }
-        // HTTP/2 carries the authority in the URI, which wins over a stray header.
+        // HTTP/2 carries the authority in the URI (HTTP/1.1 too, in absolute form); a
+        // Host header that agrees with it is fine, one that names another host makes
+        // the host unknown (RFC 9113 section 8.3.1), as proxies may have routed by it.
         let absolute: Uri = "https://Acme.Example.com/x".parse().unwrap();
-        let stray = headers("other.example.com");
+        for (header, want) in [
+            (None, Some("acme.example.com")),
+            (Some("acme.example.com:443"), Some("acme.example.com")),
+            (Some("other.example.com"), None),
+        ] {
+            let map = header.map(headers).unwrap_or_default();
+            let head = RequestHead {
+                method: &method,
+                uri: &absolute,
+                headers: &map,
+                extensions: &extensions,
+            };
+            assert_eq!(head.host().as_deref(), want, "{header:?}");
+        }
+        // User information and repeated Host headers: unknown, never one of the readings
+        // (cases from a review).
+        for host in [
+            "acme.example.com:@internal.example.com",
+            "a@internal.example.com",
+        ] {
+            let map = headers(host);
+            let head = RequestHead {
+                method: &method,
+                uri: &relative,
+                headers: &map,
+                extensions: &extensions,
+            };
+            assert_eq!(head.host(), None, "{host}");
+        }
+        let with_userinfo: Uri = "http://a@internal.example.com/x".parse().unwrap();
+        let none = HeaderMap::new();
         let head = RequestHead {
             method: &method,
-            uri: &absolute,
-            headers: &stray,
+            uri: &with_userinfo,
+            headers: &none,
             extensions: &extensions,
         };
-        assert_eq!(head.host().as_deref(), Some("acme.example.com"));
+        assert_eq!(head.host(), None);
+        let mut twice = headers("internal.example.com");
+        twice.append(http::header::HOST, "acme.example.com".parse().unwrap());
+        let head = RequestHead {
+            method: &method,
+            uri: &relative,
+            headers: &twice,
+            extensions: &extensions,
+        };
+        assert_eq!(head.host(), None);
         let none = HeaderMap::new();
         let head = RequestHead {
             method: &method,

@@ -113,8 +113,8 @@
 //!   protocol v2" on the target group). A connection from a listed balancer without one
 //!   is closed unless you opt in with
 //!   [`allow_missing_header`](ProxyProtocolConfig::allow_missing_header), in which case
-//!   the balancer itself is the client, which matters only if a policy allows the
-//!   balancer's address.
+//!   the balancer itself is the client. Read its security note: while it is on, a
+//!   client behind a balancer that sends no header can write a PROXY line itself.
 //! - A connection from anyone else that starts with a PROXY header is closed, never
 //!   believed. Plain connections from elsewhere (health checks, a sidecar) are served
 //!   with their own address, so an allowlist still applies to them.
@@ -341,8 +341,15 @@ impl ProxyProtocolConfig {
     ///
     /// # Security
     ///
-    /// Turn it on only while moving a balancer to the PROXY protocol: the balancer's own
-    /// address then stands for every client it forwards without a header.
+    /// **While this is on, a client can choose its own address.** A balancer that
+    /// sends no header forwards the client's bytes as they are, so a client can begin
+    /// its connection with a PROXY line of its own, and the listener, which cannot tell
+    /// that line from the balancer's, believes it. Use it only where no client can
+    /// reach the balancer without a header being sent (a balancer that speaks the PROXY
+    /// protocol to every target, with only its own health checks arriving bare), or on
+    /// a separate port during a migration whose policies do not depend on the client
+    /// address. Otherwise the balancer's own address stands for every client it forwards
+    /// without a header.
     pub fn allow_missing_header(mut self, allow: bool) -> Self {
         self.settings_mut().allow_missing_header = allow;
         self

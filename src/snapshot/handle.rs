@@ -90,7 +90,15 @@ impl SnapshotHandle {
     ///
     /// No validation beyond the policy types' own happens here; for validated,
     /// versioned, audited changes use the [`Store`](crate::store::Store) (its
-    /// in-memory backend needs no database).
+    /// in-memory backend needs no database). Do not edit in place the organizations a
+    /// `Store` publishes to this handle: the store republishes from its own records on
+    /// its next change, and the edit would be lost.
+    ///
+    /// # Errors
+    ///
+    /// [`UpdateOrgError::PublishedWithoutPolicies`] when the organization was published
+    /// in compiled form only ([`Snapshot::insert_compiled`]): its policies cannot be read
+    /// back, and editing from empty ones would drop them.
     ///
     /// ```
     /// use tower_ip_allowlist::policy::{OrgId, Policy, UserId};
@@ -100,30 +108,38 @@ impl SnapshotHandle {
     /// let org = OrgId::default();
     /// handle.update_org(&org, |policies| {
     ///     policies.insert_policy(Policy::builder("vpn").sources(["203.0.113.0/24"]).unwrap().user("alice").build().unwrap());
-    /// });
+    /// })?;
     /// // Later: let bob in too, keeping everything else.
     /// handle.update_org(&org, |policies| {
     ///     if let Some(vpn) = policies.policies.get_mut("vpn") {
     ///         vpn.add_targets([UserId::from("bob")], []);
     ///     }
-    /// });
+    /// })?;
     /// let vpn = &handle.org_policies("default").unwrap().policies["vpn"];
     /// assert_eq!(vpn.users().len(), 2);
+    /// # Ok::<(), tower_ip_allowlist::snapshot::UpdateOrgError>(())
     /// ```
-    pub fn update_org<T>(&self, id: &OrgId, mut edit: impl FnMut(&mut OrgPolicies) -> T) -> T {
+    pub fn update_org<T>(
+        &self,
+        id: &OrgId,
+        mut edit: impl FnMut(&mut OrgPolicies) -> T,
+    ) -> Result<T, UpdateOrgError> {
         loop {
             let current = self.current.load_full();
-            let mut policies = current
-                .policies(id.as_str())
-                .map(|source| OrgPolicies::clone(source))
-                .unwrap_or_default();
+            let mut policies = match current.policies(id.as_str()) {
+                Some(source) => OrgPolicies::clone(source),
+                None if current.org(id.as_str()).is_some() => {
+                    return Err(UpdateOrgError::PublishedWithoutPolicies { org: id.clone() })
+                }
+                None => OrgPolicies::default(),
+            };
             let result = edit(&mut policies);
             let compiled = Arc::new(super::CompiledOrg::compile(&policies));
             let mut next = Snapshot::clone(&current);
             next.insert_with_source(id.clone(), Arc::new(policies), compiled);
             let previous = self.current.compare_and_swap(&current, Arc::new(next));
             if Arc::ptr_eq(&previous, &current) {
-                return result;
+                return Ok(result);
             }
         }
     }
@@ -147,3 +163,28 @@ impl fmt::Debug for SnapshotHandle {
             .finish()
     }
 }
+
+/// Why [`SnapshotHandle::update_org`] cannot edit an organization.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpdateOrgError {
+    /// The organization was published in compiled form only, so its policies cannot be
+    /// read back.
+    PublishedWithoutPolicies {
+        /// The organization.
+        org: OrgId,
+    },
+}
+
+impl fmt::Display for UpdateOrgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PublishedWithoutPolicies { org } => write!(
+                f,
+                "organization `{org}` was published compiled only (`Snapshot::insert_compiled`), so its policies cannot be read back: publish it with `set_org` before editing it in place"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for UpdateOrgError {}

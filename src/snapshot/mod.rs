@@ -55,7 +55,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use handle::SnapshotHandle;
+pub use handle::{SnapshotHandle, UpdateOrgError};
 pub use list::CompiledList;
 pub use org::CompiledOrg;
 

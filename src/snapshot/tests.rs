@@ -476,15 +476,17 @@ fn policies_read_back_and_edited_in_place_without_losing_concurrent_edits() {
     let org = OrgId::from("acme");
     assert!(handle.org_policies("acme").is_none());
     // An inactive policy (no target) is kept in the policies, though nothing compiles.
-    handle.update_org(&org, |policies| {
-        policies.insert_policy(
-            Policy::builder("idle")
-                .sources(["192.0.2.0/24"])
-                .unwrap()
-                .build()
-                .unwrap(),
-        );
-    });
+    handle
+        .update_org(&org, |policies| {
+            policies.insert_policy(
+                Policy::builder("idle")
+                    .sources(["192.0.2.0/24"])
+                    .unwrap()
+                    .build()
+                    .unwrap(),
+            );
+        })
+        .unwrap();
     assert!(handle.load().org("acme").is_none());
     assert!(handle
         .org_policies("acme")
@@ -499,16 +501,18 @@ fn policies_read_back_and_edited_in_place_without_losing_concurrent_edits() {
             let org = &org;
             scope.spawn(move || {
                 for i in 0..50 {
-                    handle.update_org(org, |policies| {
-                        policies.insert_policy(
-                            Policy::builder(format!("p{writer}-{i}").as_str())
-                                .sources(["198.51.100.0/24"])
-                                .unwrap()
-                                .user(format!("user{writer}-{i}").as_str())
-                                .build()
-                                .unwrap(),
-                        );
-                    });
+                    handle
+                        .update_org(org, |policies| {
+                            policies.insert_policy(
+                                Policy::builder(format!("p{writer}-{i}").as_str())
+                                    .sources(["198.51.100.0/24"])
+                                    .unwrap()
+                                    .user(format!("user{writer}-{i}").as_str())
+                                    .build()
+                                    .unwrap(),
+                            );
+                        })
+                        .unwrap();
                 }
             });
         }
@@ -531,4 +535,24 @@ fn policies_read_back_and_edited_in_place_without_losing_concurrent_edits() {
     assert!(handle.org_policies("acme").unwrap().policies.is_empty());
     handle.remove_org("acme");
     assert!(handle.org_policies("acme").is_none());
+
+    // Published compiled only: editing from empty policies would drop its policies,
+    // so it is refused (from a review).
+    let mut only_compiled = Snapshot::empty();
+    let mut restricted = OrgPolicies::default();
+    restricted.insert_policy(policy("vpn", &["203.0.113.0/24"], &["alice"], &[]));
+    only_compiled.insert_compiled(org.clone(), Arc::new(CompiledOrg::compile(&restricted)));
+    handle.publish(only_compiled);
+    let err = handle.update_org(&org, |_| ()).unwrap_err();
+    assert!(err.to_string().contains("set_org"), "{err}");
+    assert_eq!(
+        handle.load().decide(
+            Some("acme"),
+            "alice",
+            [],
+            Some("192.0.2.1".parse().unwrap())
+        ),
+        Decision::Denied(DenyReason::IpNotAllowed),
+        "still restricted"
+    );
 }

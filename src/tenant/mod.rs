@@ -385,8 +385,11 @@ mod tests {
             ("underscore label", "/", Some("ac_me.example.com"), None, Some("default")),
             ("hyphen edge", "/", Some("-acme.example.com"), None, Some("default")),
             ("punycode label", "/", Some("xn--bcher-kva.example.com"), Some("xn--bcher-kva"), Some("xn--bcher-kva")),
-            // HTTP/2's :authority is the URI's, and wins over a stray Host header.
-            (":authority", "https://Acme.Example.com/x", Some("other.example.com"), Some("acme"), Some("acme")),
+            // HTTP/2's :authority is the URI's; a Host header that disagrees names no tenant.
+            (":authority", "https://Acme.Example.com/x", None, Some("acme"), Some("acme")),
+            (":authority and Host agree", "https://acme.example.com/x", Some("ACME.example.com:443"), Some("acme"), Some("acme")),
+            (":authority and Host disagree", "https://acme.example.com/x", Some("internal.example.com"), None, Some("default")),
+            ("user information", "/", Some("acme.example.com:@internal.example.com"), None, Some("default")),
         ];
         for (name, uri, host, want_strict, want_lenient) in cases {
             assert_eq!(resolve(&strict, uri, *host).as_deref(), *want_strict, "strict: {name}");
