@@ -429,9 +429,13 @@ fn warn_if_proxied<B>(request: &Request<B>, result: &Result<ClientIp, ClientIpEr
         return;
     }
     let headers = request.headers();
-    let forwarded = headers.contains_key("x-forwarded-for")
-        || headers.contains_key(http::header::FORWARDED)
-        || headers.contains_key("x-real-ip");
+    let forwarded = [
+        ForwardedHeader::XForwardedFor,
+        ForwardedHeader::Forwarded,
+        ForwardedHeader::XRealIp,
+    ]
+    .iter()
+    .any(|header| headers.contains_key(header.name()));
     if !forwarded {
         return;
     }
