@@ -30,7 +30,7 @@ pub(super) enum Keys {
     Remote(RemoteKeys),
 }
 
-/// The algorithms a key of a set may have: the key's own is checked before decoding.
+/// The algorithms a key of a set may have.
 const SET_ALGORITHMS: [Algorithm; 9] = [
     Algorithm::RS256,
     Algorithm::RS384,
@@ -54,8 +54,10 @@ pub(super) struct JwtConfig {
     claims: ClaimNames,
     max_token_len: usize,
     /// Built from the fields above by [`JwtConfig::rebuild`]; signature, algorithm,
-    /// `iss` and `aud` only: time is checked here, with saturating arithmetic.
-    validation: Validation,
+    /// `iss` and `aud` only: time is checked here, with saturating arithmetic. One for a
+    /// static key; one for each algorithm of [`SET_ALGORITHMS`] for a key set (the JWT
+    /// library wants the algorithms of one validation all of the key's family).
+    validations: Vec<Validation>,
 }
 
 impl JwtConfig {
@@ -72,7 +74,7 @@ impl JwtConfig {
             leeway: Duration::from_secs(60),
             claims: ClaimNames::default(),
             max_token_len: MAX_TOKEN_LEN,
-            validation: Validation::default(),
+            validations: Vec::new(),
         };
         config.rebuild();
         config
@@ -121,14 +123,17 @@ impl JwtConfig {
     }
 
     fn rebuild(&mut self) {
-        let mut validation = match &self.keys {
-            Keys::One { algorithm, .. } => Validation::new(*algorithm),
-            _ => {
-                let mut validation = Validation::new(Algorithm::RS256);
-                validation.algorithms = SET_ALGORITHMS.to_vec();
-                validation
-            }
+        self.validations = match &self.keys {
+            Keys::One { algorithm, .. } => vec![self.validation(*algorithm)],
+            _ => SET_ALGORITHMS
+                .iter()
+                .map(|algorithm| self.validation(*algorithm))
+                .collect(),
         };
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -142,18 +147,29 @@ impl JwtConfig {
             validation.set_audience(&[audience]);
             validation.required_spec_claims.insert("aud".to_owned());
         }
-        self.validation = validation;
+        validation
+    }
+
+    /// The validation for `algorithm` (always found: one per algorithm a key can have).
+    fn validation_for(&self, algorithm: Algorithm) -> Result<&Validation, JwtRejection> {
+        self.validations
+            .iter()
+            .find(|validation| validation.algorithms.first() == Some(&algorithm))
+            .ok_or(JwtRejection::UnsupportedAlgorithm)
     }
 
     /// The claims of `token`, its signature, algorithm, issuer and audience verified.
     fn decode(&self, token: &str) -> Result<Map<String, Value>, JwtRejection> {
-        let decode = |key: &DecodingKey| {
-            jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
-                .map(|data| data.claims)
-                .map_err(|error| rejection(error.kind()))
-        };
         let set = match &self.keys {
-            Keys::One { key, .. } => return decode(key),
+            Keys::One { key, algorithm } => {
+                return jsonwebtoken::decode::<Map<String, Value>>(
+                    token,
+                    key,
+                    self.validation_for(*algorithm)?,
+                )
+                .map(|data| data.claims)
+                .map_err(|error| rejection(error.kind()));
+            }
             Keys::Set(set) => set,
             #[cfg(feature = "jwks")]
             Keys::Remote(remote) => {
@@ -177,7 +193,8 @@ impl JwtConfig {
         let header = jsonwebtoken::decode_header(token).map_err(|error| rejection(error.kind()))?;
         match set.select(header.kid.as_deref()) {
             Selected::Key(key) if key.algorithm == header.alg => {
-                jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &self.validation)
+                let validation = self.validation_for(key.algorithm)?;
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
                     .map(|data| data.claims)
                     .map_err(|error| rejection(error.kind()))
             }
