@@ -811,3 +811,66 @@ fn demo_server_verifies_tokens_from_the_provider() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 }
+
+/// The `tonic_basic` example that `cargo test` builds next to the test binaries.
+fn tonic_example() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(std::path::Path::parent).unwrap();
+    let binary = dir
+        .join("examples")
+        .join(format!("tonic_basic{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with `cargo test --all-features`, which builds the examples",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn tonic_example_server_and_its_client_mode() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Command::new(tonic_example())
+        .env("LISTEN", &listen)
+        .env("RUST_LOG", "warn")
+        .env_remove("JWKS_URL")
+        .env_remove("OIDC_ISSUER")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kept open to the end: the server prints more lines, and a closed pipe kills it.
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("gRPC health service on"), "{first}");
+    let client = |user: Option<&str>| {
+        let output = Command::new(tonic_example())
+            .env("LISTEN", &listen)
+            .env("RUST_LOG", "warn")
+            .env_remove("TOKEN")
+            .arg("client")
+            .args(user)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let answers = [client(Some("alice")), client(Some("mallory")), client(None)];
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(stdout);
+    assert_eq!(answers[0].trim(), "OK: Serving");
+    assert!(
+        answers[1].starts_with("PermissionDenied:"),
+        "{}",
+        answers[1]
+    );
+    assert!(answers[2].starts_with("Unauthenticated:"), "{}", answers[2]);
+}
