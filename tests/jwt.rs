@@ -224,7 +224,8 @@ async fn claims_of_the_wrong_type_make_the_token_invalid() {
         json!({"sub": "a", "groups": "admins", "exp": exp}),
         json!({"sub": "a", "groups": [1, 2], "exp": exp}),
         json!({"sub": "a", "org": {"id": "acme"}, "exp": exp}),
-        json!({"sub": "a", "permissions": "MANAGE", "exp": exp}),
+        json!({"sub": "a", "permissions": 7, "exp": exp}),
+        json!({"sub": "a", "permissions": {"MANAGE": true}, "exp": exp}),
         json!({"sub": "a"}),
         json!({"sub": "a", "exp": "tomorrow"}),
     ] {
