@@ -254,6 +254,21 @@ async fn tokens_from_each_key_type_verify_with_their_own_key_and_algorithm() {
     assert!(remote.is_ready());
     assert_eq!(remote.current().unwrap().len(), keys.len());
     let layer = JwtAuthLayer::remote(remote);
+    let debug = format!("{layer:?}");
+    for key in &keys {
+        let jwk = key.jwk();
+        let material = jwk
+            .get("n")
+            .or_else(|| jwk.get("x"))
+            .unwrap()
+            .as_str()
+            .unwrap();
+        assert!(!debug.contains(&material[..16]), "{debug}");
+    }
+    assert!(
+        debug.contains("rs256") && debug.contains("PS256"),
+        "{debug}"
+    );
 
     for key in &keys {
         let answer = call(&layer, Some(&key.sign("alice", json!({}))), false).await;
