@@ -10,6 +10,9 @@
 //! cargo run --release --example server -- --listen 127.0.0.1:3002 --database postgres://postgres@127.0.0.1:5432/test
 //! # behind layer-4 balancers (haproxy `send-proxy-v2`, AWS NLB) at 10.0.0.0/24:
 //! cargo run --release --example server -- --proxy-protocol --trusted-proxy 10.0.0.0/24
+//! # tokens from an identity provider instead of the development secret:
+//! cargo run --release --example server -- --oidc-issuer https://sso.example.com/realms/acme --audience orders-api
+//! cargo run --release --example server -- --jwks-url https://sso.example.com/jwks.json
 //! ```
 //!
 //! With PostgreSQL, a change made through one replica is enforced by the others within
@@ -60,7 +63,9 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use tower_ip_allowlist::admin;
 use tower_ip_allowlist::client_ip::{ClientIp, ClientIpLayer, ClientIpResolver, ForwardedHeader};
-use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, RequirePrincipalLayer, TokenClaims};
+use tower_ip_allowlist::jwt::{
+    encode_hs256, JwtAuthLayer, RemoteKeys, RequirePrincipalLayer, TokenClaims,
+};
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
 use tower_ip_allowlist::principal::Principal;
@@ -115,9 +120,23 @@ struct Cli {
     /// balancers' forwarded headers are then not read.
     #[arg(long, requires = "trusted_proxies")]
     proxy_protocol: bool,
-    /// The HS256 secret tokens are signed with.
+    /// The HS256 secret tokens are signed with (development mode, and `mint-token`).
     #[arg(long, env = "ALLOWLIST_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+
+    /// Verify tokens with the JWK set at this URL instead of the secret (https, or http
+    /// on loopback).
+    #[arg(long, value_name = "URL", conflicts_with = "oidc_issuer")]
+    jwks_url: Option<String>,
+
+    /// Verify tokens of this OpenID Connect issuer, its keys found by discovery,
+    /// instead of the secret; `iss` is then required.
+    #[arg(long, value_name = "URL")]
+    oidc_issuer: Option<String>,
+
+    /// Require this `aud` in tokens.
+    #[arg(long, value_name = "AUDIENCE")]
+    audience: Option<String>,
     /// Seconds a client has to send a request head, from connecting or from the end
     /// of the previous response: also how long an idle keep-alive connection is kept.
     #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = seconds)]
@@ -217,6 +236,30 @@ fn main() -> ExitCode {
     }
 }
 
+/// The JWT layer: keys from the identity provider when `--jwks-url` or `--oidc-issuer`
+/// is given, the HS256 secret otherwise.
+async fn authentication(cli: &Cli, secret: &str) -> Result<JwtAuthLayer, String> {
+    let layer = if let Some(url) = &cli.jwks_url {
+        let keys = RemoteKeys::jwks_url(url.as_str())
+            .start()
+            .await
+            .map_err(|err| format!("--jwks-url: {err}"))?;
+        JwtAuthLayer::remote(keys)
+    } else if let Some(issuer) = &cli.oidc_issuer {
+        let keys = RemoteKeys::oidc_issuer(issuer.as_str())
+            .start()
+            .await
+            .map_err(|err| format!("--oidc-issuer: {err}"))?;
+        JwtAuthLayer::remote(keys)
+    } else {
+        JwtAuthLayer::hs256(secret.as_bytes())
+    };
+    Ok(match &cli.audience {
+        Some(audience) => layer.audience(audience.as_str()),
+        None => layer,
+    })
+}
+
 async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String> {
     let tenants = match &cli.tenant_domain {
         None => TenantResolver::single(),
@@ -256,7 +299,7 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         // Anonymous requests go on (the OpenAPI document and media are public; the lists
         // still apply to them); `/api/v1/profile` requires a caller itself.
         .layer(AllowlistLayer::new(handle.clone()).allow_anonymous())
-        .layer(JwtAuthLayer::hs256(secret.as_bytes()))
+        .layer(authentication(&cli, &secret).await?)
         .layer(SiteAllowlistLayer::new(handle))
         // The tenant, from the host, before authentication: the lists are the tenant's,
         // and a token of another organization is refused.
@@ -287,7 +330,7 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         "listening on http://{addr} (database {})",
         redacted(&cli.database)
     );
-    if dev_secret {
+    if dev_secret && cli.jwks_url.is_none() && cli.oidc_issuer.is_none() {
         tracing::warn!(
             "ALLOWLIST_JWT_SECRET is not set: using the fixed development secret, which anyone can read in the source. Never deploy like this."
         );

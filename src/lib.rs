@@ -52,7 +52,8 @@
 //! |---|---|
 //! | `axum` | reads the peer address from axum's `ConnectInfo<SocketAddr>`; `ClientIp` as an axum extractor |
 //! | `tonic` | reads the peer address from tonic's `TcpConnectInfo` |
-//! | `jwt` | `jwt::JwtAuthLayer`: verifies `Authorization: Bearer` JWTs (HS256/384/512, RS256, ES256, EdDSA) into a `Principal` |
+//! | `jwt` | `jwt::JwtAuthLayer`: verifies `Authorization: Bearer` JWTs (HS256/384/512, RS256, ES256, EdDSA; or the keys of a JWK set, `jwt::KeySet`) into a `Principal` |
+//! | `jwks` | `jwt::RemoteKeys`: keys from a JWK set URL or OpenID Connect discovery, refreshed in the background, for `JwtAuthLayer::remote` (implies `jwt`) |
 //! | `sqlite` | `store::SqliteBackend`: the store in one local SQLite file |
 //! | `postgres` | `store::PostgresBackend` and `store::Replicator`: one PostgreSQL database shared by several replicas, each change enforced by every replica within moments |
 //! | `admin` | `admin::router`: the JSON:API admin API over the store, with its OpenAPI document |

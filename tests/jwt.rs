@@ -224,7 +224,8 @@ async fn claims_of_the_wrong_type_make_the_token_invalid() {
         json!({"sub": "a", "groups": "admins", "exp": exp}),
         json!({"sub": "a", "groups": [1, 2], "exp": exp}),
         json!({"sub": "a", "org": {"id": "acme"}, "exp": exp}),
-        json!({"sub": "a", "permissions": "MANAGE", "exp": exp}),
+        json!({"sub": "a", "permissions": 7, "exp": exp}),
+        json!({"sub": "a", "permissions": {"MANAGE": true}, "exp": exp}),
         json!({"sub": "a"}),
         json!({"sub": "a", "exp": "tomorrow"}),
     ] {
@@ -401,7 +402,7 @@ async fn rs256_es256_and_eddsa_keys_work() {
         ),
     ];
     for (name, layer, algorithm, key) in cases {
-        assert_eq!(layer.algorithm(), algorithm, "{name}");
+        assert_eq!(layer.algorithm(), Some(algorithm), "{name}");
         let token = encode(&key, algorithm, &alice()).unwrap();
         let answer = call(layer.clone(), &token).await;
         assert_eq!(answer.status, StatusCode::OK, "{name}: {}", answer.body);

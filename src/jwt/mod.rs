@@ -5,7 +5,9 @@
 //!
 //! [`JwtAuthLayer`] verifies the token's signature with **one** configured algorithm and
 //! key (a token signed with any other algorithm is refused, so an HS256 token "signed"
-//! with an RSA public key gets nowhere), then its claims:
+//! with an RSA public key gets nowhere), or with the key of a [JWK set](KeySet) its `kid`
+//! names, in that key's algorithm (see [below](self#keys-from-an-identity-provider)),
+//! then its claims:
 //!
 //! - `exp` is required and must not be past, `nbf`, when present, must not be future,
 //!   both with a [leeway](JwtAuthLayer::leeway) of 60 seconds by default;
@@ -13,8 +15,10 @@
 //!   [`issuer`](JwtAuthLayer::issuer) and [`audience`](JwtAuthLayer::audience);
 //! - `sub` (a non-empty string) becomes the user, `groups` (an array of strings) the
 //!   direct groups, `org` (a string) the organization and `permissions` (an array of
-//!   strings) the permissions. The claim names can be changed with [`ClaimNames`]. A claim
-//!   of the wrong type makes the token invalid.
+//!   strings, or a string of them separated by spaces) the permissions. The claim names
+//!   can be changed with [`ClaimNames`], and be JSON pointers to nested claims
+//!   (`/realm_access/roles`). A claim of the wrong type makes the token invalid, and so
+//!   does an invalid user, group or organization id.
 //!
 //! A request without an `Authorization` header goes on anonymous, with no principal: add
 //! [`RequirePrincipalLayer`] to the routes that need one. A request with any other
@@ -68,6 +72,48 @@
 //! # }
 //! ```
 //!
+//! # Keys from an identity provider
+//!
+//! An identity provider publishes its public keys as a JWK set and rotates them: the
+//! token's `kid` header names the key that signed it.
+//!
+//! - [`JwtAuthLayer::key_set`] takes a [`KeySet`] read from JSON or a file;
+//! - [`JwtAuthLayer::remote`] (feature `jwks`) takes [`RemoteKeys`], fetched from a JWK
+//!   set URL or found by OpenID Connect discovery from the issuer URL, and refreshed in
+//!   the background: on an interval, and when a token names a key the set does not hold
+//!   (at most once per interval, 10 seconds by default). Until the first fetch has
+//!   succeeded, a request with a token is refused with 503 and
+//!   [`JwtRejection::KeysUnavailable`], never let through;
+//! - [`JwtAuthLayer::issuers`] combines layers for several issuers, picked by the
+//!   token's `iss`, each with its own keys, audience, claim names and
+//!   [organization](JwtAuthLayer::organization).
+//!
+//! ```
+//! use tower_ip_allowlist::jwt::{ClaimNames, JwtAuthLayer, KeySet};
+//!
+//! let jwks = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+//!                "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+//! // Keycloak: realm roles as groups, one client's roles as permissions.
+//! let keycloak = JwtAuthLayer::key_set(KeySet::from_json(jwks)?)
+//!     .issuer("https://sso.example.com/realms/acme")
+//!     .audience("orders-api")
+//!     .claims(
+//!         ClaimNames::default()
+//!             .groups("/realm_access/roles")
+//!             .permissions("/resource_access/orders-api/roles"),
+//!     )
+//!     .organization("acme")?;
+//! // Entra ID: the object id is the user, app roles the groups, delegated scopes
+//! // (`scp`, space-separated) the permissions, the tenant the organization.
+//! let entra = JwtAuthLayer::key_set(KeySet::from_json(jwks)?)
+//!     .issuer("https://login.microsoftonline.com/TENANT-ID/v2.0")
+//!     .audience("api://orders")
+//!     .claims(ClaimNames::default().user("oid").groups("roles").permissions("scp").org("tid"));
+//! let layer = JwtAuthLayer::issuers([keycloak, entra])?;
+//! assert_eq!(layer.algorithm(), None, "each key has its own");
+//! # Ok::<(), tower_ip_allowlist::jwt::JwtConfigError>(())
+//! ```
+//!
 //! # Where to put it
 //!
 //! Outside (added after) the [`AllowlistLayer`](crate::layer::AllowlistLayer), so the
@@ -106,19 +152,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
+mod keys;
 #[allow(clippy::module_inception)]
 mod layer;
+#[cfg(feature = "jwks")]
+mod remote;
 mod require;
 mod response;
 mod service;
 mod verify;
 
+pub use self::keys::KeySet;
 pub use self::layer::JwtAuthLayer;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub use self::remote::{JwksError, RemoteKeys, RemoteKeysBuilder};
 pub use self::require::{RequirePrincipalLayer, RequirePrincipalService};
 pub use self::response::{DefaultRejection, Rejection, Unauthenticated};
 pub use self::service::JwtAuthService;
 pub use crate::body::ResponseBody;
 pub use crate::layer::ResponseFuture;
+pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 /// The longest bearer token accepted by default, in bytes; a longer one is refused
@@ -134,7 +188,10 @@ pub const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// The names of the claims the principal is read from.
 ///
 /// The defaults are `sub`, `groups`, `org` and `permissions`; identity providers often
-/// use others (`oid`, `roles`, `tid`, `scp`, ...). See the [module docs](self).
+/// use others (`oid`, `roles`, `tid`, `scp`, ...). A name that starts with `/` is a JSON
+/// pointer (RFC 6901) into the claims, for claims nested in objects, as Keycloak's
+/// `/realm_access/roles` and `/resource_access/{client}/roles` are (a `/` inside a key
+/// is written `~1`, a `~` is written `~0`). See the [module docs](self).
 ///
 /// ```
 /// use tower_ip_allowlist::jwt::{ClaimNames, JwtAuthLayer};
@@ -150,6 +207,7 @@ pub struct ClaimNames {
     groups: String,
     org: String,
     permissions: String,
+    group_ancestors: bool,
 }
 
 impl Default for ClaimNames {
@@ -159,6 +217,7 @@ impl Default for ClaimNames {
             groups: "groups".to_owned(),
             org: "org".to_owned(),
             permissions: "permissions".to_owned(),
+            group_ancestors: false,
         }
     }
 }
@@ -182,10 +241,37 @@ impl ClaimNames {
         self
     }
 
-    /// The claim holding the permissions, an array of strings (default `permissions`).
+    /// The claim holding the permissions, an array of strings or one string of them
+    /// separated by spaces, as `scope` and Entra ID's `scp` are (default `permissions`).
     pub fn permissions(mut self, name: impl Into<String>) -> Self {
         self.permissions = name.into();
         self
+    }
+
+    /// Whether a group written as a path, as Keycloak's group mapper writes them
+    /// (`/engineering/platform`), also makes the caller a member of each ancestor
+    /// (`/engineering`); off by default, when the caller is in exactly the groups the
+    /// token lists.
+    ///
+    /// Turn it on when policies are written for departments and the token names teams;
+    /// leave it off (and give the allowlist's groups their parents) when the groups'
+    /// structure is kept in the store.
+    ///
+    /// ```
+    /// use tower_ip_allowlist::jwt::ClaimNames;
+    ///
+    /// let names = ClaimNames::default().groups("groups").group_ancestors(true);
+    /// assert!(names.group_ancestors_enabled());
+    /// ```
+    pub fn group_ancestors(mut self, enabled: bool) -> Self {
+        self.group_ancestors = enabled;
+        self
+    }
+
+    /// Whether [`group_ancestors`](Self::group_ancestors) is on.
+    #[must_use]
+    pub fn group_ancestors_enabled(&self) -> bool {
+        self.group_ancestors
     }
 
     /// The name of the user id claim.
@@ -213,7 +299,8 @@ impl ClaimNames {
     }
 }
 
-/// Why a request was refused with 401 Unauthorized.
+/// Why a request was refused: with 401 Unauthorized, or 503 for
+/// [`KeysUnavailable`](Self::KeysUnavailable).
 ///
 /// The [layers](self) insert it into the response extensions. It never carries the token
 /// or anything from it.
@@ -233,6 +320,13 @@ pub enum JwtRejection {
     UnsupportedAlgorithm,
     /// The signature does not verify with the configured key.
     InvalidSignature,
+    /// The token names (by its `kid` header) a key the configured key set does not
+    /// hold, or names none while the set holds several. With
+    /// [`RemoteKeys`](self#keys-from-an-identity-provider), it asks for a refetch.
+    UnknownKey,
+    /// The keys have not been fetched from the identity provider yet: the request is
+    /// refused with 503 Service Unavailable (gRPC 14 `UNAVAILABLE`), never let through.
+    KeysUnavailable,
     /// The token has expired (`exp`, past the leeway).
     Expired,
     /// The token is not valid yet (`nbf`, past the leeway).
@@ -259,7 +353,7 @@ pub enum JwtRejection {
 impl JwtRejection {
     /// A stable, machine-readable code: `missingCredentials`, `malformedHeader`,
     /// `tokenTooLong`, `malformedToken`, `unsupportedAlgorithm`, `invalidSignature`,
-    /// `expired`, `notYetValid`, `invalidIssuer`, `invalidAudience`, `invalidClaims`,
+    /// `unknownKey`, `keysUnavailable`, `expired`, `notYetValid`, `invalidIssuer`, `invalidAudience`, `invalidClaims`,
     /// `invalidUserId`, `invalidGroupId` or `invalidOrganizationId`.
     #[must_use]
     pub fn code(self) -> &'static str {
@@ -270,6 +364,8 @@ impl JwtRejection {
             Self::MalformedToken => "malformedToken",
             Self::UnsupportedAlgorithm => "unsupportedAlgorithm",
             Self::InvalidSignature => "invalidSignature",
+            Self::UnknownKey => "unknownKey",
+            Self::KeysUnavailable => "keysUnavailable",
             Self::Expired => "expired",
             Self::NotYetValid => "notYetValid",
             Self::InvalidIssuer => "invalidIssuer",
@@ -294,6 +390,10 @@ impl JwtRejection {
             Self::MalformedToken => "The token is malformed.",
             Self::UnsupportedAlgorithm => "The token algorithm is not accepted.",
             Self::InvalidSignature => "The token signature is invalid.",
+            Self::UnknownKey => "The token is signed with a key this server does not know.",
+            Self::KeysUnavailable => {
+                "The keys to verify tokens with are not available yet: try again shortly."
+            }
             Self::Expired => "The token has expired.",
             Self::NotYetValid => "The token is not valid yet.",
             Self::InvalidIssuer => "The token issuer is not accepted.",
@@ -302,6 +402,16 @@ impl JwtRejection {
             Self::InvalidUserId => ID_RULE_USER,
             Self::InvalidGroupId => ID_RULE_GROUP,
             Self::InvalidOrganizationId => ID_RULE_ORG,
+        }
+    }
+
+    /// The HTTP status of the default response: 503 Service Unavailable for
+    /// [`KeysUnavailable`](Self::KeysUnavailable), 401 Unauthorized otherwise.
+    #[must_use]
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Self::KeysUnavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -335,6 +445,10 @@ impl fmt::Display for JwtRejection {
             Self::MalformedToken => "the token is not a well-formed JWT",
             Self::UnsupportedAlgorithm => "the token is signed with another algorithm",
             Self::InvalidSignature => "the token signature does not verify",
+            Self::UnknownKey => "the token names a key that is not in the key set",
+            Self::KeysUnavailable => {
+                "the keys have not been fetched from the identity provider yet"
+            }
             Self::Expired => "the token has expired",
             Self::NotYetValid => "the token is not valid yet",
             Self::InvalidIssuer => "the token issuer is missing or not accepted",
@@ -363,6 +477,12 @@ pub enum JwtConfigError {
     /// The token could not be signed: the key does not fit the algorithm, or is not a
     /// valid private key.
     Encode(jsonwebtoken::errors::Error),
+    /// A JWK set cannot be used: what is wrong with it.
+    InvalidKeySet(String),
+    /// [`JwtAuthLayer::issuers`] was given layers it cannot combine: why.
+    Issuers(String),
+    /// [`JwtAuthLayer::organization`] was given an invalid id: why.
+    InvalidOrganization(String),
 }
 
 impl fmt::Display for JwtConfigError {
@@ -374,6 +494,11 @@ impl fmt::Display for JwtConfigError {
                  (expected `-----BEGIN PUBLIC KEY-----`): {source}"
             ),
             Self::Encode(source) => write!(f, "the token could not be signed: {source}"),
+            Self::InvalidKeySet(reason) => write!(f, "the JWK set cannot be used: {reason}"),
+            Self::Issuers(reason) => write!(f, "the issuers cannot be combined: {reason}"),
+            Self::InvalidOrganization(reason) => {
+                write!(f, "the fixed organization is not a valid id: {reason}")
+            }
         }
     }
 }
@@ -382,6 +507,7 @@ impl std::error::Error for JwtConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::InvalidKey { source, .. } | Self::Encode(source) => Some(source),
+            Self::InvalidKeySet(_) | Self::Issuers(_) | Self::InvalidOrganization(_) => None,
         }
     }
 }

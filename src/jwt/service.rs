@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::verify::JwtConfig;
+use super::verify::Verifier;
 use super::{Rejection, ResponseFuture, Unauthenticated};
 use crate::body::ResponseBody;
 use crate::grpc;
@@ -14,7 +14,7 @@ use crate::grpc;
 #[derive(Clone)]
 pub struct JwtAuthService<S, R> {
     pub(super) inner: S,
-    pub(super) config: Arc<JwtConfig>,
+    pub(super) config: Arc<Verifier>,
     pub(super) rejection: R,
 }
 

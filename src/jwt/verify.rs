@@ -10,43 +10,90 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
-use super::{unix_now, ClaimNames, JwtRejection, MAX_TOKEN_LEN};
+use super::keys::Selected;
+#[cfg(feature = "jwks")]
+use super::RemoteKeys;
+use super::{unix_now, ClaimNames, JwtRejection, KeySet, MAX_TOKEN_LEN};
 use crate::policy::validate_id;
 use crate::principal::Principal;
 
-/// Everything the layer verifies tokens with. Shared behind an `Arc`.
+/// What tokens are verified with: one static key, a [`KeySet`], or keys fetched from
+/// an identity provider.
+#[derive(Clone)]
+pub(super) enum Keys {
+    One {
+        key: DecodingKey,
+        algorithm: Algorithm,
+    },
+    Set(KeySet),
+    #[cfg(feature = "jwks")]
+    Remote(RemoteKeys),
+}
+
+/// The algorithms a key of a set may have.
+const SET_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Everything the layer verifies the tokens of one issuer with. Shared behind an `Arc`.
 #[derive(Clone)]
 pub(super) struct JwtConfig {
-    key: DecodingKey,
-    algorithm: Algorithm,
+    keys: Keys,
     issuer: Option<String>,
     audience: Option<String>,
+    organization: Option<String>,
     leeway: Duration,
     claims: ClaimNames,
     max_token_len: usize,
     /// Built from the fields above by [`JwtConfig::rebuild`]; signature, algorithm,
-    /// `iss` and `aud` only: time is checked here, with saturating arithmetic.
-    validation: Validation,
+    /// `iss` and `aud` only: time is checked here, with saturating arithmetic. One for a
+    /// static key; one for each algorithm of [`SET_ALGORITHMS`] for a key set (the JWT
+    /// library wants the algorithms of one validation all of the key's family).
+    validations: Vec<Validation>,
 }
 
 impl JwtConfig {
     pub(super) fn new(key: DecodingKey, algorithm: Algorithm) -> Self {
+        Self::with_keys(Keys::One { key, algorithm })
+    }
+
+    pub(super) fn with_keys(keys: Keys) -> Self {
         let mut config = Self {
-            key,
-            algorithm,
+            keys,
             issuer: None,
             audience: None,
+            organization: None,
             leeway: Duration::from_secs(60),
             claims: ClaimNames::default(),
             max_token_len: MAX_TOKEN_LEN,
-            validation: Validation::new(algorithm),
+            validations: Vec::new(),
         };
         config.rebuild();
         config
     }
 
-    pub(super) fn algorithm(&self) -> Algorithm {
-        self.algorithm
+    /// The one algorithm accepted, for a static key.
+    pub(super) fn algorithm(&self) -> Option<Algorithm> {
+        match self.keys {
+            Keys::One { algorithm, .. } => Some(algorithm),
+            _ => None,
+        }
+    }
+
+    pub(super) fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    pub(super) fn max_token_len(&self) -> usize {
+        self.max_token_len
     }
 
     pub(super) fn set_issuer(&mut self, issuer: String) {
@@ -57,6 +104,10 @@ impl JwtConfig {
     pub(super) fn set_audience(&mut self, audience: String) {
         self.audience = Some(audience);
         self.rebuild();
+    }
+
+    pub(super) fn set_organization(&mut self, organization: String) {
+        self.organization = Some(organization);
     }
 
     pub(super) fn set_leeway(&mut self, leeway: Duration) {
@@ -72,7 +123,17 @@ impl JwtConfig {
     }
 
     fn rebuild(&mut self) {
-        let mut validation = Validation::new(self.algorithm);
+        self.validations = match &self.keys {
+            Keys::One { algorithm, .. } => vec![self.validation(*algorithm)],
+            _ => SET_ALGORITHMS
+                .iter()
+                .map(|algorithm| self.validation(*algorithm))
+                .collect(),
+        };
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
         validation.required_spec_claims.clear();
         validation.validate_exp = false;
         validation.validate_nbf = false;
@@ -86,23 +147,66 @@ impl JwtConfig {
             validation.set_audience(&[audience]);
             validation.required_spec_claims.insert("aud".to_owned());
         }
-        self.validation = validation;
+        validation
     }
 
-    /// The caller named by the request's `Authorization` header: `Ok(None)` without one.
-    pub(super) fn authenticate(
-        &self,
-        headers: &HeaderMap,
-    ) -> Result<Option<Principal>, JwtRejection> {
-        let mut values = headers.get_all(AUTHORIZATION).iter();
-        let Some(value) = values.next() else {
-            return Ok(None);
+    /// The validation for `algorithm` (always found: one per algorithm a key can have).
+    fn validation_for(&self, algorithm: Algorithm) -> Result<&Validation, JwtRejection> {
+        self.validations
+            .iter()
+            .find(|validation| validation.algorithms.first() == Some(&algorithm))
+            .ok_or(JwtRejection::UnsupportedAlgorithm)
+    }
+
+    /// The claims of `token`, its signature, algorithm, issuer and audience verified.
+    fn decode(&self, token: &str) -> Result<Map<String, Value>, JwtRejection> {
+        let set = match &self.keys {
+            Keys::One { key, algorithm } => {
+                return jsonwebtoken::decode::<Map<String, Value>>(
+                    token,
+                    key,
+                    self.validation_for(*algorithm)?,
+                )
+                .map(|data| data.claims)
+                .map_err(|error| rejection(error.kind()));
+            }
+            Keys::Set(set) => set,
+            #[cfg(feature = "jwks")]
+            Keys::Remote(remote) => {
+                let Some(set) = remote.current() else {
+                    remote.request_refetch();
+                    return Err(JwtRejection::KeysUnavailable);
+                };
+                return self.decode_with_set(token, &set, Some(remote));
+            }
         };
-        if values.next().is_some() {
-            return Err(JwtRejection::MalformedHeader);
+        self.decode_with_set(token, set, None)
+    }
+
+    fn decode_with_set(
+        &self,
+        token: &str,
+        set: &KeySet,
+        #[cfg(feature = "jwks")] remote: Option<&RemoteKeys>,
+        #[cfg(not(feature = "jwks"))] _remote: Option<&()>,
+    ) -> Result<Map<String, Value>, JwtRejection> {
+        let header = jsonwebtoken::decode_header(token).map_err(|error| rejection(error.kind()))?;
+        match set.select(header.kid.as_deref()) {
+            Selected::Key(key) if key.algorithm == header.alg => {
+                let validation = self.validation_for(key.algorithm)?;
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
+                    .map(|data| data.claims)
+                    .map_err(|error| rejection(error.kind()))
+            }
+            Selected::Key(_) => Err(JwtRejection::UnsupportedAlgorithm),
+            Selected::Unknown => {
+                #[cfg(feature = "jwks")]
+                if let Some(remote) = remote {
+                    remote.request_refetch();
+                }
+                Err(JwtRejection::UnknownKey)
+            }
         }
-        let token = bearer_token(value, self.max_token_len)?;
-        self.verify(token, unix_now()).map(Some)
     }
 
     /// Verifies `token` at time `now` (seconds since the Unix epoch).
@@ -110,9 +214,7 @@ impl JwtConfig {
         if token.len() > self.max_token_len {
             return Err(JwtRejection::TokenTooLong);
         }
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map_err(|error| rejection(error.kind()))?
-            .claims;
+        let claims = self.decode(token)?;
 
         let leeway = self.leeway.as_secs();
         let exp = numeric_date(claims.get("exp"))?.ok_or(JwtRejection::InvalidClaims)?;
@@ -126,17 +228,23 @@ impl JwtConfig {
         }
 
         let names = &self.claims;
-        let user = match claims.get(names.user_claim()) {
+        let user = match claim(&claims, names.user_claim()) {
             Some(Value::String(user)) if !user.is_empty() => user.as_str(),
             _ => return Err(JwtRejection::InvalidClaims),
         };
-        let organization = match claims.get(names.org_claim()) {
-            None => None,
-            Some(Value::String(org)) if !org.is_empty() => Some(org.as_str()),
-            Some(_) => return Err(JwtRejection::InvalidClaims),
+        let organization = match &self.organization {
+            Some(fixed) => Some(fixed.as_str()),
+            None => match claim(&claims, names.org_claim()) {
+                None => None,
+                Some(Value::String(org)) if !org.is_empty() => Some(org.as_str()),
+                Some(_) => return Err(JwtRejection::InvalidClaims),
+            },
         };
-        let groups = string_list(claims.get(names.groups_claim()))?;
-        let permissions = string_list(claims.get(names.permissions_claim()))?;
+        let mut groups = string_list(claim(&claims, names.groups_claim()), false)?;
+        if names.group_ancestors_enabled() {
+            groups = with_ancestors(groups);
+        }
+        let permissions = string_list(claim(&claims, names.permissions_claim()), true)?;
         // The one id rule, checked once here: everything downstream (the allowlist,
         // the store, every backend) can take these ids as they are.
         validate_id(user).map_err(|_| JwtRejection::InvalidUserId)?;
@@ -159,14 +267,98 @@ impl JwtConfig {
 impl fmt::Debug for JwtConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtConfig")
-            .field("algorithm", &self.algorithm)
-            .field("key", &format_args!("<redacted>"))
+            .field("keys", &self.keys)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("organization", &self.organization)
             .field("leeway", &self.leeway)
             .field("claims", &self.claims)
             .field("max_token_len", &self.max_token_len)
             .finish()
+    }
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::One { algorithm, .. } => f
+                .debug_struct("One")
+                .field("algorithm", algorithm)
+                .field("key", &format_args!("<redacted>"))
+                .finish(),
+            Self::Set(set) => f.debug_tuple("Set").field(set).finish(),
+            #[cfg(feature = "jwks")]
+            Self::Remote(remote) => f.debug_tuple("Remote").field(remote).finish(),
+        }
+    }
+}
+
+/// The verification of the whole layer: one [`JwtConfig`], or one per issuer, picked by
+/// the token's `iss` before it is verified.
+#[derive(Clone, Debug)]
+pub(super) struct Verifier {
+    configs: Vec<JwtConfig>,
+}
+
+impl Verifier {
+    pub(super) fn one(config: JwtConfig) -> Self {
+        Self {
+            configs: vec![config],
+        }
+    }
+
+    pub(super) fn by_issuer(configs: Vec<JwtConfig>) -> Self {
+        Self { configs }
+    }
+
+    pub(super) fn configs(&self) -> &[JwtConfig] {
+        &self.configs
+    }
+
+    /// Each configuration, for a builder method that sets something on all.
+    pub(super) fn configs_mut(&mut self) -> &mut [JwtConfig] {
+        &mut self.configs
+    }
+
+    /// The caller named by the request's `Authorization` header: `Ok(None)` without one.
+    pub(super) fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Principal>, JwtRejection> {
+        let mut values = headers.get_all(AUTHORIZATION).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(JwtRejection::MalformedHeader);
+        }
+        let max_len = self
+            .configs
+            .iter()
+            .map(JwtConfig::max_token_len)
+            .max()
+            .unwrap_or(MAX_TOKEN_LEN);
+        let token = bearer_token(value, max_len)?;
+        self.config_for(token)?.verify(token, unix_now()).map(Some)
+    }
+
+    /// The configuration for the token's issuer: read without verifying anything, then
+    /// verified by that configuration, which requires `iss` to be its issuer.
+    fn config_for(&self, token: &str) -> Result<&JwtConfig, JwtRejection> {
+        if let [only] = self.configs.as_slice() {
+            return Ok(only);
+        }
+        #[derive(serde::Deserialize)]
+        struct Peek {
+            iss: Option<String>,
+        }
+        let peek: Peek = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| JwtRejection::MalformedToken)?;
+        let iss = peek.iss.ok_or(JwtRejection::InvalidIssuer)?;
+        self.configs
+            .iter()
+            .find(|config| config.issuer() == Some(iss.as_str()))
+            .ok_or(JwtRejection::InvalidIssuer)
     }
 }
 
@@ -203,8 +395,23 @@ fn numeric_date(value: Option<&Value>) -> Result<Option<u64>, JwtRejection> {
     }
 }
 
-/// An array of non-empty strings; absent is empty.
-fn string_list(value: Option<&Value>) -> Result<Vec<&str>, JwtRejection> {
+/// The claim `name`, or, when `name` starts with `/`, the value at that JSON pointer
+/// (RFC 6901) in the claims: `/realm_access/roles`.
+fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let Some(pointer) = name.strip_prefix('/') else {
+        return claims.get(name);
+    };
+    let (first, rest) = match pointer.split_once('/') {
+        Some((first, _)) => (first, &pointer[first.len()..]),
+        None => (pointer, ""),
+    };
+    let first = first.replace("~1", "/").replace("~0", "~");
+    claims.get(&first)?.pointer(rest)
+}
+
+/// An array of non-empty strings, or, when `split` is set, a string of them separated
+/// by spaces (`scope`, `scp`); absent is empty.
+fn string_list(value: Option<&Value>, split: bool) -> Result<Vec<&str>, JwtRejection> {
     match value {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => items
@@ -214,8 +421,32 @@ fn string_list(value: Option<&Value>) -> Result<Vec<&str>, JwtRejection> {
                 _ => Err(JwtRejection::InvalidClaims),
             })
             .collect(),
+        Some(Value::String(s)) if split => Ok(s.split(' ').filter(|p| !p.is_empty()).collect()),
         Some(_) => Err(JwtRejection::InvalidClaims),
     }
+}
+
+/// Each group, and for a path (`/engineering/platform`) each of its ancestors
+/// (`/engineering`), once each, in order of appearance.
+fn with_ancestors(groups: Vec<&str>) -> Vec<&str> {
+    let mut all: Vec<&str> = Vec::with_capacity(groups.len());
+    for group in groups {
+        let mut cut = group.len();
+        let mut path = Vec::new();
+        loop {
+            path.push(&group[..cut]);
+            match group[..cut].rfind('/') {
+                Some(at) if at > 0 => cut = at,
+                _ => break,
+            }
+        }
+        for group in path.into_iter().rev() {
+            if !all.contains(&group) {
+                all.push(group);
+            }
+        }
+    }
+    all
 }
 
 fn rejection(error: &ErrorKind) -> JwtRejection {
@@ -561,16 +792,24 @@ mod tests {
         for case in cases {
             let mut headers = HeaderMap::new();
             headers.insert(AUTHORIZATION, HeaderValue::from_bytes(&case.value).unwrap());
-            assert_eq!(config.authenticate(&headers), case.want, "{}", case.name);
+            assert_eq!(
+                Verifier::one(config.clone()).authenticate(&headers),
+                case.want,
+                "{}",
+                case.name
+            );
         }
 
-        assert_eq!(config.authenticate(&HeaderMap::new()), Ok(None));
+        assert_eq!(
+            Verifier::one(config.clone()).authenticate(&HeaderMap::new()),
+            Ok(None)
+        );
         let mut headers = HeaderMap::new();
         let value = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
         headers.append(AUTHORIZATION, value.clone());
         headers.append(AUTHORIZATION, value);
         assert_eq!(
-            config.authenticate(&headers),
+            Verifier::one(config.clone()).authenticate(&headers),
             Err(JwtRejection::MalformedHeader),
             "given twice"
         );
@@ -616,8 +855,135 @@ mod tests {
             HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
         );
         assert_eq!(
-            config.authenticate(&headers),
+            Verifier::one(config.clone()).authenticate(&headers),
             Err(JwtRejection::TokenTooLong)
+        );
+    }
+
+    #[test]
+    fn provider_claim_shapes() {
+        let mut config = config();
+        config.set_claims(
+            ClaimNames::default()
+                .groups("/realm_access/roles")
+                .permissions("/resource_access/orders~1api/roles")
+                .org("/tenant/id"),
+        );
+        let exp = NOW + 300;
+        let token = sign(&json!({"sub": "u", "exp": exp,
+            "realm_access": {"roles": ["staff"]},
+            "resource_access": {"orders/api": {"roles": ["READ", "WRITE"]}},
+            "tenant": {"id": "acme"}}));
+        assert_eq!(
+            config.verify(&token, NOW),
+            Ok(Principal::new("u")
+                .with_groups(["staff"])
+                .with_permissions(["READ", "WRITE"])
+                .with_organization("acme")),
+            "JSON pointers, `~1` for a slash in a key"
+        );
+        let token = sign(&json!({"sub": "u", "exp": exp, "realm_access": {"roles": "staff"}}));
+        assert_eq!(
+            config.verify(&token, NOW),
+            Err(JwtRejection::InvalidClaims),
+            "groups stay arrays"
+        );
+        let token = sign(&json!({"sub": "u", "exp": exp, "realm_access": {}}));
+        assert_eq!(
+            config.verify(&token, NOW),
+            Ok(Principal::new("u")),
+            "absent"
+        );
+
+        config.set_claims(ClaimNames::default().permissions("scp"));
+        let token = sign(&json!({"sub": "u", "exp": exp, "scp": "orders.read  orders.write"}));
+        assert_eq!(
+            config.verify(&token, NOW),
+            Ok(Principal::new("u").with_permissions(["orders.read", "orders.write"])),
+            "space-separated scopes"
+        );
+
+        config.set_claims(ClaimNames::default().group_ancestors(true));
+        let token = sign(&json!({"sub": "u", "exp": exp,
+            "groups": ["/engineering/platform/sre", "/engineering", "ops", "/sales/"]}));
+        assert_eq!(
+            config.verify(&token, NOW),
+            Ok(Principal::new("u").with_groups([
+                "/engineering",
+                "/engineering/platform",
+                "/engineering/platform/sre",
+                "ops",
+                "/sales",
+                "/sales/"
+            ])),
+            "ancestors, once each"
+        );
+        let token = sign(&json!({"sub": "u", "exp": exp, "groups": ["/a\u{0}/b"]}));
+        assert_eq!(
+            config.verify(&token, NOW),
+            Err(JwtRejection::InvalidGroupId)
+        );
+
+        config.set_claims(ClaimNames::default());
+        config.set_organization("fixed".to_owned());
+        let token = sign(&json!({"sub": "u", "exp": exp, "org": "claimed"}));
+        assert_eq!(
+            config.verify(&token, NOW),
+            Ok(Principal::new("u").with_organization("fixed")),
+            "a fixed organization wins over the claim"
+        );
+    }
+
+    #[test]
+    fn several_issuers_are_picked_by_iss() {
+        let mut a = config();
+        a.set_issuer("https://a.example".to_owned());
+        a.set_organization("org-a".to_owned());
+        let mut b = JwtConfig::new(
+            DecodingKey::from_secret(b"another secret of thirty-two bytes or more"),
+            Algorithm::HS256,
+        );
+        b.set_issuer("https://b.example".to_owned());
+        let verifier = Verifier::by_issuer(vec![a, b]);
+        let bearer = |token: String| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                AUTHORIZATION,
+                HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+            );
+            verifier.authenticate(&headers)
+        };
+        let exp = unix_now() + 300;
+        assert_eq!(
+            bearer(sign(
+                &json!({"sub": "u", "exp": exp, "iss": "https://a.example"})
+            )),
+            Ok(Some(Principal::new("u").with_organization("org-a")))
+        );
+        assert_eq!(
+            bearer(sign(
+                &json!({"sub": "u", "exp": exp, "iss": "https://b.example"})
+            )),
+            Err(JwtRejection::InvalidSignature),
+            "b's key verifies b's tokens"
+        );
+        assert_eq!(
+            bearer(sign(
+                &json!({"sub": "u", "exp": exp, "iss": "https://c.example"})
+            )),
+            Err(JwtRejection::InvalidIssuer)
+        );
+        assert_eq!(
+            bearer(sign(&json!({"sub": "u", "exp": exp}))),
+            Err(JwtRejection::InvalidIssuer)
+        );
+        assert_eq!(
+            bearer(sign(&json!({"sub": "u", "exp": exp, "iss": 7}))),
+            Err(JwtRejection::MalformedToken)
+        );
+        assert_eq!(
+            bearer("not.a.token".to_owned()),
+            Err(JwtRejection::MalformedToken)
         );
     }
 
