@@ -7,7 +7,8 @@
 //! to users and user groups. When one or more policies apply to the caller, a request is
 //! accepted only if its source address is inside at least one of them; otherwise it is
 //! refused with 403 Forbidden (gRPC: `PERMISSION_DENIED`). Callers to whom no policy
-//! applies are not affected.
+//! applies are not affected. Requests with no identity are refused with 401 unless the
+//! layer is told some routes are public, so that a wiring mistake fails closed.
 //!
 //! | module | what it holds |
 //! |---|---|
@@ -65,7 +66,11 @@
 //! The client address is decided once per request, by
 //! [`ClientIpLayer`](client_ip::ClientIpLayer) placed outermost, and every layer,
 //! handler and guard reads that one outcome; it is the TCP peer unless you configure
-//! trusted proxies. Read [`client_ip`] before deploying behind a load balancer.
+//! trusted proxies. Read [`client_ip`] before deploying behind a load balancer. The
+//! request's organization is decided the same way, from the request, by
+//! [`TenantLayer`](tenant::TenantLayer) (the default organization without one), and an
+//! identity of another organization is refused. The README's "Wiring it safely" lists
+//! what fails closed and what is logged on the `tower_ip_allowlist::wiring` target.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 /// `get_ref`, `get_mut` and `into_inner` for a service that wraps `inner: S`, as
