@@ -359,6 +359,14 @@ impl SourceList {
         Ok(Self { blocked, ..self })
     }
 
+    /// Sets stored blocked sources, each already validated, without the coverage check
+    /// (as [`parse_stored`](Self::parse_stored) does for the allowed ones).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn with_stored_blocked(mut self, blocked: Vec<AllowedSource>) -> Self {
+        self.blocked = blocked;
+        self
+    }
+
     /// Sets whether the list enforces or only reports.
     #[must_use]
     pub fn with_enforcement(mut self, enforcement: Enforcement) -> Self {

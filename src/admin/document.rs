@@ -950,6 +950,7 @@ pub(crate) fn policy_draft(root: &Value, path_id: Option<&str>) -> Result<Policy
         id,
         name: fields.name.flatten(),
         allowed_sources,
+        blocked_sources: Vec::new(),
         users: fields.users.unwrap_or_default(),
         groups: fields.groups.unwrap_or_default(),
         enforcement: fields.enforcement.unwrap_or_default(),
@@ -964,6 +965,7 @@ pub(crate) fn policy_patch(root: &Value, path_id: &str) -> Result<PolicyPatch, A
     Ok(PolicyPatch {
         name: fields.name,
         allowed_sources: fields.allowed_sources,
+        blocked_sources: None,
         users: fields.users,
         groups: fields.groups,
         enforcement: fields.enforcement,
