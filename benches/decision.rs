@@ -284,6 +284,94 @@ fn compile(c: &mut Criterion) {
     });
 }
 
+/// A piece of `source`: a network halfway between its prefix and a single address.
+fn piece_of(rng: &mut StdRng, source: AllowedSource) -> AllowedSource {
+    let net = source.to_cidrs()[0];
+    let prefix = net.prefix_len() + (net.max_prefix_len() - net.prefix_len()).div_ceil(2);
+    let piece = IpNet::new(inside(rng, net), prefix).unwrap().trunc();
+    AllowedSource::from_net(piece).expect("valid by construction")
+}
+
+/// Blocked sources are subtracted at compile time, so a decision should cost what it
+/// did without them: the 100 × 100 organization as it is, and with ten blocked sources
+/// per policy (each a piece of one of its allowed sources), decided for the same
+/// queries, a quarter of which fall inside a blocked piece of an applicable policy.
+fn blocked(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(23);
+    let fixture = build_org(&mut rng, 100, 100);
+    let mut carved = fixture.org.clone();
+    for policy in carved.policies.values_mut() {
+        let pieces: Vec<AllowedSource> = (0..10)
+            .map(|_| {
+                let source = policy.sources()[rng.random_range(0..policy.sources().len())];
+                piece_of(&mut rng, source)
+            })
+            .collect();
+        policy.set_blocked_sources(pieces).unwrap();
+    }
+    let applicable: Vec<Policy> = carved
+        .applicable("caller", fixture.caller_groups.iter().map(String::as_str))
+        .into_iter()
+        .cloned()
+        .collect();
+    let queries: Vec<IpAddr> = fixture
+        .queries
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            if i % 4 == 1 {
+                let p = &applicable[rng.random_range(0..applicable.len())];
+                let s = p.blocked_sources()[rng.random_range(0..p.blocked_sources().len())];
+                inside(&mut rng, s.to_cidrs()[0])
+            } else {
+                *addr
+            }
+        })
+        .collect();
+    let plain = CompiledOrg::compile(&fixture.org);
+    let compiled = CompiledOrg::compile(&carved);
+    eprintln!(
+        "blocked 100x100: index {} bytes without blocked sources, {} with; {} of {} queries admitted with, {} without",
+        plain.index_bytes(),
+        compiled.index_bytes(),
+        queries.iter().filter(|a| applicable.iter().any(|p| p.admits(**a))).count(),
+        queries.len(),
+        queries.iter().filter(|a| naive(&fixture.applicable, **a)).count(),
+    );
+    let groups: Vec<&str> = fixture.caller_groups.iter().map(String::as_str).collect();
+    let mut group = c.benchmark_group("decision/blocked_100x100");
+    for (name, org) in [("without_blocked", &fixture.org), ("with_blocked", &carved)] {
+        let handle = SnapshotHandle::default();
+        handle.set_org(OrgId::from("acme"), org);
+        let mut i = 0;
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 1) % queries.len();
+                black_box(handle.load().decide(
+                    Some("acme"),
+                    "caller",
+                    groups.iter().copied(),
+                    Some(queries[i]),
+                ))
+            })
+        });
+    }
+    let mut i = 0;
+    group.bench_function("naive_baseline_with_blocked", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            black_box(applicable.iter().any(|p| p.admits(queries[i])))
+        })
+    });
+    group.bench_function("compile_without_blocked", |b| {
+        b.iter(|| black_box(CompiledOrg::compile(&fixture.org)))
+    });
+    group.bench_function("compile_with_blocked", |b| {
+        b.iter(|| black_box(CompiledOrg::compile(&carved)))
+    });
+    group.finish();
+}
+
 /// Readers deciding while a writer publishes as fast as it can (arc-swap's contention case).
 fn under_writer(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(19);
@@ -326,6 +414,7 @@ criterion_group!(
     applicable_count,
     many_orgs,
     compile,
+    blocked,
     under_writer
 );
 criterion_main!(benches);

@@ -4,7 +4,8 @@
 //! [`explain`] walks an organization's policies the obvious way (it is the reference
 //! the compiled snapshot is tested against), and says for each applicable policy how
 //! it reaches the caller (directly, or through which chain of groups), whether it
-//! admits the address and with which source, and what report-only rules would do.
+//! admits the address and with which source, which blocked source refuses it when one
+//! does, and what report-only rules would do.
 //!
 //! # Example
 //!
@@ -61,10 +62,15 @@ pub struct PolicyExplanation {
     pub enforcement: Enforcement,
     /// Every way it reaches the caller.
     pub via: Vec<Via>,
-    /// Whether it admits the address (`None`: the address is unknown).
+    /// Whether it admits the address (`None`: the address is unknown): inside an allowed
+    /// source and outside every blocked one.
     pub admits: Option<bool>,
-    /// The first of its sources containing the address.
+    /// The first of its allowed sources containing the address.
     pub matching_source: Option<AllowedSource>,
+    /// The first of its blocked sources containing the address, when one of its allowed
+    /// sources contains it too: the reason it refuses an address it would otherwise
+    /// admit.
+    pub blocked_by: Option<AllowedSource>,
 }
 
 /// How a policy reaches a caller.
@@ -86,23 +92,43 @@ pub enum Via {
 pub struct ListExplanation {
     /// Whether it enforces or only reports.
     pub enforcement: Enforcement,
-    /// Whether it admits the address (`None`: the address is unknown).
+    /// Whether it admits the address (`None`: the address is unknown): inside an allowed
+    /// source and outside every blocked one.
     pub admits: Option<bool>,
-    /// The first of its sources containing the address.
+    /// The first of its allowed sources containing the address.
     pub matching_source: Option<AllowedSource>,
+    /// The first of its blocked sources containing the address, when one of its allowed
+    /// sources contains it too.
+    pub blocked_by: Option<AllowedSource>,
 }
 
 impl ListExplanation {
     /// Evaluates `list` for `addr`.
     #[must_use]
     pub fn of(list: &SourceList, addr: Option<IpAddr>) -> Self {
-        let matching_source = addr.and_then(|addr| first_match(list.sources(), addr));
+        let (matching_source, blocked_by) = matches(list.sources(), list.blocked_sources(), addr);
         Self {
             enforcement: list.enforcement(),
-            admits: addr.map(|_| matching_source.is_some()),
+            admits: addr.map(|_| matching_source.is_some() && blocked_by.is_none()),
             matching_source,
+            blocked_by,
         }
     }
+}
+
+/// The first allowed source containing `addr` and, when there is one, the first blocked
+/// source containing it too.
+fn matches(
+    allowed: &[AllowedSource],
+    blocked: &[AllowedSource],
+    addr: Option<IpAddr>,
+) -> (Option<AllowedSource>, Option<AllowedSource>) {
+    let Some(addr) = addr else {
+        return (None, None);
+    };
+    let matching = first_match(allowed, addr);
+    let blocked_by = matching.and_then(|_| first_match(blocked, addr));
+    (matching, blocked_by)
 }
 
 fn first_match(sources: &[AllowedSource], addr: IpAddr) -> Option<AllowedSource> {
@@ -148,13 +174,15 @@ pub fn explain<'a>(
         }
         via.sort();
         via.dedup();
-        let matching_source = addr.and_then(|addr| first_match(policy.sources(), addr));
+        let (matching_source, blocked_by) =
+            matches(policy.sources(), policy.blocked_sources(), addr);
         policies.push(PolicyExplanation {
             id: policy.id().clone(),
             enforcement: policy.enforcement(),
             via,
-            admits: addr.map(|_| matching_source.is_some()),
+            admits: addr.map(|_| matching_source.is_some() && blocked_by.is_none()),
             matching_source,
+            blocked_by,
         });
     }
 
@@ -183,7 +211,7 @@ pub fn explain<'a>(
         .then(|| decide(&mut policies.iter()));
     let matching = policies
         .iter()
-        .filter(|p| p.enforcement == Enforcement::Enforce)
+        .filter(|p| p.enforcement == Enforcement::Enforce && p.admits == Some(true))
         .find_map(|p| Some((p.id.clone(), p.matching_source?)));
     let site = org
         .site
@@ -310,6 +338,65 @@ mod tests {
         assert_eq!(why.decision, Decision::Denied(DenyReason::IpNotAllowed));
         assert_eq!(why.with_report_only, Some(Decision::Allowed));
         assert_eq!(why.matching, None);
+    }
+
+    #[test]
+    fn a_blocked_source_is_named_and_another_policy_still_admits() {
+        let mut org = org();
+        org.insert_policy(
+            Policy::builder("office")
+                .sources(["198.51.100.0/24"])
+                .unwrap()
+                .blocked_sources(["198.51.100.64/26", "198.51.100.66"])
+                .unwrap()
+                .group("company")
+                .build()
+                .unwrap(),
+        );
+        let addr = Some("198.51.100.66".parse().unwrap());
+        let why = explain(&org, "bob", ["staff"], addr);
+        assert_eq!(why.decision, Decision::Denied(DenyReason::IpNotAllowed));
+        let office = &why.policies[0];
+        assert_eq!(office.admits, Some(false));
+        assert_eq!(
+            office.matching_source.unwrap().to_string(),
+            "198.51.100.0/24"
+        );
+        assert_eq!(office.blocked_by.unwrap().to_string(), "198.51.100.64/26");
+        assert_eq!(why.matching, None, "a blocked match admits nothing");
+        // Outside the blocked range, nothing is named.
+        let why = explain(
+            &org,
+            "bob",
+            ["staff"],
+            Some("198.51.100.7".parse().unwrap()),
+        );
+        assert_eq!(why.decision, Decision::Allowed);
+        assert_eq!(why.policies[0].blocked_by, None);
+        // Another applicable policy admitting the address lets it through: union.
+        org.insert_policy(
+            Policy::builder("lab")
+                .sources(["198.51.100.66"])
+                .unwrap()
+                .user("bob")
+                .build()
+                .unwrap(),
+        );
+        let why = explain(&org, "bob", ["staff"], addr);
+        assert_eq!(why.decision, Decision::Allowed);
+        assert_eq!(
+            why.matching.map(|(id, s)| (id.to_string(), s.to_string())),
+            Some(("lab".to_owned(), "198.51.100.66".to_owned()))
+        );
+        // Lists too.
+        let list = SourceList::parse(["198.51.100.0/24"])
+            .unwrap()
+            .with_blocked(["198.51.100.66"])
+            .unwrap();
+        let verdict = ListExplanation::of(&list, addr);
+        assert_eq!(verdict.admits, Some(false));
+        assert_eq!(verdict.blocked_by.unwrap().to_string(), "198.51.100.66");
+        assert_eq!(ListExplanation::of(&list, None).blocked_by, None);
     }
 
     #[test]

@@ -5,8 +5,11 @@
 //! layer decides with.
 //!
 //! - A [`Policy`] has an id, an optional name, a non-empty list of
-//!   [allowed sources](crate::source), and targets: user ids and group ids. A policy with
-//!   no targets is kept but inactive.
+//!   [allowed sources](crate::source), an optional list of blocked sources, and targets:
+//!   user ids and group ids. A policy with no targets is kept but inactive.
+//! - A policy admits an address inside its allowed sources and outside its blocked
+//!   sources. Several applicable policies combine by union: one that admits the address
+//!   is enough, so a policy's blocked sources only restrict that policy.
 //! - A policy applies to a caller when the caller's user id is one of its users, or one
 //!   of the caller's groups, or any ancestor of those groups, is one of its groups.
 //! - [`GroupHierarchy`] records each group's parents: a DAG, several parents allowed,
@@ -41,7 +44,10 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::source::{check_coverage, parse_sources, AllowedSource, SourceError, SourceListError};
+use crate::source::{
+    check_blocked_coverage, check_coverage, parse_blocked_sources, parse_sources, AllowedSource,
+    SourceError, SourceListError,
+};
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
@@ -265,6 +271,7 @@ impl fmt::Display for Enforcement {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceList {
     sources: Vec<AllowedSource>,
+    blocked: Vec<AllowedSource>,
     enforcement: Enforcement,
 }
 
@@ -282,6 +289,7 @@ impl SourceList {
         check_coverage(&sources)?;
         Ok(Self {
             sources,
+            blocked: Vec::new(),
             enforcement: Enforcement::Enforce,
         })
     }
@@ -300,6 +308,7 @@ impl SourceList {
         let sources = parse_sources(sources)?;
         Ok(Self {
             sources,
+            blocked: Vec::new(),
             enforcement: Enforcement::Enforce,
         })
     }
@@ -314,8 +323,48 @@ impl SourceList {
     {
         Ok(Self {
             sources: crate::source::parse_each(sources)?,
+            blocked: Vec::new(),
             enforcement: Enforcement::Enforce,
         })
+    }
+
+    /// Sets the blocked sources: addresses refused even inside the allowed sources
+    /// (empty: none).
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::BlocksEverything`] when they together cover every address of a
+    /// family.
+    pub fn with_blocked_sources(
+        mut self,
+        blocked: Vec<AllowedSource>,
+    ) -> Result<Self, SourceError> {
+        check_blocked_coverage(&blocked)?;
+        self.blocked = blocked;
+        Ok(self)
+    }
+
+    /// Parses and sets the blocked sources (empty: none).
+    ///
+    /// # Errors
+    ///
+    /// The first source that does not parse, with its index, or sources that together
+    /// cover every address of a family.
+    pub fn with_blocked<I, S>(self, blocked: I) -> Result<Self, SourceListError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let blocked = parse_blocked_sources(blocked)?;
+        Ok(Self { blocked, ..self })
+    }
+
+    /// Sets stored blocked sources, each already validated, without the coverage check
+    /// (as [`parse_stored`](Self::parse_stored) does for the allowed ones).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn with_stored_blocked(mut self, blocked: Vec<AllowedSource>) -> Self {
+        self.blocked = blocked;
+        self
     }
 
     /// Sets whether the list enforces or only reports.
@@ -337,10 +386,18 @@ impl SourceList {
         self.enforcement
     }
 
-    /// Whether `addr` is inside the list (the slow, obvious way).
+    /// The blocked sources: refused even inside the allowed ones. Often empty.
+    #[must_use]
+    pub fn blocked_sources(&self) -> &[AllowedSource] {
+        &self.blocked
+    }
+
+    /// Whether `addr` is inside the list: inside an allowed source and outside every
+    /// blocked one (the slow, obvious way).
     #[must_use]
     pub fn contains(&self, addr: IpAddr) -> bool {
         self.sources.iter().any(|source| source.contains(addr))
+            && !self.blocked.iter().any(|source| source.contains(addr))
     }
 }
 
@@ -376,6 +433,7 @@ pub struct Policy {
     id: PolicyId,
     name: Option<String>,
     sources: Vec<AllowedSource>,
+    blocked: Vec<AllowedSource>,
     users: BTreeSet<UserId>,
     groups: BTreeSet<GroupId>,
     enforcement: Enforcement,
@@ -389,6 +447,7 @@ impl Policy {
                 id: id.into(),
                 name: None,
                 sources: Vec::new(),
+                blocked: Vec::new(),
                 users: BTreeSet::new(),
                 groups: BTreeSet::new(),
                 enforcement: Enforcement::Enforce,
@@ -423,6 +482,21 @@ impl Policy {
     #[must_use]
     pub fn sources(&self) -> &[AllowedSource] {
         &self.sources
+    }
+
+    /// The blocked sources: refused even inside the allowed ones. Often empty.
+    #[must_use]
+    pub fn blocked_sources(&self) -> &[AllowedSource] {
+        &self.blocked
+    }
+
+    /// Whether the policy admits `addr`: inside one of its allowed sources and outside
+    /// every blocked one (the slow, obvious way; whether it applies to a caller is not
+    /// considered).
+    #[must_use]
+    pub fn admits(&self, addr: IpAddr) -> bool {
+        self.sources.iter().any(|source| source.contains(addr))
+            && !self.blocked.iter().any(|source| source.contains(addr))
     }
 
     /// Users the policy is assigned to directly.
@@ -467,6 +541,18 @@ impl Policy {
         }
         check_coverage(&sources)?;
         self.sources = sources;
+        Ok(())
+    }
+
+    /// Replaces the blocked sources (empty: none).
+    ///
+    /// # Errors
+    ///
+    /// [`SourceError::BlocksEverything`] when they together cover every address of a
+    /// family; the policy is left unchanged.
+    pub fn set_blocked_sources(&mut self, blocked: Vec<AllowedSource>) -> Result<(), SourceError> {
+        check_blocked_coverage(&blocked)?;
+        self.blocked = blocked;
         Ok(())
     }
 
@@ -546,6 +632,29 @@ impl PolicyBuilder {
         self
     }
 
+    /// Parses and adds blocked sources: addresses the policy refuses even inside its
+    /// allowed sources.
+    ///
+    /// # Errors
+    ///
+    /// The first source that does not parse, with its index in `blocked`, or sources
+    /// that together block every address of a family.
+    pub fn blocked_sources<I, S>(mut self, blocked: I) -> Result<Self, SourceListError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let parsed = parse_blocked_sources(blocked)?;
+        self.policy.blocked.extend(parsed);
+        Ok(self)
+    }
+
+    /// Adds an already validated blocked source.
+    pub fn blocked_source(mut self, source: AllowedSource) -> Self {
+        self.policy.blocked.push(source);
+        self
+    }
+
     /// Sets whether the policy enforces (the default) or only reports.
     pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
         self.policy.enforcement = enforcement;
@@ -569,10 +678,12 @@ impl PolicyBuilder {
     /// # Errors
     ///
     /// [`SourceError::Empty`] when no source was given, [`SourceError::CoversEverything`]
-    /// when the sources together admit every address of a family.
+    /// when the sources together admit every address of a family,
+    /// [`SourceError::BlocksEverything`] when the blocked sources together cover one.
     pub fn build(self) -> Result<Policy, SourceError> {
         let policy = self.build_stored()?;
         check_coverage(&policy.sources)?;
+        check_blocked_coverage(&policy.blocked)?;
         Ok(policy)
     }
 

@@ -12,6 +12,10 @@
 //! variant, everything the product refuses: malformed input, DNS host names, match-all
 //! ranges, ranges with host bits set and zone ids. A list of sources must not be empty.
 //!
+//! Blocked sources (the addresses a rule refuses inside its allowed ones) are the same
+//! type with the same rules, but a list of them may be empty and may not block every
+//! address of a family: see [`parse_blocked_sources`].
+//!
 //! IPv4-mapped IPv6 (`::ffff:a.b.c.d`, and ranges inside `::ffff:0:0/96` with a prefix of
 //! at least 96) is normalized to IPv4, in sources here and in client addresses through
 //! [`normalize_ip`], so a dual-stack socket can never slip past a rule written for IPv4.
@@ -341,6 +345,49 @@ where
     Ok(sources)
 }
 
+/// Parses a list of blocked sources, as a policy or a list holds them beside its
+/// allowed sources: the same syntax and rules for each entry, but the list may be empty
+/// (nothing blocked), and it may not block every address of a family
+/// ([`check_blocked_coverage`]).
+///
+/// ```
+/// use tower_ip_allowlist::source::{parse_blocked_sources, SourceError};
+///
+/// assert!(parse_blocked_sources(Vec::<String>::new())?.is_empty());
+/// assert_eq!(parse_blocked_sources(["198.51.100.66"])?.len(), 1);
+/// let err = parse_blocked_sources(["0.0.0.0/1", "128.0.0.0/1"]).unwrap_err();
+/// assert!(matches!(err.error, SourceError::BlocksEverything { family: "IPv4" }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+///
+/// [`SourceListError`] naming the index of the first bad entry, or with no index
+/// [`SourceError::BlocksEverything`] when the sources together cover a whole family.
+pub fn parse_blocked_sources<I, S>(inputs: I) -> Result<Vec<AllowedSource>, SourceListError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let sources = parse_all(inputs)?;
+    check_blocked_coverage(&sources).map_err(|error| SourceListError { index: None, error })?;
+    Ok(sources)
+}
+
+/// [`check_coverage`] for blocked sources: a list that blocks every IPv4 or every IPv6
+/// address would refuse everyone its rule applies to, which is what removing the rule's
+/// allowed sources says more plainly.
+///
+/// # Errors
+///
+/// [`SourceError::BlocksEverything`] naming the family.
+pub fn check_blocked_coverage(sources: &[AllowedSource]) -> Result<(), SourceError> {
+    check_coverage(sources).map_err(|error| match error {
+        SourceError::CoversEverything { family } => SourceError::BlocksEverything { family },
+        other => other,
+    })
+}
+
 /// Parses each entry of a non-empty list, without the coverage check: what was stored
 /// before that check existed must still load.
 pub(crate) fn parse_each<I, S>(inputs: I) -> Result<Vec<AllowedSource>, SourceListError>
@@ -348,7 +395,23 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    let sources = inputs
+    let sources = parse_all(inputs)?;
+    if sources.is_empty() {
+        return Err(SourceListError {
+            index: None,
+            error: SourceError::Empty,
+        });
+    }
+    Ok(sources)
+}
+
+/// Parses each entry of a list, which may be empty, naming the first bad one.
+pub(crate) fn parse_all<I, S>(inputs: I) -> Result<Vec<AllowedSource>, SourceListError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    inputs
         .into_iter()
         .enumerate()
         .map(|(index, text)| {
@@ -359,14 +422,7 @@ where
                     error,
                 })
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    if sources.is_empty() {
-        return Err(SourceListError {
-            index: None,
-            error: SourceError::Empty,
-        });
-    }
-    Ok(sources)
+        .collect()
 }
 
 /// Refuses sources that together admit every IPv4 or every IPv6 address, whatever the
@@ -481,6 +537,12 @@ pub enum SourceError {
         /// `IPv4` or `IPv6`.
         family: &'static str,
     },
+    /// The blocked sources of a rule together cover every address of a family: the rule
+    /// would refuse everyone it applies to.
+    BlocksEverything {
+        /// `IPv4` or `IPv6`.
+        family: &'static str,
+    },
 }
 
 impl SourceError {
@@ -492,7 +554,9 @@ impl SourceError {
                 "invalidSource"
             }
             Self::Hostname { .. } => "hostnameNotAllowed",
-            Self::MatchAll { .. } | Self::CoversEverything { .. } => "matchAllNotAllowed",
+            Self::MatchAll { .. }
+            | Self::CoversEverything { .. }
+            | Self::BlocksEverything { .. } => "matchAllNotAllowed",
             Self::HostBitsSet { .. } => "hostBitsSet",
             Self::Empty => "emptyAllowedSources",
         }
@@ -542,6 +606,10 @@ impl fmt::Display for SourceError {
             Self::CoversEverything { family } => write!(
                 f,
                 "the allowed sources together cover every {family} address, which would make the list pointless: list the networks that should have access"
+            ),
+            Self::BlocksEverything { family } => write!(
+                f,
+                "the blocked sources together cover every {family} address, which would refuse everyone the rule applies to: list only the networks to refuse"
             ),
         }
     }

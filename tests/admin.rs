@@ -935,6 +935,23 @@ async fn openapi_document_lists_every_route() {
     }
     assert!(doc["components"]["schemas"]["PolicyDocument"].is_object());
     assert!(doc["components"]["schemas"]["ErrorDocument"].is_object());
+    // Blocked sources: optional everywhere allowed sources are, and named in verdicts.
+    let schemas = &doc["components"]["schemas"];
+    for (schema, property) in [
+        ("PolicyAttributes", "blockedSources"),
+        ("SiteAllowlistAttributes", "blockedSources"),
+        ("ListAttributes", "blockedSources"),
+        ("PolicyVerdict", "blockingSource"),
+        ("ListVerdict", "blockingSource"),
+    ] {
+        assert!(
+            schemas[schema]["properties"][property].is_object(),
+            "{schema}.{property}: {}",
+            schemas[schema]
+        );
+        let required = schemas[schema]["required"].as_array().unwrap();
+        assert!(!required.contains(&json!(property)), "{schema}.{property}");
+    }
     assert_eq!(
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
@@ -1407,4 +1424,375 @@ async fn tokens_with_invalid_ids_are_refused_with_401() {
         assert!(challenge.contains("1 to 255 bytes"), "{challenge}");
     }
     assert!(server.store.list_policies(&OrgId::default()).is_empty());
+}
+
+const EVALUATE: &str = "/api/v1/actions/ipAllowlistPolicies/evaluate";
+const MY_ACCESS: &str = "/api/v1/actions/ipAllowlistPolicies/myAccess";
+
+fn with_blocked(mut document: Value, blocked: Value) -> Value {
+    document["data"]["attributes"]["blockedSources"] = blocked;
+    document
+}
+
+#[tokio::test]
+async fn blocked_sources_on_policies_through_the_api() {
+    let server = start_with(
+        Store::open(
+            std::sync::Arc::new(MemoryBackend::new()),
+            SnapshotHandle::default(),
+            Limits::default().max_sources_per_rule(2),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let staff = policy("staff", &["127.0.0.0/24"], &[], &["staff"]);
+    // Validation points at the blocked entry, or at the list when together they block
+    // everything; the limit applies to the blocked list apart.
+    for (blocked, code, pointer) in [
+        (
+            json!(["127.0.0.66", "printer.example"]),
+            "hostnameNotAllowed",
+            "/data/attributes/blockedSources/1",
+        ),
+        (
+            json!(["127.0.0.66/24"]),
+            "hostBitsSet",
+            "/data/attributes/blockedSources/0",
+        ),
+        (
+            json!(["0.0.0.0/1", "128.0.0.0/1"]),
+            "matchAllNotAllowed",
+            "/data/attributes/blockedSources",
+        ),
+        (
+            json!(["127.0.0.1", "127.0.0.2", "127.0.0.3"]),
+            "sourceLimitExceeded",
+            "/data/attributes/blockedSources",
+        ),
+        (
+            json!(["127.0.0.1", 7]),
+            "malformedDocument",
+            "/data/attributes/blockedSources/1",
+        ),
+        (
+            json!("127.0.0.1"),
+            "malformedDocument",
+            "/data/attributes/blockedSources",
+        ),
+    ] {
+        let refused = create(&server, &with_blocked(staff.clone(), blocked.clone())).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{blocked}: {}",
+            refused.text
+        );
+        assert_eq!(refused.error().0, code, "{blocked}");
+        assert_eq!(refused.error().1, Some(pointer), "{blocked}");
+    }
+    assert!(server.store.list_policies(&OrgId::default()).is_empty());
+
+    let created = create(
+        &server,
+        &with_blocked(staff.clone(), json!(["127.0.0.64/26"])),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(
+        created.body["data"]["attributes"]["blockedSources"],
+        json!(["127.0.0.64/26"])
+    );
+    let got = Call::new(Method::GET, &path("staff")).send(&server).await;
+    assert_eq!(got.body, created.body);
+    // Without blocked sources the member is left out: documents stay as they were.
+    let plain = create(&server, &policy("plain", &["127.0.0.1"], &["nobody"], &[])).await;
+    assert_eq!(plain.status, StatusCode::CREATED, "{}", plain.text);
+    let attributes = plain.body["data"]["attributes"].as_object().unwrap();
+    assert!(!attributes.contains_key("blockedSources"), "{}", plain.text);
+
+    // Refused from a blocked address inside the allowed range...
+    let bob = || Some(token("bob", None, &[], &["staff"]));
+    let whoami = |from: &'static str| {
+        let server = &server;
+        async move {
+            Call::new(Method::GET, "/whoami")
+                .token(bob())
+                .from(from)
+                .send(server)
+                .await
+                .status
+        }
+    };
+    assert_eq!(whoami("127.0.0.7").await, StatusCode::OK);
+    assert_eq!(whoami("127.0.0.66").await, StatusCode::FORBIDDEN);
+    assert_eq!(whoami("127.0.0.128").await, StatusCode::OK);
+    // ...and named by evaluate and myAccess.
+    let ask = json!({"data": {"user": "bob", "userGroups": ["staff"], "address": "127.0.0.66"}});
+    let evaluated = Call::new(Method::POST, EVALUATE)
+        .json(&ask)
+        .send(&server)
+        .await;
+    let data = &evaluated.body["data"];
+    assert_eq!(data["decision"], "denied", "{}", evaluated.text);
+    assert_eq!(data["policies"][0]["admits"], false);
+    assert_eq!(data["policies"][0]["matchingSource"], "127.0.0.0/24");
+    assert_eq!(data["policies"][0]["blockingSource"], "127.0.0.64/26");
+    assert_eq!(data["matching"], Value::Null);
+    let mine = Call::new(Method::GET, MY_ACCESS)
+        .token(bob())
+        .from("127.0.0.66")
+        .send(&server)
+        .await;
+    // Refused by the allowlist before the handler: myAccess answers for an admitted
+    // caller only, so ask from an admitted address about the policy's verdict there.
+    assert_eq!(mine.status, StatusCode::FORBIDDEN);
+    let mine = Call::new(Method::GET, MY_ACCESS)
+        .token(bob())
+        .from("127.0.0.7")
+        .send(&server)
+        .await;
+    assert_eq!(
+        mine.body["data"]["policies"][0]["admits"], true,
+        "{}",
+        mine.text
+    );
+    assert!(!mine.body["data"]["policies"][0]
+        .as_object()
+        .unwrap()
+        .contains_key("blockingSource"));
+
+    // Another applicable policy admitting the address lets it through: union.
+    let lab = create(&server, &policy("lab", &["127.0.0.66"], &["bob"], &[])).await;
+    assert_eq!(lab.status, StatusCode::CREATED, "{}", lab.text);
+    assert_eq!(whoami("127.0.0.66").await, StatusCode::OK);
+    assert_eq!(whoami("127.0.0.67").await, StatusCode::FORBIDDEN);
+    let mine = Call::new(Method::GET, MY_ACCESS)
+        .token(bob())
+        .from("127.0.0.66")
+        .send(&server)
+        .await;
+    let data = &mine.body["data"];
+    assert_eq!(data["decision"], "allowed", "{}", mine.text);
+    assert_eq!(
+        data["matching"],
+        json!({"policy": "lab", "source": "127.0.0.66"})
+    );
+    let staff_verdict = data["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "staff")
+        .unwrap();
+    assert_eq!(staff_verdict["blockingSource"], "127.0.0.64/26");
+
+    // PATCH: absent leaves them, a list replaces them, `[]` and `null` clear them.
+    let patch = |attributes: Value| json!({"data": {"type": "ipAllowlistPolicy", "attributes": attributes}});
+    let send_patch = |attributes: Value| {
+        let server = &server;
+        let body = patch(attributes);
+        async move {
+            Call::new(Method::PATCH, &path("staff"))
+                .json(&body)
+                .send(server)
+                .await
+        }
+    };
+    let renamed = send_patch(json!({"name": "Staff"})).await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.text);
+    assert_eq!(
+        renamed.body["data"]["attributes"]["blockedSources"],
+        json!(["127.0.0.64/26"])
+    );
+    let refused = send_patch(json!({"blockedSources": ["127.0.0.1", "::/0"]})).await;
+    assert_eq!(refused.error().0, "matchAllNotAllowed");
+    assert_eq!(refused.error().1, Some("/data/attributes/blockedSources/1"));
+    let replaced = send_patch(json!({"blockedSources": ["127.0.0.7"]})).await;
+    assert_eq!(
+        replaced.body["data"]["attributes"]["blockedSources"],
+        json!(["127.0.0.7"])
+    );
+    assert_eq!(whoami("127.0.0.7").await, StatusCode::FORBIDDEN);
+    assert_eq!(whoami("127.0.0.67").await, StatusCode::OK);
+    let cleared = send_patch(json!({"blockedSources": []})).await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text);
+    assert!(!cleared.body["data"]["attributes"]
+        .as_object()
+        .unwrap()
+        .contains_key("blockedSources"));
+    assert_eq!(whoami("127.0.0.7").await, StatusCode::OK);
+    send_patch(json!({"blockedSources": ["127.0.0.7"]})).await;
+    let cleared = send_patch(json!({"blockedSources": null})).await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text);
+    assert!(server
+        .store
+        .get_policy(&OrgId::default(), "staff")
+        .unwrap()
+        .policy
+        .blocked_sources()
+        .is_empty());
+    // PUT replaces the whole policy: without the member, no blocked sources.
+    let put = Call::new(Method::PUT, &path("staff"))
+        .json(&with_blocked(staff.clone(), json!(["127.0.0.9"])))
+        .send(&server)
+        .await;
+    assert_eq!(
+        put.body["data"]["attributes"]["blockedSources"],
+        json!(["127.0.0.9"])
+    );
+    let put = Call::new(Method::PUT, &path("staff"))
+        .json(&staff)
+        .send(&server)
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    assert!(server
+        .store
+        .get_policy(&OrgId::default(), "staff")
+        .unwrap()
+        .policy
+        .blocked_sources()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn blocked_sources_on_lists_and_the_lockout_guard() {
+    let server = start().await;
+    // alice manages from 127.0.0.1: blocking it in a policy that applies to her is a
+    // lockout, whatever else her policy admits.
+    let admins = create(
+        &server,
+        &policy("admins", &["127.0.0.0/24"], &["alice"], &[]),
+    )
+    .await;
+    assert_eq!(admins.status, StatusCode::CREATED, "{}", admins.text);
+    let block_me = json!({"data": {"type": "ipAllowlistPolicy", "attributes": {"blockedSources": ["127.0.0.0/30"]}}});
+    let refused = Call::new(Method::PATCH, &path("admins"))
+        .json(&block_me)
+        .send(&server)
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.error().0, "lockoutPrevented");
+    // A second policy blocking her is fine while the first still admits her: union.
+    let me_too = create(
+        &server,
+        &with_blocked(
+            policy("me-too", &["127.0.0.0/24"], &["alice"], &[]),
+            json!(["127.0.0.1"]),
+        ),
+    )
+    .await;
+    assert_eq!(me_too.status, StatusCode::CREATED, "{}", me_too.text);
+
+    // The site list.
+    let site_doc = |blocked: Option<Value>| {
+        let document = site(true, &["127.0.0.0/24"]);
+        match blocked {
+            Some(blocked) => with_blocked(document, blocked),
+            None => document,
+        }
+    };
+    let refused = Call::new(Method::PUT, SITE)
+        .json(&site_doc(Some(json!(["127.0.0.1"]))))
+        .send(&server)
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.error().0, "lockoutPrevented");
+    let refused = Call::new(Method::PUT, SITE)
+        .json(&site_doc(Some(json!(["127.0.0.9", "127.0.0.1/8"]))))
+        .send(&server)
+        .await;
+    assert_eq!(refused.error().1, Some("/data/attributes/blockedSources/1"));
+    let set = Call::new(Method::PUT, SITE)
+        .json(&site_doc(Some(json!(["127.0.0.9"]))))
+        .send(&server)
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    assert_eq!(
+        set.body["data"]["attributes"]["blockedSources"],
+        json!(["127.0.0.9"])
+    );
+    let got = Call::new(Method::GET, SITE).send(&server).await;
+    assert_eq!(got.body, set.body);
+    let anonymous = |from: &'static str| {
+        let server = &server;
+        async move {
+            Call::new(Method::GET, "/whoami")
+                .token(None)
+                .from(from)
+                .send(server)
+                .await
+                .status
+        }
+    };
+    assert_eq!(anonymous("127.0.0.8").await, StatusCode::OK);
+    assert_eq!(anonymous("127.0.0.9").await, StatusCode::FORBIDDEN);
+    let ask = json!({"data": {"user": "ann", "address": "127.0.0.9"}});
+    let evaluated = Call::new(Method::POST, EVALUATE)
+        .json(&ask)
+        .send(&server)
+        .await;
+    let verdict = &evaluated.body["data"]["siteAllowlist"];
+    assert_eq!(verdict["admits"], false, "{}", evaluated.text);
+    assert_eq!(verdict["blockingSource"], "127.0.0.9");
+    // A PUT without the member clears them.
+    let cleared = Call::new(Method::PUT, SITE)
+        .json(&site_doc(None))
+        .send(&server)
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text);
+    let attributes = cleared.body["data"]["attributes"].as_object().unwrap();
+    assert!(
+        !attributes.contains_key("blockedSources"),
+        "{}",
+        cleared.text
+    );
+    assert_eq!(anonymous("127.0.0.9").await, StatusCode::OK);
+
+    // A resource list.
+    let resource = "/api/v1/entities/resourceAllowlists/apollo";
+    let list = |blocked: Value| {
+        json!({"data": {"id": "apollo", "type": "resourceAllowlist",
+            "attributes": {"allowedSources": ["127.0.0.0/24"], "blockedSources": blocked}}})
+    };
+    let media = |from: &'static str| {
+        let server = &server;
+        async move {
+            Call::new(Method::GET, "/api/v1/projects/apollo/media/cover.png")
+                .from(from)
+                .send(server)
+                .await
+                .status
+        }
+    };
+    let refused = Call::new(Method::PUT, resource)
+        .json(&list(json!(["www.example.com"])))
+        .send(&server)
+        .await;
+    assert_eq!(refused.error().0, "hostnameNotAllowed");
+    assert_eq!(refused.error().1, Some("/data/attributes/blockedSources/0"));
+    let set = Call::new(Method::PUT, resource)
+        .json(&list(json!(["127.0.0.3"])))
+        .send(&server)
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    assert_eq!(
+        set.body["data"]["attributes"]["blockedSources"],
+        json!(["127.0.0.3"])
+    );
+    let got = Call::new(Method::GET, resource).send(&server).await;
+    assert_eq!(got.body, set.body);
+    assert_eq!(media("127.0.0.2").await, StatusCode::OK);
+    assert_eq!(media("127.0.0.3").await, StatusCode::FORBIDDEN);
+    let cleared = Call::new(Method::PUT, resource)
+        .json(&list(Value::Null))
+        .send(&server)
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text);
+    let attributes = cleared.body["data"]["attributes"].as_object().unwrap();
+    assert!(
+        !attributes.contains_key("blockedSources"),
+        "{}",
+        cleared.text
+    );
+    assert_eq!(media("127.0.0.3").await, StatusCode::OK);
 }

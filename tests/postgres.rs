@@ -1193,3 +1193,80 @@ async fn a_value_the_database_refuses_is_a_422_not_a_503() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocked_sources_replicate_and_survive_a_restart() {
+    let Some(url) = database_url("blocked_sources_replicate_and_survive_a_restart") else {
+        return;
+    };
+    let schema = Schema::new(&url, "blocked");
+    let a = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let b = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let org = OrgId::from("acme");
+    a.store
+        .create_policy(
+            &SYSTEM(),
+            &org,
+            PolicyDraft::new("office", ["203.0.113.0/24"])
+                .blocked_sources(["203.0.113.66", "203.0.113.128/25"])
+                .users(["alice"]),
+        )
+        .await
+        .unwrap();
+    a.store
+        .set_resource_list(
+            &SYSTEM(),
+            &org,
+            "apollo",
+            tower_ip_allowlist::store::ListDraft::new(["10.0.0.0/8"])
+                .blocked_sources(["10.9.0.0/16"]),
+        )
+        .await
+        .unwrap();
+    until(Duration::from_secs(1), || {
+        b.store.resource_list(&org, "apollo").is_some()
+    })
+    .await
+    .expect("B did not see A's changes within a second");
+    for replica in [&a, &b] {
+        assert_eq!(
+            replica.decide("acme", "alice", "203.0.113.7"),
+            Decision::Allowed
+        );
+        assert_eq!(replica.decide("acme", "alice", "203.0.113.66"), DENIED);
+        assert_eq!(replica.decide("acme", "alice", "203.0.113.200"), DENIED);
+    }
+    let list = b.store.resource_list(&org, "apollo").unwrap();
+    assert_eq!(list.blocked_sources()[0].to_string(), "10.9.0.0/16");
+
+    // Cleared through B; a replica started afresh reads what is stored.
+    b.store
+        .update_policy(
+            &SYSTEM(),
+            &org,
+            "office",
+            PolicyPatch {
+                blocked_sources: Some(vec!["203.0.113.128/25".into()]),
+                ..PolicyPatch::default()
+            },
+            Some(1),
+        )
+        .await
+        .unwrap();
+    let c = Replica::start(schema.options(), ReplicationOptions::default()).await;
+    let stored = c.store.get_policy(&org, "office").unwrap();
+    assert_eq!(stored.version, 2);
+    let blocked: Vec<String> = stored
+        .policy
+        .blocked_sources()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(blocked, ["203.0.113.128/25"]);
+    assert_eq!(c.decide("acme", "alice", "203.0.113.66"), Decision::Allowed);
+    assert_eq!(c.decide("acme", "alice", "203.0.113.200"), DENIED);
+    assert_eq!(
+        c.store.resource_list(&org, "apollo").unwrap(),
+        a.store.resource_list(&org, "apollo").unwrap()
+    );
+}

@@ -698,3 +698,259 @@ async fn source_and_resource_limits() {
     assert_eq!(err, StoreError::ResourceLimitExceeded { limit: 2 });
     assert_eq!(store.resource_lists(&org()).len(), 2);
 }
+
+#[tokio::test]
+async fn blocked_sources_are_validated_limited_patched_and_guarded() {
+    let store = Store::open(
+        Arc::new(MemoryBackend::new()),
+        SnapshotHandle::default(),
+        Limits::default().max_sources_per_rule(3),
+    )
+    .await
+    .unwrap();
+    // Validation names the blocked entry, apart from the allowed ones.
+    let err = store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("office", ["198.51.100.0/24"])
+                .blocked_sources(["198.51.100.66", "printer.example.com"]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidBlockedSource(e) if e.index == Some(1)),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "hostnameNotAllowed");
+    assert!(err.to_string().starts_with("blocked source 1: "), "{err}");
+    let err = store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("office", ["198.51.100.0/24"])
+                .blocked_sources(["0.0.0.0/1", "128.0.0.0/1"]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidBlockedSource(e) if e.index.is_none()),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "matchAllNotAllowed");
+    assert!(err.to_string().contains("blocked sources"), "{err}");
+    // The limit applies to each list apart: three allowed and three blocked pass.
+    let three = |base: &str| (1..=3).map(|i| format!("{base}.{i}")).collect::<Vec<_>>();
+    let err = store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("office", ["198.51.100.0/24"]).blocked_sources([
+                "198.51.100.1",
+                "198.51.100.2",
+                "198.51.100.3",
+                "198.51.100.4",
+            ]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::BlockedSourceLimitExceeded { limit: 3, count: 4 }
+    );
+    assert_eq!(err.code(), "sourceLimitExceeded");
+    store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("office", three("198.51.100"))
+                .blocked_sources(three("198.51.100"))
+                .users(["nobody"]),
+        )
+        .await
+        .unwrap();
+    store
+        .create_policy(
+            &SYSTEM(),
+            &org(),
+            PolicyDraft::new("staff", ["192.0.2.0/24"])
+                .blocked_sources(["192.0.2.66"])
+                .groups(["staff"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        decide(&store, "x", &["staff"], "192.0.2.65"),
+        Decision::Allowed
+    );
+    assert_eq!(
+        decide(&store, "x", &["staff"], "192.0.2.66"),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+
+    // PATCH: absent leaves them, a list replaces them, an empty list clears them.
+    let patch = |blocked: Option<Vec<&str>>| PolicyPatch {
+        name: Some(Some("Staff".into())),
+        blocked_sources: blocked.map(|b| b.into_iter().map(str::to_owned).collect()),
+        ..PolicyPatch::default()
+    };
+    let stored = store
+        .update_policy(&SYSTEM(), &org(), "staff", patch(None), None)
+        .await
+        .unwrap();
+    assert_eq!(stored.policy.blocked_sources().len(), 1);
+    let err = store
+        .update_policy(&SYSTEM(), &org(), "staff", patch(Some(vec!["::/0"])), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::InvalidBlockedSource(e) if e.index == Some(0)));
+    store
+        .update_policy(
+            &SYSTEM(),
+            &org(),
+            "staff",
+            patch(Some(vec!["192.0.2.0/25"])),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        decide(&store, "x", &["staff"], "192.0.2.1"),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+    assert_eq!(
+        decide(&store, "x", &["staff"], "192.0.2.200"),
+        Decision::Allowed
+    );
+    let stored = store
+        .update_policy(&SYSTEM(), &org(), "staff", patch(Some(vec![])), None)
+        .await
+        .unwrap();
+    assert!(stored.policy.blocked_sources().is_empty());
+    assert_eq!(
+        decide(&store, "x", &["staff"], "192.0.2.1"),
+        Decision::Allowed
+    );
+
+    // Lists: validated and limited the same way.
+    let err = store
+        .set_resource_list(
+            &SYSTEM(),
+            &org(),
+            "apollo",
+            ListDraft::new(["10.0.0.0/8"]).blocked_sources(["10.0.0.1/8"]),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::InvalidBlockedSource(e) if e.index == Some(0)));
+    assert_eq!(err.code(), "hostBitsSet");
+    let err = store
+        .set_site_list(
+            &SYSTEM(),
+            &org(),
+            true,
+            ListDraft::new(["10.0.0.0/8"])
+                .blocked_sources(three("10.0.0").into_iter().chain(["10.0.0.4".into()])),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "sourceLimitExceeded");
+    let list = store
+        .set_resource_list(
+            &SYSTEM(),
+            &org(),
+            "apollo",
+            ListDraft::new(["10.0.0.0/8"]).blocked_sources(["10.9.0.0/16"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(list.blocked_sources()[0].to_string(), "10.9.0.0/16");
+    let snapshot = store.handle().load_full();
+    let compiled = snapshot
+        .org(OrgId::DEFAULT)
+        .unwrap()
+        .resource("apollo")
+        .unwrap();
+    assert!(compiled.contains("10.8.0.1".parse().unwrap()));
+    assert!(!compiled.contains("10.9.0.1".parse().unwrap()));
+}
+
+#[tokio::test]
+async fn blocking_your_own_address_is_a_lockout() {
+    let store = Store::memory();
+    let admin = Principal::new("admin")
+        .with_groups(["admins"])
+        .with_permissions(["MANAGE"]);
+    let at_desk = Actor::new(&admin, ip("192.0.2.10"));
+    store
+        .create_policy(
+            &at_desk,
+            &org(),
+            PolicyDraft::new("admins", ["192.0.2.0/24"]).groups(["admins"]),
+        )
+        .await
+        .unwrap();
+    // Blocking the admin's own address in the policy that admits them: refused.
+    let block_me = PolicyPatch {
+        blocked_sources: Some(vec!["192.0.2.8/29".into()]),
+        ..PolicyPatch::default()
+    };
+    let err = store
+        .update_policy(&at_desk, &org(), "admins", block_me.clone(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::LockoutPrevented {
+            addr: ip("192.0.2.10"),
+            unknown: None
+        }
+    );
+    assert!(store
+        .get_policy(&org(), "admins")
+        .unwrap()
+        .policy
+        .blocked_sources()
+        .is_empty());
+    // Another policy that still admits the address makes it safe: union.
+    store
+        .create_policy(
+            &at_desk,
+            &org(),
+            PolicyDraft::new("desk", ["192.0.2.10"]).users(["admin"]),
+        )
+        .await
+        .unwrap();
+    store
+        .update_policy(&at_desk, &org(), "admins", block_me, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        decide(&store, "admin", &["admins"], "192.0.2.10"),
+        Decision::Allowed
+    );
+    assert_eq!(
+        decide(&store, "admin", &["admins"], "192.0.2.11"),
+        Decision::Denied(DenyReason::IpNotAllowed)
+    );
+    // The site list counts its blocked sources too.
+    let err = store
+        .set_site_list(
+            &at_desk,
+            &org(),
+            true,
+            ListDraft::new(["192.0.2.0/24"]).blocked_sources(["192.0.2.10"]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "lockoutPrevented");
+    store
+        .set_site_list(
+            &at_desk,
+            &org(),
+            true,
+            ListDraft::new(["192.0.2.0/24"]).blocked_sources(["192.0.2.11"]),
+        )
+        .await
+        .unwrap();
+}

@@ -33,7 +33,16 @@ const SOURCES: &[&str] = &[
     "0.0.0.0/0",
     "example.com",
 ];
+/// Valid blocked sources, and two invalid ones (host bits, match-all).
+const BLOCKED: &[&str] = &[
+    "10.1.2.0/24",
+    "192.0.2.1",
+    "2001:db8::/48",
+    "10.0.0.1/8",
+    "0.0.0.0/0",
+];
 const ADDRS: &[&str] = &[
+    "10.1.9.9",
     "10.1.2.3",
     "10.200.0.1",
     "192.0.2.1",
@@ -46,6 +55,7 @@ enum Op {
     Create {
         id: usize,
         sources: Vec<usize>,
+        blocked: Vec<usize>,
         users: Vec<usize>,
         groups: Vec<usize>,
     },
@@ -58,6 +68,7 @@ enum Op {
     Update {
         id: usize,
         sources: Option<Vec<usize>>,
+        blocked: Option<Vec<usize>>,
         groups: Option<Vec<usize>>,
         name: Option<Option<String>>,
     },
@@ -89,13 +100,13 @@ fn indices(len: usize, max: usize) -> impl Strategy<Value = Vec<usize>> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (0..IDS.len(), indices(SOURCES.len(), 3), indices(USERS.len(), 3), indices(GROUPS.len(), 2))
-            .prop_map(|(id, sources, users, groups)| Op::Create { id, sources, users, groups }),
+        3 => (0..IDS.len(), indices(SOURCES.len(), 3), indices(BLOCKED.len(), 2), indices(USERS.len(), 3), indices(GROUPS.len(), 2))
+            .prop_map(|(id, sources, blocked, users, groups)| Op::Create { id, sources, blocked, users, groups }),
         1 => (0..IDS.len(), indices(SOURCES.len(), 2), indices(USERS.len(), 4), any::<bool>())
             .prop_map(|(id, sources, users, stale)| Op::Replace { id, sources, users, stale }),
-        1 => (0..IDS.len(), prop::option::of(indices(SOURCES.len(), 2)), prop::option::of(indices(GROUPS.len(), 4)),
-              prop::option::of(prop::option::of("[a-z]{1,5}")))
-            .prop_map(|(id, sources, groups, name)| Op::Update { id, sources, groups, name }),
+        1 => (0..IDS.len(), prop::option::of(indices(SOURCES.len(), 2)), prop::option::of(indices(BLOCKED.len(), 2)),
+              prop::option::of(indices(GROUPS.len(), 4)), prop::option::of(prop::option::of("[a-z]{1,5}")))
+            .prop_map(|(id, sources, blocked, groups, name)| Op::Update { id, sources, blocked, groups, name }),
         1 => (0..IDS.len()).prop_map(|id| Op::Delete { id }),
         2 => (0..IDS.len(), indices(USERS.len(), 2), indices(GROUPS.len(), 2))
             .prop_map(|(id, users, groups)| Op::AddTargets { id, users, groups }),
@@ -114,6 +125,8 @@ struct ModelPolicy {
     name: Option<String>,
     /// Canonical text, as the store reports sources.
     sources: Vec<String>,
+    /// Blocked sources, likewise.
+    blocked: Vec<String>,
     users: BTreeSet<String>,
     groups: BTreeSet<String>,
     version: u64,
@@ -141,6 +154,28 @@ fn model_sources(picked: &[usize]) -> Result<Vec<String>, &'static str> {
         .collect()
 }
 
+/// The model's validation of blocked sources: an empty list is fine.
+fn model_blocked(picked: &[usize]) -> Result<Vec<String>, &'static str> {
+    picked
+        .iter()
+        .map(|&i| match BLOCKED[i] {
+            "10.0.0.1/8" => Err("hostBitsSet"),
+            "0.0.0.0/0" => Err("matchAllNotAllowed"),
+            valid => Ok(valid.to_owned()),
+        })
+        .collect()
+}
+
+/// Whether `addr` is inside one of `sources` (canonical text).
+fn inside(sources: &[String], addr: IpAddr) -> bool {
+    sources.iter().any(|source| {
+        let net: IpNet = source
+            .parse()
+            .unwrap_or_else(|_| IpNet::from(source.parse::<IpAddr>().unwrap()));
+        net.contains(&addr)
+    })
+}
+
 fn names(picked: &[usize], pool: &[&str]) -> BTreeSet<String> {
     picked.iter().map(|&i| pool[i].to_owned()).collect()
 }
@@ -166,6 +201,7 @@ impl Model {
         let old = &self.policies[id];
         let same = old.name == policy.name
             && old.sources == policy.sources
+            && old.blocked == policy.blocked
             && old.users == policy.users
             && old.groups == policy.groups;
         policy.version = if same { old.version } else { old.version + 1 };
@@ -185,10 +221,12 @@ impl Model {
             Op::Create {
                 id,
                 sources,
+                blocked,
                 users,
                 groups,
             } => {
                 let sources = model_sources(sources)?;
+                let blocked = model_blocked(blocked)?;
                 let id = IDS[*id];
                 if self.policies.contains_key(id) {
                     return Err("conflict");
@@ -199,6 +237,7 @@ impl Model {
                 let policy = ModelPolicy {
                     name: None,
                     sources,
+                    blocked,
                     users: names(users, USERS),
                     groups: names(groups, GROUPS),
                     version: 1,
@@ -217,9 +256,11 @@ impl Model {
                 let current = self.policies.get(id).map_or(1, |p| p.version);
                 let if_version = Some(if *stale { current + 1 } else { current });
                 self.existing(id, if_version)?;
+                // A replacement without blocked sources has none.
                 let policy = ModelPolicy {
                     name: None,
                     sources,
+                    blocked: Vec::new(),
                     users: names(users, USERS),
                     groups: BTreeSet::new(),
                     version: 0,
@@ -230,10 +271,12 @@ impl Model {
             Op::Update {
                 id,
                 sources,
+                blocked,
                 groups,
                 name,
             } => {
                 let sources = sources.as_deref().map(model_sources).transpose()?;
+                let blocked = blocked.as_deref().map(model_blocked).transpose()?;
                 let id = IDS[*id];
                 let mut policy = self.existing(id, None)?.clone();
                 if let Some(name) = name {
@@ -241,6 +284,9 @@ impl Model {
                 }
                 if let Some(sources) = sources {
                     policy.sources = sources;
+                }
+                if let Some(blocked) = blocked {
+                    policy.blocked = blocked;
                 }
                 if let Some(groups) = groups {
                     policy.groups = names(groups, GROUPS);
@@ -311,13 +357,12 @@ impl Model {
         if applicable.is_empty() {
             return Decision::NoPolicy;
         }
-        let inside = applicable.iter().flat_map(|p| &p.sources).any(|source| {
-            let net: IpNet = source
-                .parse()
-                .unwrap_or_else(|_| IpNet::from(source.parse::<IpAddr>().unwrap()));
-            net.contains(&addr)
-        });
-        if inside {
+        // Union: one policy admitting the address (inside its sources, outside its
+        // blocked ones) is enough.
+        if applicable
+            .iter()
+            .any(|p| inside(&p.sources, addr) && !inside(&p.blocked, addr))
+        {
             Decision::Allowed
         } else {
             Decision::Denied(DenyReason::IpNotAllowed)
@@ -338,10 +383,12 @@ async fn run(store: &Store, op: &Op) -> Result<(), StoreError> {
         Op::Create {
             id,
             sources,
+            blocked,
             users,
             groups,
         } => {
             let draft = PolicyDraft::new(IDS[*id], sources.iter().map(|&i| SOURCES[i]))
+                .blocked_sources(blocked.iter().map(|&i| BLOCKED[i]))
                 .users(users.iter().map(|&i| USERS[i]))
                 .groups(groups.iter().map(|&i| GROUPS[i]));
             store.create_policy(&actor, &org, draft).await.map(drop)
@@ -364,6 +411,7 @@ async fn run(store: &Store, op: &Op) -> Result<(), StoreError> {
         Op::Update {
             id,
             sources,
+            blocked,
             groups,
             name,
         } => {
@@ -372,6 +420,9 @@ async fn run(store: &Store, op: &Op) -> Result<(), StoreError> {
                 allowed_sources: sources
                     .as_ref()
                     .map(|s| s.iter().map(|&i| SOURCES[i].to_owned()).collect()),
+                blocked_sources: blocked
+                    .as_ref()
+                    .map(|s| s.iter().map(|&i| BLOCKED[i].to_owned()).collect()),
                 users: None,
                 groups: groups
                     .as_ref()
@@ -427,6 +478,11 @@ fn stored(store: &Store) -> BTreeMap<String, ModelPolicy> {
                 ModelPolicy {
                     name: p.name().map(str::to_owned),
                     sources: p.sources().iter().map(ToString::to_string).collect(),
+                    blocked: p
+                        .blocked_sources()
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                     users: p.users().iter().map(ToString::to_string).collect(),
                     groups: p.groups().iter().map(ToString::to_string).collect(),
                     version: stored.version,

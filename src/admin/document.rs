@@ -80,6 +80,12 @@ pub struct PolicyAttributes {
     /// IP addresses and CIDR ranges; not empty, no host names, no match-all ranges.
     #[schema(example = json!(["203.0.113.10/32", "198.51.100.0/24", "2001:db8:abcd::/48"]))]
     pub allowed_sources: Vec<String>,
+    /// Addresses refused even inside the allowed sources, in the same forms; they may
+    /// not block every address. Absent or empty: none (responses omit it then). In a
+    /// `PATCH`, absent leaves them as they are, `[]` or `null` removes them all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["198.51.100.64/26"]))]
+    pub blocked_sources: Vec<String>,
     /// `enforce` (the default) or `report`: a report-only policy never denies, it logs
     /// what it would have denied.
     #[serde(default = "enforce")]
@@ -243,6 +249,10 @@ pub struct SiteAllowlistAttributes {
     pub enabled: bool,
     /// IP addresses, CIDR ranges and `first-last` ranges (empty only when never set).
     pub allowed_sources: Vec<String>,
+    /// Addresses refused even inside the allowed sources. Absent or empty: none
+    /// (responses omit it then); a `PUT` without it removes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_sources: Vec<String>,
     /// `enforce` (the default) or `report`.
     #[serde(default = "enforce")]
     pub enforcement: String,
@@ -274,6 +284,10 @@ pub struct ResourceAllowlistResource {
 pub struct ListAttributes {
     /// IP addresses, CIDR ranges and `first-last` ranges; not empty.
     pub allowed_sources: Vec<String>,
+    /// Addresses refused even inside the allowed sources. Absent or empty: none
+    /// (responses omit it then); a `PUT` without it removes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_sources: Vec<String>,
     /// `enforce` (the default) or `report`.
     #[serde(default = "enforce")]
     pub enforcement: String,
@@ -369,10 +383,15 @@ pub struct PolicyVerdict {
     /// The chains of groups through which it applies, each from the caller's group up
     /// to the group the policy names.
     pub via_groups: Vec<Vec<String>>,
-    /// Whether it admits the address (`null`: unknown address).
+    /// Whether it admits the address (`null`: unknown address): inside one of its
+    /// allowed sources and outside its blocked ones.
     pub admits: Option<bool>,
-    /// Its first source containing the address.
+    /// Its first allowed source containing the address.
     pub matching_source: Option<String>,
+    /// Its first blocked source containing the address, when an allowed one contains
+    /// it too: why it refuses the address. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking_source: Option<String>,
 }
 
 /// The rule that admits a request.
@@ -391,10 +410,15 @@ pub struct MatchingRule {
 pub struct ListVerdict {
     /// `enforce` or `report`.
     pub enforcement: String,
-    /// Whether it admits the address (`null`: unknown address).
+    /// Whether it admits the address (`null`: unknown address): inside one of its
+    /// allowed sources and outside its blocked ones.
     pub admits: Option<bool>,
-    /// Its first source containing the address.
+    /// Its first allowed source containing the address.
     pub matching_source: Option<String>,
+    /// Its first blocked source containing the address, when an allowed one contains
+    /// it too: why it refuses the address. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocking_source: Option<String>,
 }
 
 // ---- responses -------------------------------------------------------------------
@@ -419,6 +443,7 @@ impl From<&StoredPolicy> for PolicyResource {
             attributes: PolicyAttributes {
                 name: policy.name().map(str::to_owned),
                 allowed_sources: policy.sources().iter().map(ToString::to_string).collect(),
+                blocked_sources: texts(policy.blocked_sources()),
                 enforcement: policy.enforcement().as_str().to_owned(),
             },
             relationships: PolicyRelationships {
@@ -457,6 +482,7 @@ impl From<&SiteList> for SiteAllowlistResource {
                     .iter()
                     .map(ToString::to_string)
                     .collect(),
+                blocked_sources: texts(site.list.blocked_sources()),
                 enforcement: site.list.enforcement().as_str().to_owned(),
             },
         }
@@ -472,6 +498,7 @@ impl SiteAllowlistResource {
             attributes: SiteAllowlistAttributes {
                 enabled: false,
                 allowed_sources: Vec::new(),
+                blocked_sources: Vec::new(),
                 enforcement: enforce(),
             },
         }
@@ -485,10 +512,15 @@ impl ResourceAllowlistResource {
             kind: RESOURCE_TYPE.to_owned(),
             attributes: ListAttributes {
                 allowed_sources: list.sources().iter().map(ToString::to_string).collect(),
+                blocked_sources: texts(list.blocked_sources()),
                 enforcement: list.enforcement().as_str().to_owned(),
             },
         }
     }
+}
+
+fn texts(sources: &[crate::source::AllowedSource]) -> Vec<String> {
+    sources.iter().map(ToString::to_string).collect()
 }
 
 fn decision_text(decision: Decision) -> (String, Option<String>) {
@@ -505,6 +537,7 @@ impl From<&ListExplanation> for ListVerdict {
             enforcement: list.enforcement.as_str().to_owned(),
             admits: list.admits,
             matching_source: list.matching_source.map(|s| s.to_string()),
+            blocking_source: list.blocked_by.map(|s| s.to_string()),
         }
     }
 }
@@ -525,6 +558,7 @@ impl From<&PolicyExplanation> for PolicyVerdict {
                 .collect(),
             admits: policy.admits,
             matching_source: policy.matching_source.map(|s| s.to_string()),
+            blocking_source: policy.blocked_by.map(|s| s.to_string()),
         }
     }
 }
@@ -863,6 +897,7 @@ fn relationship<T: From<String> + Ord>(
 struct PolicyFields {
     name: Option<Option<String>>,
     allowed_sources: Option<Vec<String>>,
+    blocked_sources: Option<Vec<String>>,
     users: Option<BTreeSet<UserId>>,
     groups: Option<BTreeSet<GroupId>>,
     enforcement: Option<Enforcement>,
@@ -873,6 +908,18 @@ fn sources(list: &At<'_>) -> Result<Vec<String>, ApiError> {
     list.items()?
         .map(|item| item.string().map(str::to_owned))
         .collect()
+}
+
+/// `blockedSources`, when the member is there: an array of strings, or `null` for none.
+fn blocked_sources(attributes: &At<'_>) -> Result<Option<Vec<String>>, ApiError> {
+    // `null` is hidden by `optional`: look for the member itself.
+    if !attributes.object()?.contains_key("blockedSources") {
+        return Ok(None);
+    }
+    match attributes.optional("blockedSources")? {
+        Some(list) => sources(&list).map(Some),
+        None => Ok(Some(Vec::new())),
+    }
 }
 
 /// `enforcement`: `enforce` or `report`.
@@ -887,12 +934,13 @@ fn policy_fields(data: &At<'_>) -> Result<PolicyFields, ApiError> {
     let mut fields = PolicyFields {
         name: None,
         allowed_sources: None,
+        blocked_sources: None,
         users: None,
         groups: None,
         enforcement: None,
     };
     if let Some(attributes) = data.optional("attributes")? {
-        attributes.only(&["name", "allowedSources", "enforcement"])?;
+        attributes.only(&["name", "allowedSources", "blockedSources", "enforcement"])?;
         if let Some(value) = attributes.optional("enforcement")? {
             fields.enforcement = Some(enforcement(&value)?);
         }
@@ -915,6 +963,7 @@ fn policy_fields(data: &At<'_>) -> Result<PolicyFields, ApiError> {
         if let Some(list) = attributes.optional("allowedSources")? {
             fields.allowed_sources = Some(sources(&list)?);
         }
+        fields.blocked_sources = blocked_sources(&attributes)?;
     }
     if let Some(relationships) = data.optional("relationships")? {
         relationships.only(&["users", "userGroups"])?;
@@ -950,6 +999,7 @@ pub(crate) fn policy_draft(root: &Value, path_id: Option<&str>) -> Result<Policy
         id,
         name: fields.name.flatten(),
         allowed_sources,
+        blocked_sources: fields.blocked_sources.unwrap_or_default(),
         users: fields.users.unwrap_or_default(),
         groups: fields.groups.unwrap_or_default(),
         enforcement: fields.enforcement.unwrap_or_default(),
@@ -957,13 +1007,15 @@ pub(crate) fn policy_draft(root: &Value, path_id: Option<&str>) -> Result<Policy
 }
 
 /// A partial update (`PATCH`): only the members sent change; `name: null` removes the
-/// name, a relationship sent replaces that list of targets.
+/// name, `blockedSources: []` or `null` removes the blocked sources, a relationship sent
+/// replaces that list of targets.
 pub(crate) fn policy_patch(root: &Value, path_id: &str) -> Result<PolicyPatch, ApiError> {
     let data = data(root, POLICY_TYPE, Some(path_id))?;
     let fields = policy_fields(&data)?;
     Ok(PolicyPatch {
         name: fields.name,
         allowed_sources: fields.allowed_sources,
+        blocked_sources: fields.blocked_sources,
         users: fields.users,
         groups: fields.groups,
         enforcement: fields.enforcement,
@@ -1001,7 +1053,7 @@ pub(crate) fn site_list(root: &Value) -> Result<(bool, ListDraft), ApiError> {
     let data = data(root, SITE_TYPE, Some(SITE_TYPE))?;
     data.only(&["id", "type", "attributes", "meta", "links"])?;
     let attributes = data.get("attributes")?;
-    attributes.only(&["enabled", "allowedSources", "enforcement"])?;
+    attributes.only(&["enabled", "allowedSources", "blockedSources", "enforcement"])?;
     let enabled = attributes.get("enabled")?;
     let enabled = enabled.value.as_bool().ok_or_else(|| {
         ApiError::malformed(enabled.shown(), "`enabled` must be `true` or `false`")
@@ -1014,12 +1066,13 @@ pub(crate) fn resource_list(root: &Value, path_id: &str) -> Result<ListDraft, Ap
     let data = data(root, RESOURCE_TYPE, Some(path_id))?;
     data.only(&["id", "type", "attributes", "meta", "links"])?;
     let attributes = data.get("attributes")?;
-    attributes.only(&["allowedSources", "enforcement"])?;
+    attributes.only(&["allowedSources", "blockedSources", "enforcement"])?;
     list_draft(&attributes)
 }
 
 fn list_draft(attributes: &At<'_>) -> Result<ListDraft, ApiError> {
-    let mut draft = ListDraft::new(sources(&attributes.get("allowedSources")?)?);
+    let mut draft = ListDraft::new(sources(&attributes.get("allowedSources")?)?)
+        .blocked_sources(blocked_sources(attributes)?.unwrap_or_default());
     if let Some(value) = attributes.optional("enforcement")? {
         draft = draft.enforcement(enforcement(&value)?);
     }

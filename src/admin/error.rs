@@ -149,6 +149,15 @@ impl ApiError {
             (StoreError::SourceLimitExceeded { .. }, Context::Policy | Context::List) => {
                 Some("/data/attributes/allowedSources".to_owned())
             }
+            (StoreError::InvalidBlockedSource(err), Context::Policy | Context::List) => {
+                Some(match err.index {
+                    Some(index) => format!("/data/attributes/blockedSources/{index}"),
+                    None => "/data/attributes/blockedSources".to_owned(),
+                })
+            }
+            (StoreError::BlockedSourceLimitExceeded { .. }, Context::Policy | Context::List) => {
+                Some("/data/attributes/blockedSources".to_owned())
+            }
             (StoreError::TargetLimitExceeded { .. }, Context::Policy) => {
                 Some("/data/relationships".to_owned())
             }

@@ -56,6 +56,15 @@
 //! request, it reports what it would have refused (see [`report`](crate::report)).
 //! Sources may be addresses, CIDR ranges, or ranges `first-last`.
 //!
+//! Each of them may also carry `blockedSources`, in the same forms: addresses refused
+//! even inside the allowed sources (a rule admits what it allows and does not block;
+//! policies still combine by union). The attribute is optional and means none when
+//! absent; responses leave it out when there are none. `PATCH` changes it only when
+//! sent, and `[]` or `null` clears it; `PUT` replaces the whole rule. Errors point at
+//! `/data/attributes/blockedSources/{i}`, and `evaluate` and `myAccess` name the
+//! blocked source that refused an address (`blockingSource`). The lockout guard
+//! counts blocked sources like any other change.
+//!
 //! # Errors
 //!
 //! Every refusal is a JSON:API error document whose `source.pointer` names the member

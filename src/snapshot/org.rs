@@ -20,7 +20,8 @@ type Bits = SmallVec<[u64; 4]>;
 /// Active policies get dense indexes; users and groups map straight to the set of
 /// policies that apply through them (for groups, through every ancestor, resolved at
 /// compile time); addresses map through a range index per family to the set of
-/// policies whose sources cover them. A decision is a few hash look-ups, two binary
+/// policies whose sources cover them. A policy's blocked sources are subtracted from its
+/// allowed ones before they enter the index, so they add nothing to a decision. A decision is a few hash look-ups, two binary
 /// searches at most, and a bitwise AND, whatever the number of policies.
 #[derive(Debug)]
 pub struct CompiledOrg {
@@ -120,8 +121,16 @@ impl CompiledOrg {
         let mut v6_ranges = Vec::new();
         let mut sources = 0;
         for (p, policy) in active.iter().enumerate() {
+            sources += policy.sources().len();
+            if !policy.blocked_sources().is_empty() {
+                // Blocked sources are subtracted here, once: the index holds only what
+                // the policy admits, and a decision costs what it did without them.
+                let (v4, v6) = super::list::effective(policy.sources(), policy.blocked_sources());
+                v4_ranges.extend(v4.iter().map(|&(first, last)| (p, first, last)));
+                v6_ranges.extend(v6.iter().map(|&(first, last)| (p, first, last)));
+                continue;
+            }
             for source in policy.sources() {
-                sources += 1;
                 let (first, last) = source.bounds();
                 match (index::key(first), index::key(last)) {
                     (Ok(first), Ok(last)) => v4_ranges.push((p, first, last)),

@@ -104,6 +104,54 @@ fn decision_table() {
     }
 }
 
+/// office admits 198.51.100.0/24 but the printer range .64/26 and 2001:db8::/32 but
+/// one /48, for staff; lab admits only the printer .66, for ann; the report-only audit
+/// policy blocks .7 for ann.
+#[test]
+#[rustfmt::skip]
+fn blocked_sources_table() {
+    let mut org = OrgPolicies::default();
+    org.insert_policy(
+        Policy::builder("office")
+            .sources(["198.51.100.0/24", "2001:db8::/32"]).unwrap()
+            .blocked_sources(["198.51.100.64/26", "2001:db8:bad::/48", "192.0.2.0/24"]).unwrap()
+            .group("staff")
+            .build().unwrap(),
+    );
+    org.insert_policy(policy("lab", &["198.51.100.66"], &["ann"], &[]));
+    org.insert_policy(
+        Policy::builder("audit")
+            .sources(["198.51.100.0/24"]).unwrap()
+            .blocked_sources(["198.51.100.7"]).unwrap()
+            .user("ann")
+            .enforcement(Enforcement::Report)
+            .build().unwrap(),
+    );
+    let compiled = CompiledOrg::compile(&org);
+    let cases = [
+        Case { name: "allowed, not blocked", org: None, user: "x", groups: &["staff"], addr: Some("198.51.100.7"), want: ALLOWED },
+        Case { name: "blocked inside allowed", org: None, user: "x", groups: &["staff"], addr: Some("198.51.100.66"), want: NOT_ALLOWED },
+        Case { name: "first blocked address", org: None, user: "x", groups: &["staff"], addr: Some("198.51.100.64"), want: NOT_ALLOWED },
+        Case { name: "just before the blocked range", org: None, user: "x", groups: &["staff"], addr: Some("198.51.100.63"), want: ALLOWED },
+        Case { name: "last blocked address", org: None, user: "x", groups: &["staff"], addr: Some("198.51.100.127"), want: NOT_ALLOWED },
+        Case { name: "just after the blocked range", org: None, user: "x", groups: &["staff"], addr: Some("198.51.100.128"), want: ALLOWED },
+        Case { name: "v4-mapped blocked address", org: None, user: "x", groups: &["staff"], addr: Some("::ffff:198.51.100.66"), want: NOT_ALLOWED },
+        Case { name: "v6 blocked inside allowed", org: None, user: "x", groups: &["staff"], addr: Some("2001:db8:bad::1"), want: NOT_ALLOWED },
+        Case { name: "v6 allowed, not blocked", org: None, user: "x", groups: &["staff"], addr: Some("2001:db8:bae::1"), want: ALLOWED },
+        Case { name: "blocked outside allowed changes nothing", org: None, user: "x", groups: &["staff"], addr: Some("192.0.2.1"), want: NOT_ALLOWED },
+        Case { name: "another policy admits the blocked address: union", org: None, user: "ann", groups: &["staff"], addr: Some("198.51.100.66"), want: ALLOWED },
+        Case { name: "that policy alone admits only its own", org: None, user: "ann", groups: &[], addr: Some("198.51.100.67"), want: NOT_ALLOWED },
+        Case { name: "a report-only policy's blocked sources do not deny", org: None, user: "ann", groups: &["staff"], addr: Some("198.51.100.7"), want: ALLOWED },
+    ];
+    for case in cases {
+        let addr = case.addr.map(|a| a.parse::<IpAddr>().unwrap());
+        let got = compiled.decide(case.user, case.groups.iter().copied(), addr);
+        assert_eq!(got, case.want, "{}", case.name);
+        let explained = crate::explain::explain(&org, case.user, case.groups.iter().copied(), addr);
+        assert_eq!(explained.decision, case.want, "explain: {}", case.name);
+    }
+}
+
 #[test]
 fn applicable_policy_ids() {
     let snapshot = fixture();
@@ -253,11 +301,17 @@ fn naive(org: &OrgPolicies, user: &str, groups: &[String], addr: Option<IpAddr>)
     }
     let Some(addr) = addr else { return UNKNOWN };
     let addr = normalize_ip(addr);
-    if applicable.iter().any(|p| {
-        p.sources()
+    let inside = |sources: &[AllowedSource]| {
+        sources
             .iter()
             .any(|s| s.to_cidrs().iter().any(|net| net.contains(&addr)))
-    }) {
+    };
+    // Union of policies; each admits what its allowed sources hold and its blocked
+    // sources do not.
+    if applicable
+        .iter()
+        .any(|p| inside(p.sources()) && !inside(p.blocked_sources()))
+    {
         ALLOWED
     } else {
         NOT_ALLOWED
@@ -311,16 +365,23 @@ prop_compose! {
                 prop::collection::btree_set(0u8..6, 0..3),
                 prop::collection::btree_set(0u8..8, 0..3),
                 prop::bool::weighted(0.2),
+                // Blocked sources: none for about half the policies.
+                prop::collection::vec(source_strategy(), 0..4)
+                    .prop_map(|blocked| if blocked.len() % 2 == 1 { blocked } else { Vec::new() })
+                    .prop_filter("blocks everything", |blocked| {
+                        crate::source::check_blocked_coverage(blocked).is_ok()
+                    }),
             ),
             0..12,
         ),
         edges in prop::collection::vec((0u8..8, 0u8..8), 0..12),
     ) -> OrgPolicies {
         let mut org = OrgPolicies::default();
-        for (i, (sources, users, groups, report)) in policies.into_iter().enumerate() {
+        for (i, (sources, users, groups, report, blocked)) in policies.into_iter().enumerate() {
             let mut b = Policy::builder(format!("p{i}"));
             if report { b = b.enforcement(Enforcement::Report); }
             for s in sources { b = b.source(s); }
+            for s in blocked { b = b.blocked_source(s); }
             for u in users { b = b.user(format!("u{u}")); }
             for g in groups { b = b.group(format!("g{g}")); }
             org.insert_policy(b.build().unwrap());
@@ -351,10 +412,23 @@ proptest! {
         // Query addresses include the edges of every source.
         let mut addrs: Vec<Option<IpAddr>> = queries.iter().map(|q| q.2).collect();
         for policy in org.policies.values() {
-            for s in policy.sources().iter().chain(&more) {
+            for s in policy.sources().iter().chain(policy.blocked_sources()).chain(&more) {
                 let (first, last) = s.bounds();
                 addrs.push(Some(first));
                 addrs.push(Some(last));
+                // Just outside a blocked range is where a subtraction goes wrong.
+                let (before, after) = match (index::key(first), index::key(last)) {
+                    (Ok(first), Ok(last)) => (
+                        first.checked_sub(1).map(|k| IpAddr::from(std::net::Ipv4Addr::from(k))),
+                        last.checked_add(1).map(|k| IpAddr::from(std::net::Ipv4Addr::from(k))),
+                    ),
+                    (Err(first), Err(last)) => (
+                        first.checked_sub(1).map(|k| IpAddr::from(std::net::Ipv6Addr::from(k))),
+                        last.checked_add(1).map(|k| IpAddr::from(std::net::Ipv6Addr::from(k))),
+                    ),
+                    _ => (None, None),
+                };
+                addrs.extend([before, after].into_iter().flatten().map(Some));
             }
         }
         for (i, (user, groups, _)) in queries.iter().enumerate() {

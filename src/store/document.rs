@@ -8,7 +8,7 @@ use super::{build_policy, BackendError, Ids, OrgRecord, PolicyDraft};
 use crate::policy::{
     Enforcement, GroupId, OrgId, OrgPolicies, ResourceId, SiteList, SourceList, UserId,
 };
-use crate::source::{check_coverage, AllowedSource};
+use crate::source::{check_blocked_coverage, check_coverage, parse_all, AllowedSource};
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -31,6 +31,9 @@ struct OrgDocument {
 struct SiteDocument {
     enabled: bool,
     allowed_sources: Vec<String>,
+    /// Absent in documents written before blocked sources existed, and when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    blocked_sources: Vec<String>,
     #[serde(default, skip_serializing_if = "is_enforce")]
     enforcement: String,
 }
@@ -39,6 +42,9 @@ struct SiteDocument {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ListDocument {
     allowed_sources: Vec<String>,
+    /// Absent in documents written before blocked sources existed, and when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    blocked_sources: Vec<String>,
     #[serde(default, skip_serializing_if = "is_enforce")]
     enforcement: String,
 }
@@ -51,6 +57,11 @@ impl ListDocument {
     fn of(list: &SourceList) -> Self {
         Self {
             allowed_sources: list.sources().iter().map(ToString::to_string).collect(),
+            blocked_sources: list
+                .blocked_sources()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             enforcement: list.enforcement().as_str().to_owned(),
         }
     }
@@ -64,7 +75,12 @@ impl ListDocument {
         let list = SourceList::parse_stored(&self.allowed_sources)
             .map_err(|err| corrupt(format!("{what}: {err}")))?;
         warn_if_everyone(what, list.sources());
-        Ok(list.with_enforcement(enforcement))
+        let blocked = parse_all(&self.blocked_sources)
+            .map_err(|err| corrupt(format!("{what}: blocked sources: {err}")))?;
+        warn_if_blocking_everyone(what, &blocked);
+        Ok(list
+            .with_enforcement(enforcement)
+            .with_stored_blocked(blocked))
     }
 }
 
@@ -75,6 +91,18 @@ fn warn_if_everyone(what: &str, sources: &[AllowedSource]) {
         tracing::warn!(
             rule = what,
             "stored rule admits every address: {err}; change its sources"
+        );
+    }
+}
+
+/// Blocked sources that refuse everyone cannot be written through the store, but a
+/// document edited by hand still loads (as [`warn_if_everyone`]), and the operator is
+/// told.
+fn warn_if_blocking_everyone(what: &str, blocked: &[AllowedSource]) {
+    if let Err(err) = check_blocked_coverage(blocked) {
+        tracing::warn!(
+            rule = what,
+            "stored rule blocks every address: {err}; change its blocked sources"
         );
     }
 }
@@ -97,6 +125,9 @@ struct PolicyDocument {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     name: Option<String>,
     allowed_sources: Vec<String>,
+    /// Absent in documents written before blocked sources existed, and when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    blocked_sources: Vec<String>,
     users: Vec<String>,
     groups: Vec<String>,
     version: u64,
@@ -115,6 +146,11 @@ pub(super) fn encode(record: &OrgRecord) -> Result<String, BackendError> {
                 id: policy.id().to_string(),
                 name: policy.name().map(str::to_owned),
                 allowed_sources: policy.sources().iter().map(ToString::to_string).collect(),
+                blocked_sources: policy
+                    .blocked_sources()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
                 users: policy.users().iter().map(ToString::to_string).collect(),
                 groups: policy.groups().iter().map(ToString::to_string).collect(),
                 version: record
@@ -141,6 +177,7 @@ pub(super) fn encode(record: &OrgRecord) -> Result<String, BackendError> {
             SiteDocument {
                 enabled: site.enabled,
                 allowed_sources: list.allowed_sources,
+                blocked_sources: list.blocked_sources,
                 enforcement: list.enforcement,
             }
         }),
@@ -176,6 +213,7 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
             id: stored.id,
             name: stored.name,
             allowed_sources: stored.allowed_sources,
+            blocked_sources: stored.blocked_sources,
             users: stored.users.into_iter().map(UserId::from).collect(),
             groups: stored.groups.into_iter().map(GroupId::from).collect(),
             enforcement: enforcement(&stored.enforcement, &what, &corrupt)?,
@@ -183,6 +221,7 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
         let policy =
             build_policy(draft, Ids::Stored).map_err(|err| corrupt(format!("{what}: {err}")))?;
         warn_if_everyone(&what, policy.sources());
+        warn_if_blocking_everyone(&what, policy.blocked_sources());
         record
             .policy_versions
             .insert(policy.id().clone(), stored.version);
@@ -198,6 +237,7 @@ pub(super) fn decode(org: &OrgId, version: u64, text: &str) -> Result<OrgRecord,
     if let Some(site) = document.site {
         let list = ListDocument {
             allowed_sources: site.allowed_sources,
+            blocked_sources: site.blocked_sources,
             enforcement: site.enforcement,
         };
         record.org.site = Some(SiteList {
@@ -237,6 +277,17 @@ mod tests {
                 .unwrap(),
         );
         record.org.insert_policy(
+            Policy::builder("carved")
+                .sources(["192.0.2.0/24"])
+                .unwrap()
+                .blocked_sources(["192.0.2.66", "192.0.2.128-192.0.2.130"])
+                .unwrap()
+                .user("u")
+                .build()
+                .unwrap(),
+        );
+        record.policy_versions.insert(PolicyId::from("carved"), 2);
+        record.org.insert_policy(
             Policy::builder("rollout")
                 .sources(["198.51.100.10-198.51.100.20"])
                 .unwrap()
@@ -250,7 +301,10 @@ mod tests {
         record.org.groups.set_parents("c", ["g"]).unwrap();
         record.org.site = Some(SiteList {
             enabled: false,
-            list: SourceList::parse(["203.0.113.0/24"]).unwrap(),
+            list: SourceList::parse(["203.0.113.0/24"])
+                .unwrap()
+                .with_blocked(["203.0.113.9"])
+                .unwrap(),
         });
         record.org.resources.insert(
             ResourceId::from("apollo"),
@@ -258,9 +312,34 @@ mod tests {
                 .unwrap()
                 .with_enforcement(Enforcement::Report),
         );
+        record.org.resources.insert(
+            ResourceId::from("hermes"),
+            SourceList::parse(["2001:db8::/32"])
+                .unwrap()
+                .with_blocked(["2001:db8:bad::/48"])
+                .unwrap(),
+        );
         record.version = 3;
         let org = OrgId::default();
-        assert_eq!(decode(&org, 3, &encode(&record).unwrap()).unwrap(), record);
+        let text = encode(&record).unwrap();
+        assert_eq!(decode(&org, 3, &text).unwrap(), record);
+        // Written only where there are some: rules without blocked sources are stored
+        // exactly as before, so an older reader of the same database still reads them.
+        assert_eq!(text.matches("blockedSources").count(), 3, "{text}");
+        assert!(text.contains(r#""blockedSources":["192.0.2.66","192.0.2.128-192.0.2.130"]"#));
+    }
+
+    #[test]
+    fn documents_written_before_blocked_sources_still_read() {
+        let text = r#"{"policies":[{"id":"p","allowedSources":["10.0.0.0/8"],"users":["u"],"groups":[],"version":2}],"groups":{},"site":{"enabled":true,"allowedSources":["10.0.0.0/8"]},"resources":{"r":{"allowedSources":["10.0.0.1"]}}}"#;
+        let record = decode(&OrgId::default(), 1, text).unwrap();
+        assert!(record.org.policies[&PolicyId::from("p")]
+            .blocked_sources()
+            .is_empty());
+        assert!(record.org.site.unwrap().list.blocked_sources().is_empty());
+        assert!(record.org.resources[&ResourceId::from("r")]
+            .blocked_sources()
+            .is_empty());
     }
 
     #[test]
@@ -289,6 +368,9 @@ mod tests {
             r#"{"policies":[],"groups":{},"site":{"enabled":true,"allowedSources":["example.com"]}}"#,
             r#"{"policies":[],"groups":{},"resources":{"r":{"allowedSources":["10.0.0.1"],"enforcement":"maybe"}}}"#,
             r#"{"policies":[{"id":"p","allowedSources":["10.0.0.1"],"users":[],"groups":[],"version":1,"enforcement":"off"}],"groups":{}}"#,
+            r#"{"policies":[{"id":"p","allowedSources":["10.0.0.0/8"],"blockedSources":["10.0.0.1/8"],"users":[],"groups":[],"version":1}],"groups":{}}"#,
+            r#"{"policies":[],"groups":{},"site":{"enabled":true,"allowedSources":["10.0.0.0/8"],"blockedSources":["vpn.example.com"]}}"#,
+            r#"{"policies":[],"groups":{},"resources":{"r":{"allowedSources":["10.0.0.0/8"],"blockedSources":[7]}}}"#,
         ] {
             let err = decode(&org, 1, text).unwrap_err();
             assert!(

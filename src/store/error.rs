@@ -11,6 +11,9 @@ use crate::source::SourceListError;
 pub enum StoreError {
     /// An allowed source is invalid; `index` names it.
     InvalidSource(SourceListError),
+    /// A blocked source is invalid; `index` names it. Without an index, the blocked
+    /// sources together cover every address of a family.
+    InvalidBlockedSource(SourceListError),
     /// The new parents would make a group its own ancestor.
     Cycle(CycleError),
     /// An id is empty, too long or has characters that are not allowed.
@@ -42,6 +45,14 @@ pub enum StoreError {
     },
     /// A policy or list would have more allowed sources than allowed.
     SourceLimitExceeded {
+        /// The limit.
+        limit: usize,
+        /// How many it would have.
+        count: usize,
+    },
+    /// A policy or list would have more blocked sources than allowed (as many as
+    /// allowed sources, counted apart).
+    BlockedSourceLimitExceeded {
         /// The limit.
         limit: usize,
         /// How many it would have.
@@ -106,7 +117,7 @@ impl StoreError {
     #[must_use]
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidSource(err) => err.error.code(),
+            Self::InvalidSource(err) | Self::InvalidBlockedSource(err) => err.error.code(),
             Self::InvalidId {
                 kind: "organization",
                 ..
@@ -115,7 +126,9 @@ impl StoreError {
             Self::PolicyLimitExceeded { .. } => "policyLimitExceeded",
             Self::TargetLimitExceeded { .. } => "targetLimitExceeded",
             Self::ResourceLimitExceeded { .. } => "resourceLimitExceeded",
-            Self::SourceLimitExceeded { .. } => "sourceLimitExceeded",
+            Self::SourceLimitExceeded { .. } | Self::BlockedSourceLimitExceeded { .. } => {
+                "sourceLimitExceeded"
+            }
             Self::GroupLimitExceeded { .. } => "groupLimitExceeded",
             Self::ParentLimitExceeded { .. } => "parentLimitExceeded",
             Self::DepthLimitExceeded { .. } => "depthLimitExceeded",
@@ -133,6 +146,11 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::InvalidSource(err) => err.fmt(f),
+            Self::InvalidBlockedSource(SourceListError {
+                index: Some(index),
+                error,
+            }) => write!(f, "blocked source {index}: {error}"),
+            Self::InvalidBlockedSource(err) => err.error.fmt(f),
             Self::Cycle(err) => err.fmt(f),
             Self::InvalidId { kind, id, reason } => write!(f, "{kind} id `{id}` {reason}"),
             Self::PolicyLimitExceeded { limit } => write!(
@@ -150,6 +168,10 @@ impl fmt::Display for StoreError {
             Self::SourceLimitExceeded { limit, count } => write!(
                 f,
                 "a policy or list may have at most {limit} allowed sources, and this one would have {count}: use wider CIDR ranges or address ranges"
+            ),
+            Self::BlockedSourceLimitExceeded { limit, count } => write!(
+                f,
+                "a policy or list may have at most {limit} blocked sources, and this one would have {count}: use wider CIDR ranges or address ranges"
             ),
             Self::GroupLimitExceeded { limit, count } => write!(
                 f,
@@ -191,7 +213,7 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::InvalidSource(err) => Some(err),
+            Self::InvalidSource(err) | Self::InvalidBlockedSource(err) => Some(err),
             Self::Cycle(err) => Some(err),
             Self::Backend(err) => Some(err),
             _ => None,

@@ -111,7 +111,10 @@ use crate::policy::{
 };
 use crate::principal::Principal;
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
-use crate::source::{check_coverage, parse_each, parse_sources, SourceListError};
+use crate::source::{
+    check_blocked_coverage, check_coverage, parse_all, parse_blocked_sources, parse_each,
+    parse_sources, SourceListError,
+};
 
 /// Limits on what one organization may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +126,8 @@ pub struct Limits {
     pub max_targets_per_policy: usize,
     /// Resources with their own allowlist, per organization (default 1000).
     pub max_resource_lists_per_org: usize,
-    /// Allowed sources per policy or list (default 1000).
+    /// Allowed sources per policy or list (default 1000); its blocked sources are
+    /// limited to as many again, counted apart.
     pub max_sources_per_rule: usize,
     /// Groups the hierarchy of one organization may name, as children or parents
     /// (default 10,000). See [`Limits`] for why.
@@ -293,6 +297,8 @@ pub struct PolicyDraft {
     pub name: Option<String>,
     /// Allowed sources: addresses and CIDR ranges.
     pub allowed_sources: Vec<String>,
+    /// Blocked sources: addresses refused even inside the allowed ones (empty: none).
+    pub blocked_sources: Vec<String>,
     /// Assigned users.
     pub users: BTreeSet<UserId>,
     /// Assigned groups.
@@ -319,6 +325,16 @@ impl PolicyDraft {
     #[must_use]
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the blocked sources: addresses refused even inside the allowed ones.
+    #[must_use]
+    pub fn blocked_sources<S: Into<String>>(
+        mut self,
+        sources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.blocked_sources = sources.into_iter().map(Into::into).collect();
         self
     }
 
@@ -350,6 +366,8 @@ impl PolicyDraft {
 pub struct ListDraft {
     /// Allowed sources: addresses, CIDR ranges and `first-last` ranges.
     pub allowed_sources: Vec<String>,
+    /// Blocked sources: addresses refused even inside the allowed ones (empty: none).
+    pub blocked_sources: Vec<String>,
     /// Whether the list enforces (the default) or only reports.
     pub enforcement: Enforcement,
 }
@@ -360,8 +378,19 @@ impl ListDraft {
     pub fn new<S: Into<String>>(sources: impl IntoIterator<Item = S>) -> Self {
         Self {
             allowed_sources: sources.into_iter().map(Into::into).collect(),
+            blocked_sources: Vec::new(),
             enforcement: Enforcement::Enforce,
         }
+    }
+
+    /// Sets the blocked sources: addresses refused even inside the allowed ones.
+    #[must_use]
+    pub fn blocked_sources<S: Into<String>>(
+        mut self,
+        sources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.blocked_sources = sources.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Sets whether the list enforces or only reports.
@@ -373,9 +402,12 @@ impl ListDraft {
 
     fn build(&self, limits: Limits) -> Result<SourceList, StoreError> {
         check_sources(&self.allowed_sources, limits)?;
+        check_blocked(&self.blocked_sources, limits)?;
         SourceList::parse(&self.allowed_sources)
-            .map(|list| list.with_enforcement(self.enforcement))
-            .map_err(StoreError::InvalidSource)
+            .map_err(StoreError::InvalidSource)?
+            .with_enforcement(self.enforcement)
+            .with_blocked(&self.blocked_sources)
+            .map_err(StoreError::InvalidBlockedSource)
     }
 }
 
@@ -386,6 +418,8 @@ pub struct PolicyPatch {
     pub name: Option<Option<String>>,
     /// New allowed sources.
     pub allowed_sources: Option<Vec<String>>,
+    /// New blocked sources (`Some` of an empty list removes them all).
+    pub blocked_sources: Option<Vec<String>>,
     /// New set of users.
     pub users: Option<BTreeSet<UserId>>,
     /// New set of groups.
@@ -645,9 +679,9 @@ impl Store {
         draft: PolicyDraft,
     ) -> Result<StoredPolicy, StoreError> {
         check_sources(&draft.allowed_sources, self.inner.limits)?;
+        check_blocked(&draft.blocked_sources, self.inner.limits)?;
         let policy = build_policy(draft, Ids::New)?;
-        check_coverage(policy.sources())
-            .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
+        check_new_policy(&policy)?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
         let record = self
@@ -689,9 +723,9 @@ impl Store {
         if_version: Option<u64>,
     ) -> Result<StoredPolicy, StoreError> {
         check_sources(&draft.allowed_sources, self.inner.limits)?;
+        check_blocked(&draft.blocked_sources, self.inner.limits)?;
         let policy = build_policy(draft, Ids::New)?;
-        check_coverage(policy.sources())
-            .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
+        check_new_policy(&policy)?;
         let id = policy.id().clone();
         let limits = self.inner.limits;
         let record = self
@@ -732,8 +766,17 @@ impl Store {
         if let Some(sources) = &patch.allowed_sources {
             check_sources(sources, self.inner.limits)?;
         }
+        if let Some(blocked) = &patch.blocked_sources {
+            check_blocked(blocked, self.inner.limits)?;
+        }
         let sources = match &patch.allowed_sources {
             Some(sources) => Some(parse_sources(sources).map_err(StoreError::InvalidSource)?),
+            None => None,
+        };
+        let blocked = match &patch.blocked_sources {
+            Some(blocked) => {
+                Some(parse_blocked_sources(blocked).map_err(StoreError::InvalidBlockedSource)?)
+            }
             None => None,
         };
         for user in patch.users.iter().flatten() {
@@ -761,6 +804,16 @@ impl Store {
                                 error,
                             })
                         })?;
+                    }
+                    if let Some(blocked) = &blocked {
+                        policy
+                            .set_blocked_sources(blocked.clone())
+                            .map_err(|error| {
+                                StoreError::InvalidBlockedSource(SourceListError {
+                                    index: None,
+                                    error,
+                                })
+                            })?;
                     }
                     if let Some(users) = &patch.users {
                         policy.set_targets(users.clone(), policy.groups().clone());
@@ -1371,6 +1424,26 @@ fn check_hierarchy(
     Ok(())
 }
 
+/// Refuses more blocked sources than a rule may have, before parsing any of them.
+fn check_blocked(sources: &[String], limits: Limits) -> Result<(), StoreError> {
+    if sources.len() > limits.max_sources_per_rule {
+        return Err(StoreError::BlockedSourceLimitExceeded {
+            limit: limits.max_sources_per_rule,
+            count: sources.len(),
+        });
+    }
+    Ok(())
+}
+
+/// The checks a new policy passes that a stored one need not: its allowed sources may
+/// not admit everyone, nor its blocked sources refuse everyone.
+fn check_new_policy(policy: &Policy) -> Result<(), StoreError> {
+    check_coverage(policy.sources())
+        .map_err(|error| StoreError::InvalidSource(SourceListError { index: None, error }))?;
+    check_blocked_coverage(policy.blocked_sources())
+        .map_err(|error| StoreError::InvalidBlockedSource(SourceListError { index: None, error }))
+}
+
 /// Refuses more sources than a rule may have, before parsing any of them.
 fn check_sources(sources: &[String], limits: Limits) -> Result<(), StoreError> {
     if sources.len() > limits.max_sources_per_rule {
@@ -1423,9 +1496,13 @@ pub(super) fn build_policy(draft: PolicyDraft, ids: Ids) -> Result<Policy, Store
         ids.check("userGroup", group.as_str())?;
     }
     let sources = parse_each(&draft.allowed_sources).map_err(StoreError::InvalidSource)?;
+    let blocked = parse_all(&draft.blocked_sources).map_err(StoreError::InvalidBlockedSource)?;
     let mut builder = Policy::builder(draft.id.as_str());
     for source in sources {
         builder = builder.source(source);
+    }
+    for source in blocked {
+        builder = builder.blocked_source(source);
     }
     for user in draft.users {
         builder = builder.user(user);
