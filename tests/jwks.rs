@@ -23,10 +23,8 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 use tonic::Code;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use tower::{service_fn, Layer, ServiceExt};
 use tower_ip_allowlist::jwt::{
     Algorithm, ClaimNames, JwksError, JwtAuthLayer, JwtRejection, RemoteKeys,
@@ -732,24 +730,6 @@ async fn serve_grpc(layer: JwtAuthLayer) -> SocketAddr {
     addr
 }
 
-async fn health_check(server: SocketAddr, token: Option<&str>) -> Result<(), tonic::Status> {
-    let channel = Endpoint::from_shared(format!("http://{server}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap();
-    let mut request = tonic::Request::new(HealthCheckRequest {
-        service: String::new(),
-    });
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    HealthClient::new(channel).check(request).await.map(|_| ())
-}
-
 #[tokio::test]
 async fn tonic_client_end_to_end_with_provider_keys() {
     let key = TestKey::new("es", Algorithm::ES256, EC_PRIVATE);
@@ -763,25 +743,31 @@ async fn tonic_client_end_to_end_with_provider_keys() {
     let server = serve_grpc(JwtAuthLayer::remote(remote.clone())).await;
     let bob = key.sign("bob", json!({"iss": idp.issuer()}));
 
-    let status = health_check(server, Some(&bob)).await.unwrap_err();
+    let status = common::grpc_health_check(server, Some(&bob))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "no keys yet: {status:?}");
 
     idp.set_down(false);
     eventually("the keys", || remote.is_ready()).await;
-    health_check(server, Some(&bob))
+    common::grpc_health_check(server, Some(&bob))
         .await
         .expect("bob has no policy");
     let alice = key.sign("alice", json!({"iss": idp.issuer()}));
-    let status = health_check(server, Some(&alice)).await.unwrap_err();
+    let status = common::grpc_health_check(server, Some(&alice))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    let status = health_check(server, None).await.unwrap_err();
+    let status = common::grpc_health_check(server, None).await.unwrap_err();
     assert_eq!(
         status.code(),
         Code::Unauthenticated,
         "no identity: {status:?}"
     );
     let forged = rsa().sign("bob", json!({"iss": idp.issuer()}));
-    let status = health_check(server, Some(&forged)).await.unwrap_err();
+    let status = common::grpc_health_check(server, Some(&forged))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
 

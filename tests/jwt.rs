@@ -19,10 +19,8 @@ use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Endpoint, Server};
+use tonic::transport::Server;
 use tonic::Code;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 use tower::ServiceExt;
 use tower_ip_allowlist::jwt::{
     encode, encode_hs256, Algorithm, ClaimNames, JwtAuthLayer, JwtConfigError, JwtRejection,
@@ -600,45 +598,33 @@ async fn serve_grpc(require: bool) -> SocketAddr {
     addr
 }
 
-async fn health_check(server: SocketAddr, token: Option<&str>) -> Result<(), tonic::Status> {
-    let channel = Endpoint::from_shared(format!("http://{server}"))
-        .unwrap()
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .unwrap();
-    let mut request = tonic::Request::new(HealthCheckRequest {
-        service: String::new(),
-    });
-    if let Some(token) = token {
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    }
-    HealthClient::new(channel).check(request).await.map(|_| ())
-}
-
 #[tokio::test]
 async fn tonic_client_sees_unauthenticated() {
     let token = encode_hs256(SECRET, &alice()).unwrap();
     let expired = encode_hs256(SECRET, &alice().with_expiry(now() - 3600)).unwrap();
 
     let server = serve_grpc(false).await;
-    health_check(server, Some(&token))
+    common::grpc_health_check(server, Some(&token))
         .await
         .expect("valid token");
-    health_check(server, None).await.expect("anonymous passes");
-    let status = health_check(server, Some(&expired)).await.unwrap_err();
+    common::grpc_health_check(server, None)
+        .await
+        .expect("anonymous passes");
+    let status = common::grpc_health_check(server, Some(&expired))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert_eq!(status.message(), "The token has expired.");
-    let status = health_check(server, Some("garbage")).await.unwrap_err();
+    let status = common::grpc_health_check(server, Some("garbage"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 
     let server = serve_grpc(true).await;
-    health_check(server, Some(&token))
+    common::grpc_health_check(server, Some(&token))
         .await
         .expect("valid token");
-    let status = health_check(server, None).await.unwrap_err();
+    let status = common::grpc_health_check(server, None).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
 

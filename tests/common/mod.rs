@@ -42,3 +42,29 @@ where
         .unwrap();
     });
 }
+
+/// A gRPC health check to `server` over loopback, with `Authorization: Bearer <token>`
+/// when given.
+pub async fn grpc_health_check(
+    server: SocketAddr,
+    token: Option<&str>,
+) -> Result<(), tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{server}"))
+        .unwrap()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect()
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    });
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(request)
+        .await
+        .map(|_| ())
+}
