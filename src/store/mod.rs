@@ -76,6 +76,7 @@
 //! # }).unwrap();
 //! ```
 
+mod audit;
 mod backend;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod document;
@@ -92,6 +93,7 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+pub use self::audit::{AuditDraft, AuditQuery, AuditRecord, AuditRetention, PRUNE_BATCH};
 pub use self::backend::{Backend, BoxFuture, Change, MemoryBackend, OrgRecord, Updated};
 pub use self::error::{BackendError, StoreError};
 #[cfg(feature = "postgres")]
@@ -136,6 +138,9 @@ pub struct Limits {
     pub max_parents_per_group: usize,
     /// Parent links on the longest path upwards from a group (default 32).
     pub max_group_depth: usize,
+    /// How many audit records are kept per organization, and for how long (default:
+    /// all, forever). See [`AuditRetention`].
+    pub audit_retention: AuditRetention,
 }
 
 /// The defaults fit real directories and bound the work an administrator can cause:
@@ -165,6 +170,7 @@ impl Default for Limits {
             max_groups_per_org: 10_000,
             max_parents_per_group: 100,
             max_group_depth: 32,
+            audit_retention: AuditRetention::default(),
         }
     }
 }
@@ -216,6 +222,13 @@ impl Limits {
     #[must_use]
     pub fn max_group_depth(mut self, limit: usize) -> Self {
         self.max_group_depth = limit;
+        self
+    }
+
+    /// Sets how many audit records are kept per organization, and for how long.
+    #[must_use]
+    pub fn audit_retention(mut self, retention: AuditRetention) -> Self {
+        self.audit_retention = retention;
         self
     }
 }
@@ -275,7 +288,7 @@ impl Actor {
         self
     }
 
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.identity.as_ref().map_or("system", |p| p.user.as_str())
     }
 
@@ -628,6 +641,21 @@ impl Store {
     }
 
     // ---- reads -----------------------------------------------------------------
+
+    /// `org`'s audit records that pass `query`, newest first: one per committed
+    /// change, written with it (see [`AuditRecord`]). Read from the backend, so a
+    /// change made through another replica is there as soon as it is committed.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the backend cannot be read.
+    pub async fn audit_events(
+        &self,
+        org: &OrgId,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRecord>, BackendError> {
+        self.inner.backend.audit_events(org, query).await
+    }
 
     fn cached(&self, org: &OrgId) -> Option<Arc<OrgRecord>> {
         self.inner.cache.lock().ok()?.get(org).cloned()
@@ -1206,7 +1234,13 @@ impl Store {
             }
             Ok(changed)
         };
-        let updated = self.inner.backend.update(org, &guarded).await?;
+        let draft = AuditDraft::new(
+            actor,
+            operation,
+            subject.owned(),
+            self.inner.limits.audit_retention,
+        );
+        let updated = self.inner.backend.update(org, &guarded, &draft).await?;
         if updated.changed {
             audit(actor, org, operation, subject, &updated);
             self.publish(org, updated.after.clone())?;
@@ -1280,6 +1314,17 @@ enum Subject<'a> {
     Group(&'a GroupId),
     Site,
     Resource(&'a ResourceId),
+}
+
+impl Subject<'_> {
+    fn owned(self) -> audit::Subject {
+        match self {
+            Self::Policy(id) => audit::Subject::Policy(id.clone()),
+            Self::Group(id) => audit::Subject::Group(id.clone()),
+            Self::Site => audit::Subject::Site,
+            Self::Resource(id) => audit::Subject::Resource(id.clone()),
+        }
+    }
 }
 
 fn audit(actor: &Actor, org: &OrgId, operation: &str, subject: Subject<'_>, updated: &Updated) {
