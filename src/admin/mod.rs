@@ -116,6 +116,7 @@
 //! # }
 //! ```
 
+mod audit;
 pub mod document;
 mod error;
 mod handlers;
@@ -228,6 +229,7 @@ impl Admin {
                     .put(put_resource_list)
                     .delete(delete_resource_list),
             )
+            .route(audit::AUDIT_EVENTS_PATH, get(audit::list_audit_events))
             .route("/api/v1/openapi.json", get(handlers::openapi))
             .with_state(self.state)
     }
@@ -264,6 +266,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::delete_resource_list,
         handlers::evaluate,
         handlers::my_access,
+        audit::list_audit_events,
         handlers::openapi,
     ),
     modifiers(&BearerAuth),
@@ -272,6 +275,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "userGroups", description = "The user-group hierarchy policies follow"),
         (name = "siteAllowlist", description = "The organization-wide allowlist"),
         (name = "resourceAllowlists", description = "Allowlists of single resources, such as a project's media"),
+        (name = "auditEvents", description = "The organization's audit trail: one event per committed change"),
     )
 )]
 struct ApiDoc;

@@ -93,6 +93,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "admin")]
+pub(crate) use self::audit::micros as audit_micros;
 pub use self::audit::{AuditDraft, AuditQuery, AuditRecord, AuditRetention, PRUNE_BATCH};
 pub use self::backend::{Backend, BoxFuture, Change, MemoryBackend, OrgRecord, Updated};
 pub use self::error::{BackendError, StoreError};
