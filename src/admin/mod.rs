@@ -16,6 +16,7 @@
 //! | `GET /api/v1/actions/ipAllowlistPolicies/myAccess` | explain the caller's own requests (any authenticated caller) | 200 |
 //! | `GET`, `PUT /api/v1/entities/siteAllowlist` | the organization's site allowlist | 200 |
 //! | `GET`, `PUT`, `DELETE /api/v1/entities/resourceAllowlists/{id}` | a resource's allowlist | 200 / 200 / 204 |
+//! | `GET /api/v1/entities/auditEvents` | the organization's audit trail, newest first: `page[size]` (1 to 500, default 50), `page[cursor]` from `links.next`, `filter[entityId]`, `filter[actor]`, `filter[since]`, `filter[until]` (RFC 3339; a bad value is 400 naming the parameter) | 200 |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document, generated from this code | 200 |
 //!
 //! Documents are JSON:API as in the [`document`] types; bodies may be sent as

@@ -28,6 +28,9 @@
 //!   `tower_ip_allowlist::audit` with the organization, actor, operation, what it is
 //!   about (a policy, a group, the site allowlist or a resource), and the state before
 //!   and after.
+//! - Every committed change also writes an [`AuditRecord`] in the same transaction
+//!   (see [`AuditRecord`] for what it holds), read back with
+//!   [`Store::audit_events`]; [`Limits::audit_retention`] bounds how many are kept.
 //!
 //! [`MemoryBackend`] keeps everything in memory; `SqliteBackend` (feature `sqlite`)
 //! keeps it in one local SQLite file; `PostgresBackend` (feature `postgres`) keeps it in
