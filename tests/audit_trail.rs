@@ -583,3 +583,28 @@ async fn postgres_two_replicas_see_each_others_records() {
         assert_eq!(pair[1].version_after, pair[0].version_before);
     }
 }
+
+#[tokio::test]
+async fn postgres_schema_of_the_previous_version_migrates_on_connect() {
+    use sqlx::Connection;
+    let Some(schema) = Schema::new("migrate") else {
+        return;
+    };
+    let mut conn = sqlx::PgConnection::connect(&schema.url).await.unwrap();
+    let name = &schema.name;
+    for sql in [
+        format!("CREATE SCHEMA \"{name}\""),
+        format!("CREATE TABLE \"{name}\".allowlist_schema_migrations (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"),
+        format!("INSERT INTO \"{name}\".allowlist_schema_migrations (version) VALUES (1)"),
+        format!("CREATE TABLE \"{name}\".allowlist_orgs (org_id TEXT PRIMARY KEY, version BIGINT NOT NULL CHECK (version > 0), document JSONB NOT NULL)"),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    let store = store_on(Arc::new(schema.backend().await), Limits::default()).await;
+    store
+        .set_resource_list(&admin(), &org(), "r", ListDraft::new(["192.0.2.1"]))
+        .await
+        .unwrap();
+    assert_eq!(all(&store).await.len(), 1);
+}
