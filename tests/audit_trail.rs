@@ -608,3 +608,66 @@ async fn postgres_schema_of_the_previous_version_migrates_on_connect() {
         .unwrap();
     assert_eq!(all(&store).await.len(), 1);
 }
+
+/// With retention at one record and the prune made to fail, `changes` changes all
+/// commit, each with its record.
+async fn failing_prune_keeps_the_change(store: &Store, changes: usize) {
+    for n in 0..changes {
+        store
+            .set_resource_list(
+                &admin(),
+                &org(),
+                &format!("r{n}"),
+                ListDraft::new(["192.0.2.1"]),
+            )
+            .await
+            .expect("a failed prune must not fail the change");
+    }
+    let records = all(store).await;
+    assert_eq!(records.len(), changes, "nothing pruned, nothing lost");
+    assert!(store.resource_list(&org(), "r2").is_some());
+}
+
+#[tokio::test]
+async fn sqlite_prune_failure_does_not_fail_the_change() {
+    use sqlx::Connection;
+    let dir = TempDir::new("prune-fails");
+    drop(SqliteBackend::open(&dir.db()).await.unwrap());
+    let mut conn = sqlx::SqliteConnection::connect(&dir.db()).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_prune BEFORE DELETE ON allowlist_audit
+         BEGIN SELECT RAISE(ABORT, 'pruning refused by the test'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let backend = Arc::new(SqliteBackend::open(&dir.db()).await.unwrap());
+    failing_prune_keeps_the_change(&store_on(backend, retained(1)).await, 3).await;
+}
+
+#[tokio::test]
+async fn postgres_prune_failure_does_not_fail_the_change() {
+    use sqlx::Connection;
+    let Some(schema) = Schema::new("prunefails") else {
+        return;
+    };
+    drop(schema.backend().await);
+    let mut conn = sqlx::PgConnection::connect(&schema.url).await.unwrap();
+    let name = &schema.name;
+    for sql in [
+        format!(
+            "CREATE FUNCTION \"{name}\".refuse_prune() RETURNS trigger LANGUAGE plpgsql AS
+             $$ BEGIN RAISE EXCEPTION 'pruning refused by the test'; END $$"
+        ),
+        format!(
+            "CREATE TRIGGER refuse_prune BEFORE DELETE ON \"{name}\".allowlist_audit
+             FOR EACH ROW EXECUTE FUNCTION \"{name}\".refuse_prune()"
+        ),
+    ] {
+        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    let backend = Arc::new(schema.backend().await);
+    failing_prune_keeps_the_change(&store_on(backend, retained(1)).await, 3).await;
+}
