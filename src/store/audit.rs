@@ -89,6 +89,9 @@ pub(crate) fn from_micros(micros: i64) -> SystemTime {
 /// What is known of a change before it runs: who makes it and what it is about. The
 /// backend turns it into the [`AuditRecord`] it writes with
 /// [`record`](Self::record), once the change is applied.
+///
+/// The [`Store`](super::Store) makes one for every change and passes it to
+/// [`Backend::update`](super::Backend::update); a backend only reads it.
 #[derive(Debug, Clone)]
 pub struct AuditDraft {
     actor: String,

@@ -651,6 +651,24 @@ impl Store {
     /// change, written with it (see [`AuditRecord`]). Read from the backend, so a
     /// change made through another replica is there as soon as it is committed.
     ///
+    /// ```
+    /// use tower_ip_allowlist::policy::OrgId;
+    /// use tower_ip_allowlist::store::{Actor, AuditQuery, PolicyDraft, Store};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Store::memory();
+    /// let org = OrgId::default();
+    /// let draft = PolicyDraft::new("vpn", ["203.0.113.0/24"]);
+    /// store.create_policy(&Actor::system(), &org, draft).await?;
+    ///
+    /// let events = store.audit_events(&org, &AuditQuery::default()).await?;
+    /// assert_eq!(events.len(), 1);
+    /// assert_eq!((events[0].operation.as_str(), events[0].entity_id.as_str()), ("createPolicy", "vpn"));
+    /// assert_eq!(events[0].before, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`BackendError`] when the backend cannot be read.
