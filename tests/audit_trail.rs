@@ -448,6 +448,34 @@ async fn memory_records_every_change() {
         3,
     )
     .await;
+    never_prunes_the_newest(&store_on(Arc::new(MemoryBackend::new()), nothing_kept()).await).await;
+}
+
+/// Retention that would keep nothing.
+fn nothing_kept() -> Limits {
+    Limits::default().audit_retention(
+        AuditRetention::default()
+            .max_records_per_org(0)
+            .max_age(Duration::ZERO),
+    )
+}
+
+/// Whatever the retention, the record of the change just made stays.
+async fn never_prunes_the_newest(store: &Store) {
+    for n in 0..3 {
+        store
+            .set_resource_list(
+                &admin(),
+                &org(),
+                &format!("r{n}"),
+                ListDraft::new(["192.0.2.1"]),
+            )
+            .await
+            .unwrap();
+        let left = all(store).await;
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].entity_id, format!("r{n}"));
+    }
 }
 
 #[tokio::test]
@@ -475,6 +503,9 @@ async fn sqlite_records_every_change() {
     let dir = TempDir::new("retention");
     let backend = Arc::new(SqliteBackend::open(&dir.db()).await.unwrap());
     retention(&store_on(backend, retained(3)).await, 3).await;
+    let dir = TempDir::new("newest");
+    let backend = Arc::new(SqliteBackend::open(&dir.db()).await.unwrap());
+    never_prunes_the_newest(&store_on(backend, nothing_kept()).await).await;
 }
 
 #[tokio::test]
@@ -541,6 +572,11 @@ async fn postgres_records_every_change() {
         3,
     )
     .await;
+    let Some(schema) = Schema::new("newest") else {
+        return;
+    };
+    never_prunes_the_newest(&store_on(Arc::new(schema.backend().await), nothing_kept()).await)
+        .await;
 }
 
 #[tokio::test]

@@ -164,7 +164,8 @@ impl AuditDraft {
 }
 
 /// How long, and how many, audit records are kept per organization. The default keeps
-/// every record.
+/// every record. The record of the change just committed is never pruned, whatever
+/// the limits (a count of 0 keeps that one, as does an age of zero).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AuditRetention {

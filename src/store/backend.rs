@@ -201,7 +201,11 @@ impl Backend for MemoryBackend {
                     .iter()
                     .take_while(|r| r.time_micros() < cutoff)
                     .count();
-                let prune = excess.max(old).min(super::audit::PRUNE_BATCH as usize);
+                // Never the record just written: no change without its record.
+                let prune = excess
+                    .max(old)
+                    .min(super::audit::PRUNE_BATCH as usize)
+                    .min(records.len() - 1);
                 records.drain(..prune);
                 orgs.insert(org.clone(), updated.after.clone());
             }

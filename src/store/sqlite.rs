@@ -55,10 +55,13 @@ const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// Deletes, oldest first and at most `?4` of them, the organization's records beyond
-/// the newest `?2` or older than `?3` microseconds.
+/// the newest `?2` or older than `?3` microseconds; never the newest, the record of
+/// the change being committed.
 const PRUNE_AUDIT: &str = "DELETE FROM allowlist_audit WHERE id IN (
     SELECT id FROM allowlist_audit
-    WHERE org_id = ?1 AND (
+    WHERE org_id = ?1
+    AND id < (SELECT MAX(id) FROM allowlist_audit WHERE org_id = ?1)
+    AND (
         time_us < ?3
         OR id <= (SELECT id FROM allowlist_audit WHERE org_id = ?1
                   ORDER BY id DESC LIMIT 1 OFFSET ?2))
