@@ -24,9 +24,9 @@ use crate::policy::{GroupId, OrgId, PolicyId, ResourceId, SourceList};
 /// rather than by one long delete.
 pub const PRUNE_BATCH: u32 = 1000;
 
-/// One committed change, as the audit trail keeps it.
+/// One committed change, as the audit trail keeps it. Not `#[non_exhaustive]`: a
+/// custom [`Backend`](super::Backend) builds it from what it stored.
 #[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
 pub struct AuditRecord {
     /// The record's id, assigned by the backend when it is written: increasing, never
     /// reused, and the order of the organization's changes. Opaque otherwise.
