@@ -1796,3 +1796,166 @@ async fn blocked_sources_on_lists_and_the_lockout_guard() {
     );
     assert_eq!(media("127.0.0.3").await, StatusCode::OK);
 }
+
+const AUDIT: &str = "/api/v1/entities/auditEvents";
+
+/// Follows `links.next` from `path` to the end, returning every event's id.
+async fn audit_pages(server: &Server, path: &str) -> (Vec<String>, usize) {
+    let mut ids = Vec::new();
+    let mut pages = 0;
+    let mut next = Some(path.to_owned());
+    while let Some(path) = next {
+        let page = Call::new(Method::GET, &path).send(server).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert_eq!(page.headers["content-type"], "application/vnd.api+json");
+        pages += 1;
+        for event in page.body["data"].as_array().unwrap() {
+            assert_eq!(event["type"], "auditEvent");
+            ids.push(event["id"].as_str().unwrap().to_owned());
+        }
+        next = page.body["links"]["next"].as_str().map(ToOwned::to_owned);
+    }
+    (ids, pages)
+}
+
+#[tokio::test]
+async fn audit_events_are_paged_filtered_and_per_organization() {
+    use tower_ip_allowlist::principal::Principal;
+    use tower_ip_allowlist::store::{Actor, ListDraft};
+    let server = start().await;
+    // Five changes over HTTP by alice, from loopback.
+    for i in 0..5 {
+        let response = create(&server, &policy(&format!("p{i}"), &["192.0.2.1"], &[], &[])).await;
+        assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
+    }
+    // One by the system, and one in organization acme.
+    server
+        .store
+        .set_resource_list(
+            &Actor::system(),
+            &OrgId::default(),
+            "repo",
+            ListDraft::new(["192.0.2.1"]),
+        )
+        .await
+        .unwrap();
+    let root = Principal::new("root").with_organization("acme");
+    server
+        .store
+        .set_resource_list(
+            &Actor::new(&root, None),
+            &OrgId::from("acme"),
+            "acme-repo",
+            ListDraft::new(["192.0.2.1"]),
+        )
+        .await
+        .unwrap();
+
+    let all = Call::new(Method::GET, AUDIT).send(&server).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let events = all.body["data"].as_array().unwrap();
+    assert_eq!(events.len(), 6);
+    assert!(all.body["links"].get("next").is_none());
+    let newest = &events[0]["attributes"];
+    assert_eq!(newest["actor"], "system");
+    assert_eq!(newest["entityType"], "resourceAllowlist");
+    assert_eq!(newest["clientIp"], Value::Null);
+    let first = &events[5]["attributes"];
+    assert_eq!(first["actor"], "alice");
+    assert_eq!(first["clientIp"], "127.0.0.1");
+    assert_eq!(first["operation"], "createPolicy");
+    assert_eq!(first["entityId"], "p0");
+    assert_eq!(
+        (
+            first["versionBefore"].clone(),
+            first["versionAfter"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+    assert_eq!(first["before"], Value::Null);
+    assert_eq!(first["after"]["allowedSources"], json!(["192.0.2.1"]));
+    assert_eq!(first["forced"], false);
+    assert!(first["time"].as_str().unwrap().ends_with('Z'));
+
+    // Pages of two: three pages, every event once, in the same order.
+    let (paged, pages) = audit_pages(&server, &format!("{AUDIT}?page[size]=2")).await;
+    let ids: Vec<String> = events
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(paged, ids);
+    assert_eq!(pages, 3);
+
+    // Filters, carried into the next link too.
+    let (p3, _) = audit_pages(
+        &server,
+        &format!("{AUDIT}?filter[entityId]=p3&page[size]=1"),
+    )
+    .await;
+    assert_eq!(p3, [ids[2].clone()]);
+    let (alice, pages) = audit_pages(
+        &server,
+        &format!("{AUDIT}?filter%5Bactor%5D=alice&page%5Bsize%5D=2"),
+    )
+    .await;
+    assert_eq!(alice, ids[1..]);
+    assert_eq!(pages, 3);
+    let third = events[3]["attributes"]["time"].as_str().unwrap().to_owned();
+    let (since, _) = audit_pages(&server, &format!("{AUDIT}?filter[since]={third}")).await;
+    assert_eq!(since, ids[..=3]);
+    let (until, _) = audit_pages(&server, &format!("{AUDIT}?filter[until]={third}")).await;
+    assert_eq!(until, ids[3..]);
+    let (none, _) = audit_pages(
+        &server,
+        &format!("{AUDIT}?filter[since]=2999-01-01T00:00:00%2B01:00"),
+    )
+    .await;
+    assert!(none.is_empty());
+
+    // Bad values: 400 naming the parameter.
+    for (query, parameter) in [
+        ("page[size]=0", "page[size]"),
+        ("page[size]=501", "page[size]"),
+        ("page[cursor]=x", "page[cursor]"),
+        ("filter[since]=yesterday", "filter[since]"),
+        ("filter[until]=2024-02-30T00:00:00Z", "filter[until]"),
+        ("filter[actor]=", "filter[actor]"),
+    ] {
+        let response = Call::new(Method::GET, &format!("{AUDIT}?{query}"))
+            .send(&server)
+            .await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(
+            response.body["errors"][0]["source"]["parameter"], parameter,
+            "{query}"
+        );
+    }
+
+    // Organization acme sees its own event only.
+    let acme = Call::new(Method::GET, AUDIT)
+        .token(Some(token("root", Some("acme"), &["MANAGE"], &[])))
+        .host("acme.test")
+        .send(&server)
+        .await;
+    assert_eq!(acme.status, StatusCode::OK, "{}", acme.text);
+    let acme_events = acme.body["data"].as_array().unwrap();
+    assert_eq!(acme_events.len(), 1);
+    assert_eq!(acme_events[0]["attributes"]["entityId"], "acme-repo");
+
+    // 401 without a token, 403 without MANAGE.
+    let anonymous = Call::new(Method::GET, AUDIT)
+        .token(None)
+        .send(&server)
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let reader = Call::new(Method::GET, AUDIT)
+        .token(Some(token("bob", None, &["VIEW"], &[])))
+        .send(&server)
+        .await;
+    assert_eq!(reader.status, StatusCode::FORBIDDEN);
+
+    // The OpenAPI document describes the route.
+    let openapi = admin::openapi().to_json().unwrap();
+    assert!(openapi.contains("/api/v1/entities/auditEvents"));
+    assert!(openapi.contains("filter[since]"));
+}

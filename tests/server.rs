@@ -170,7 +170,7 @@ async fn routes_of_the_demo() {
 }
 
 #[tokio::test]
-async fn acknowledged_writes_survive_kill_9() {
+async fn acknowledged_writes_and_their_audit_records_survive_kill_9() {
     let (_dir, db) = temp_db("crash");
     let admin = token("alice", &["MANAGE"]);
     let server = start(&db);
@@ -227,6 +227,31 @@ async fn acknowledged_writes_survive_kill_9() {
             "acknowledged {id} was lost: {stored:?}"
         );
     }
+    // Every stored change has its audit record, and no record lacks its change: they
+    // were committed in one transaction.
+    let (status, body) = send(
+        server.addr,
+        Method::GET,
+        "/api/v1/entities/auditEvents?page[size]=500",
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut audited: Vec<&str> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|event| {
+            assert_eq!(event["attributes"]["operation"], "createPolicy");
+            assert_eq!(event["attributes"]["actor"], "alice");
+            event["attributes"]["entityId"].as_str().unwrap()
+        })
+        .collect();
+    audited.sort_unstable();
+    let mut stored_sorted = stored.clone();
+    stored_sorted.sort_unstable();
+    assert_eq!(audited, stored_sorted);
     // And it is enforced after the restart.
     let (status, _) = send(
         server.addr,

@@ -34,6 +34,13 @@ pub(super) struct Manager {
     client: Result<ClientIp, ClientIpError>,
 }
 
+impl Manager {
+    /// The organization managed: the request's tenant.
+    pub(super) fn org(&self) -> &OrgId {
+        &self.org
+    }
+}
+
 impl FromRequestParts<AdminState> for Manager {
     type Rejection = ApiError;
 
@@ -232,7 +239,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Id {
 
 // ---- responses -------------------------------------------------------------------
 
-fn document(status: StatusCode, body: &impl Serialize) -> Response {
+pub(super) fn document(status: StatusCode, body: &impl Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = (status, bytes).into_response();
     response

@@ -16,6 +16,7 @@
 //! | `GET /api/v1/actions/ipAllowlistPolicies/myAccess` | explain the caller's own requests (any authenticated caller) | 200 |
 //! | `GET`, `PUT /api/v1/entities/siteAllowlist` | the organization's site allowlist | 200 |
 //! | `GET`, `PUT`, `DELETE /api/v1/entities/resourceAllowlists/{id}` | a resource's allowlist | 200 / 200 / 204 |
+//! | `GET /api/v1/entities/auditEvents` | the organization's audit trail, newest first: `page[size]` (1 to 500, default 50), `page[cursor]` from `links.next`, `filter[entityId]`, `filter[actor]`, `filter[since]`, `filter[until]` (RFC 3339; a bad value is 400 naming the parameter) | 200 |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document, generated from this code | 200 |
 //!
 //! Documents are JSON:API as in the [`document`] types; bodies may be sent as
@@ -116,6 +117,7 @@
 //! # }
 //! ```
 
+mod audit;
 pub mod document;
 mod error;
 mod handlers;
@@ -228,6 +230,7 @@ impl Admin {
                     .put(put_resource_list)
                     .delete(delete_resource_list),
             )
+            .route(audit::AUDIT_EVENTS_PATH, get(audit::list_audit_events))
             .route("/api/v1/openapi.json", get(handlers::openapi))
             .with_state(self.state)
     }
@@ -264,6 +267,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::delete_resource_list,
         handlers::evaluate,
         handlers::my_access,
+        audit::list_audit_events,
         handlers::openapi,
     ),
     modifiers(&BearerAuth),
@@ -272,6 +276,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         (name = "userGroups", description = "The user-group hierarchy policies follow"),
         (name = "siteAllowlist", description = "The organization-wide allowlist"),
         (name = "resourceAllowlists", description = "Allowlists of single resources, such as a project's media"),
+        (name = "auditEvents", description = "The organization's audit trail: one event per committed change"),
     )
 )]
 struct ApiDoc;

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 
+use super::audit::{AuditDraft, AuditQuery, AuditRecord};
 use super::{BackendError, StoreError};
 use crate::policy::{OrgId, OrgPolicies, PolicyId};
 
@@ -69,6 +70,11 @@ impl Updated {
 /// with `version + 1` only if the change succeeded and changed something. Validation
 /// thus runs against the stored state, not a cache that another writer may have made
 /// stale, which is what keeps limits and versions true with several writers.
+///
+/// A committed change writes its [`AuditRecord`] ([`AuditDraft::record`]) in the same
+/// transaction, then prunes what [`AuditDraft::retention`] no longer keeps (a prune
+/// that fails must not fail the change). Nothing is recorded for a change that is
+/// refused or changes nothing.
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// Every organization's record.
     fn load_all(&self) -> BoxFuture<'_, Result<Vec<(OrgId, OrgRecord)>, BackendError>>;
@@ -77,12 +83,22 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn load<'a>(&'a self, org: &'a OrgId)
         -> BoxFuture<'a, Result<Option<OrgRecord>, BackendError>>;
 
-    /// Applies `change` atomically; see the trait docs.
+    /// Applies `change` atomically, and writes the record `audit` makes of it in the
+    /// same transaction; see the trait docs.
     fn update<'a>(
         &'a self,
         org: &'a OrgId,
         change: Change<'a>,
+        audit: &'a AuditDraft,
     ) -> BoxFuture<'a, Result<Updated, StoreError>>;
+
+    /// `org`'s audit records that pass `query`, newest (highest id) first, at most
+    /// `query.limit`.
+    fn audit_events<'a>(
+        &'a self,
+        org: &'a OrgId,
+        query: &'a AuditQuery,
+    ) -> BoxFuture<'a, Result<Vec<AuditRecord>, BackendError>>;
 
     /// Every organization's data version, without its policies: what
     /// [`Store::resync`](super::Store::resync) compares with what it published, to
@@ -106,6 +122,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
     orgs: Mutex<HashMap<OrgId, OrgRecord>>,
+    audit: Mutex<MemoryAudit>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryAudit {
+    last_id: u64,
+    /// Per organization, oldest first.
+    records: HashMap<OrgId, Vec<AuditRecord>>,
 }
 
 impl MemoryBackend {
@@ -113,6 +137,14 @@ impl MemoryBackend {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn lock_audit(&self) -> Result<std::sync::MutexGuard<'_, MemoryAudit>, BackendError> {
+        self.audit.lock().map_err(|_| {
+            BackendError::new(
+                "the in-memory backend's audit lock was poisoned by a panic in another thread",
+            )
+        })
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<OrgId, OrgRecord>>, BackendError> {
@@ -146,15 +178,57 @@ impl Backend for MemoryBackend {
         &'a self,
         org: &'a OrgId,
         change: Change<'a>,
+        audit: &'a AuditDraft,
     ) -> BoxFuture<'a, Result<Updated, StoreError>> {
         Box::pin(async move {
             let mut orgs = self.lock()?;
+            // Taken before anything is written, so the change and its record are
+            // stored together or not at all.
+            let mut trail = self.lock_audit()?;
             let before = orgs.get(org).cloned().unwrap_or_default();
             let updated = Updated::apply(before, change)?;
             if updated.changed {
+                let mut record = audit.record(org, &updated);
+                trail.last_id += 1;
+                record.id = trail.last_id;
+                let records = trail.records.entry(org.clone()).or_default();
+                records.push(record);
+                let (keep, cutoff) = audit.retention().bounds(std::time::SystemTime::now());
+                let excess = records
+                    .len()
+                    .saturating_sub(usize::try_from(keep).unwrap_or(usize::MAX));
+                let old = records
+                    .iter()
+                    .take_while(|r| r.time_micros() < cutoff)
+                    .count();
+                // Never the record just written: no change without its record.
+                let prune = excess
+                    .max(old)
+                    .min(super::audit::PRUNE_BATCH as usize)
+                    .min(records.len() - 1);
+                records.drain(..prune);
                 orgs.insert(org.clone(), updated.after.clone());
             }
             Ok(updated)
+        })
+    }
+
+    fn audit_events<'a>(
+        &'a self,
+        org: &'a OrgId,
+        query: &'a AuditQuery,
+    ) -> BoxFuture<'a, Result<Vec<AuditRecord>, BackendError>> {
+        Box::pin(async move {
+            let trail = self.lock_audit()?;
+            Ok(trail.records.get(org).map_or_else(Vec::new, |records| {
+                records
+                    .iter()
+                    .rev()
+                    .filter(|r| query.matches(r))
+                    .take(query.limit)
+                    .cloned()
+                    .collect()
+            }))
         })
     }
 }

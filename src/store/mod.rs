@@ -28,6 +28,9 @@
 //!   `tower_ip_allowlist::audit` with the organization, actor, operation, what it is
 //!   about (a policy, a group, the site allowlist or a resource), and the state before
 //!   and after.
+//! - Every committed change also writes an [`AuditRecord`] in the same transaction
+//!   (see [`AuditRecord`] for what it holds), read back with
+//!   [`Store::audit_events`]; [`Limits::audit_retention`] bounds how many are kept.
 //!
 //! [`MemoryBackend`] keeps everything in memory; `SqliteBackend` (feature `sqlite`)
 //! keeps it in one local SQLite file; `PostgresBackend` (feature `postgres`) keeps it in
@@ -76,6 +79,7 @@
 //! # }).unwrap();
 //! ```
 
+mod audit;
 mod backend;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod document;
@@ -92,6 +96,9 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+#[cfg(feature = "admin")]
+pub(crate) use self::audit::micros as audit_micros;
+pub use self::audit::{AuditDraft, AuditQuery, AuditRecord, AuditRetention, PRUNE_BATCH};
 pub use self::backend::{Backend, BoxFuture, Change, MemoryBackend, OrgRecord, Updated};
 pub use self::error::{BackendError, StoreError};
 #[cfg(feature = "postgres")]
@@ -136,6 +143,9 @@ pub struct Limits {
     pub max_parents_per_group: usize,
     /// Parent links on the longest path upwards from a group (default 32).
     pub max_group_depth: usize,
+    /// How many audit records are kept per organization, and for how long (default:
+    /// all, forever). See [`AuditRetention`].
+    pub audit_retention: AuditRetention,
 }
 
 /// The defaults fit real directories and bound the work an administrator can cause:
@@ -165,6 +175,7 @@ impl Default for Limits {
             max_groups_per_org: 10_000,
             max_parents_per_group: 100,
             max_group_depth: 32,
+            audit_retention: AuditRetention::default(),
         }
     }
 }
@@ -216,6 +227,13 @@ impl Limits {
     #[must_use]
     pub fn max_group_depth(mut self, limit: usize) -> Self {
         self.max_group_depth = limit;
+        self
+    }
+
+    /// Sets how many audit records are kept per organization, and for how long.
+    #[must_use]
+    pub fn audit_retention(mut self, retention: AuditRetention) -> Self {
+        self.audit_retention = retention;
         self
     }
 }
@@ -275,7 +293,7 @@ impl Actor {
         self
     }
 
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.identity.as_ref().map_or("system", |p| p.user.as_str())
     }
 
@@ -628,6 +646,39 @@ impl Store {
     }
 
     // ---- reads -----------------------------------------------------------------
+
+    /// `org`'s audit records that pass `query`, newest first: one per committed
+    /// change, written with it (see [`AuditRecord`]). Read from the backend, so a
+    /// change made through another replica is there as soon as it is committed.
+    ///
+    /// ```
+    /// use tower_ip_allowlist::policy::OrgId;
+    /// use tower_ip_allowlist::store::{Actor, AuditQuery, PolicyDraft, Store};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Store::memory();
+    /// let org = OrgId::default();
+    /// let draft = PolicyDraft::new("vpn", ["203.0.113.0/24"]);
+    /// store.create_policy(&Actor::system(), &org, draft).await?;
+    ///
+    /// let events = store.audit_events(&org, &AuditQuery::default()).await?;
+    /// assert_eq!(events.len(), 1);
+    /// assert_eq!((events[0].operation.as_str(), events[0].entity_id.as_str()), ("createPolicy", "vpn"));
+    /// assert_eq!(events[0].before, None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the backend cannot be read.
+    pub async fn audit_events(
+        &self,
+        org: &OrgId,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditRecord>, BackendError> {
+        self.inner.backend.audit_events(org, query).await
+    }
 
     fn cached(&self, org: &OrgId) -> Option<Arc<OrgRecord>> {
         self.inner.cache.lock().ok()?.get(org).cloned()
@@ -1206,7 +1257,13 @@ impl Store {
             }
             Ok(changed)
         };
-        let updated = self.inner.backend.update(org, &guarded).await?;
+        let draft = AuditDraft::new(
+            actor,
+            operation,
+            subject.owned(),
+            self.inner.limits.audit_retention,
+        );
+        let updated = self.inner.backend.update(org, &guarded, &draft).await?;
         if updated.changed {
             audit(actor, org, operation, subject, &updated);
             self.publish(org, updated.after.clone())?;
@@ -1280,6 +1337,17 @@ enum Subject<'a> {
     Group(&'a GroupId),
     Site,
     Resource(&'a ResourceId),
+}
+
+impl Subject<'_> {
+    fn owned(self) -> audit::Subject {
+        match self {
+            Self::Policy(id) => audit::Subject::Policy(id.clone()),
+            Self::Group(id) => audit::Subject::Group(id.clone()),
+            Self::Site => audit::Subject::Site,
+            Self::Resource(id) => audit::Subject::Resource(id.clone()),
+        }
+    }
 }
 
 fn audit(actor: &Actor, org: &OrgId, operation: &str, subject: Subject<'_>, updated: &Updated) {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::{Acquire, Row};
 use tokio::sync::OnceCell;
 
+use super::audit::{from_micros, AuditDraft, AuditQuery, AuditRecord, AuditRetention, PRUNE_BATCH};
 use super::backend::{BoxFuture, Change, Updated};
 use super::replicator::{self, ReplicationOptions, Replicator};
 use super::{document, Backend, BackendError, OrgRecord, Store, StoreError};
@@ -16,14 +17,67 @@ use crate::policy::OrgId;
 
 /// Schema migrations, applied in order by the first replica that connects; each runs
 /// once.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE allowlist_orgs (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE allowlist_orgs (
         org_id TEXT PRIMARY KEY,
         version BIGINT NOT NULL CHECK (version > 0),
         document JSONB NOT NULL
     )",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE allowlist_audit (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        org_id TEXT NOT NULL,
+        time_us BIGINT NOT NULL,
+        actor TEXT NOT NULL,
+        client_ip TEXT,
+        forced BOOLEAN NOT NULL,
+        operation TEXT NOT NULL,
+        entity_type TEXT NOT NULL,
+        entity_id TEXT NOT NULL,
+        version_before BIGINT NOT NULL,
+        version_after BIGINT NOT NULL,
+        before JSONB,
+        after JSONB
+    )",
+    ),
+    (
+        3,
+        "CREATE INDEX allowlist_audit_org ON allowlist_audit (org_id, id)",
+    ),
+];
+
+/// Inserts an audit record.
+const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
+    (org_id, time_us, actor, client_ip, forced, operation, entity_type, entity_id,
+     version_before, version_after, before, after)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12::jsonb)";
+
+/// Deletes, oldest first and at most `$4` of them, the organization's records beyond
+/// the newest `$2` or older than `$3` microseconds; never the newest, the record of
+/// the change being committed.
+const PRUNE_AUDIT: &str = "DELETE FROM allowlist_audit WHERE id IN (
+    SELECT id FROM allowlist_audit
+    WHERE org_id = $1
+    AND id < (SELECT MAX(id) FROM allowlist_audit WHERE org_id = $1)
+    AND (
+        time_us < $3
+        OR id <= (SELECT id FROM allowlist_audit WHERE org_id = $1
+                  ORDER BY id DESC LIMIT 1 OFFSET $2))
+    ORDER BY id LIMIT $4)";
+
+/// Reads the organization's records, newest first.
+const SELECT_AUDIT: &str = "SELECT id, org_id, time_us, actor, client_ip, forced, operation,
+        entity_type, entity_id, version_before, version_after,
+        before::text AS before, after::text AS after
+    FROM allowlist_audit
+    WHERE org_id = $1 AND time_us >= $2 AND time_us <= $3 AND id < $4
+        AND ($5::text IS NULL OR entity_id = $5::text)
+        AND ($6::text IS NULL OR actor = $6::text)
+    ORDER BY id DESC LIMIT $7";
 
 /// The advisory lock (one-`bigint` key space) held while migrating, so replicas that
 /// start together migrate one after the other. ASCII `allowlst`.
@@ -396,6 +450,74 @@ impl PostgresBackend {
         })
     }
 
+    /// Prunes what the retention no longer keeps, in a savepoint of the change's
+    /// transaction: a failure is logged and undone (PostgreSQL would otherwise abort
+    /// the whole transaction), and the change still commits.
+    async fn prune_audit(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        org: &OrgId,
+        audit: &AuditDraft,
+    ) {
+        let retention = audit.retention();
+        if retention == AuditRetention::default() {
+            return;
+        }
+        let (keep, cutoff) = retention.bounds(std::time::SystemTime::now());
+        let result = async {
+            let mut savepoint = tx.begin().await?;
+            sqlx::query(PRUNE_AUDIT)
+                .bind(org.as_str())
+                .bind(keep)
+                .bind(cutoff)
+                .bind(i64::from(PRUNE_BATCH))
+                .execute(&mut *savepoint)
+                .await?;
+            savepoint.commit().await
+        }
+        .await;
+        if let Err(err) = result {
+            let err = self.error(err);
+            tracing::warn!(organization = %org, error = %err, "allowlist: could not prune audit records; the change is kept, pruning is retried on the next change");
+        }
+    }
+
+    fn audit_row(&self, row: &PgRow) -> Result<AuditRecord, BackendError> {
+        let corrupt =
+            |what: &str| BackendError::new(format!("PostgreSQL: corrupt audit record: {what}"));
+        let id: i64 = row.try_get("id").map_err(|err| self.error(err))?;
+        let version = |column: &str| -> Result<u64, BackendError> {
+            let value: i64 = row.try_get(column).map_err(|err| self.error(err))?;
+            u64::try_from(value).map_err(|_| corrupt(column))
+        };
+        let document = |column: &str| -> Result<Option<serde_json::Value>, BackendError> {
+            let text: Option<String> = row.try_get(column).map_err(|err| self.error(err))?;
+            text.map(|text| serde_json::from_str(&text).map_err(|_| corrupt(column)))
+                .transpose()
+        };
+        let text = |column: &str| -> Result<String, BackendError> {
+            row.try_get(column).map_err(|err| self.error(err))
+        };
+        let client_ip: Option<String> = row.try_get("client_ip").map_err(|err| self.error(err))?;
+        Ok(AuditRecord {
+            id: u64::try_from(id).map_err(|_| corrupt("id"))?,
+            time: from_micros(row.try_get("time_us").map_err(|err| self.error(err))?),
+            org: OrgId::from(text("org_id")?),
+            actor: text("actor")?,
+            client_ip: client_ip
+                .map(|ip| ip.parse().map_err(|_| corrupt("client_ip")))
+                .transpose()?,
+            forced: row.try_get("forced").map_err(|err| self.error(err))?,
+            operation: text("operation")?,
+            entity_type: text("entity_type")?,
+            entity_id: text("entity_id")?,
+            version_before: version("version_before")?,
+            version_after: version("version_after")?,
+            before: document("before")?,
+            after: document("after")?,
+        })
+    }
+
     fn record(&self, org: &OrgId, row: &PgRow) -> Result<OrgRecord, BackendError> {
         let text: String = row.try_get("document").map_err(|err| self.error(err))?;
         document::decode(org, self.version_of(row)?, &text)
@@ -476,6 +598,7 @@ impl Backend for PostgresBackend {
         &'a self,
         org: &'a OrgId,
         change: Change<'a>,
+        audit: &'a AuditDraft,
     ) -> BoxFuture<'a, Result<Updated, StoreError>> {
         Box::pin(async move {
             if org.as_str().len() > MAX_ORG_ID_BYTES {
@@ -543,6 +666,25 @@ impl Backend for PostgresBackend {
                 ))
                 .into());
             }
+            // The change's record, in its transaction: both are committed, or neither.
+            let record = audit.record(org, &updated);
+            sqlx::query(INSERT_AUDIT)
+                .bind(record.org.as_str())
+                .bind(record.time_micros())
+                .bind(&record.actor)
+                .bind(record.client_ip.map(|ip| ip.to_string()))
+                .bind(record.forced)
+                .bind(&record.operation)
+                .bind(&record.entity_type)
+                .bind(&record.entity_id)
+                .bind(previous)
+                .bind(version)
+                .bind(record.before.as_ref().map(ToString::to_string))
+                .bind(record.after.as_ref().map(ToString::to_string))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            self.prune_audit(&mut tx, org, audit).await;
             // Delivered to every listener when, and only if, the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(&channel)
@@ -552,6 +694,29 @@ impl Backend for PostgresBackend {
                 .map_err(db)?;
             tx.commit().await.map_err(db)?;
             Ok(updated)
+        })
+    }
+
+    fn audit_events<'a>(
+        &'a self,
+        org: &'a OrgId,
+        query: &'a AuditQuery,
+    ) -> BoxFuture<'a, Result<Vec<AuditRecord>, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let (since, until, before_id) = query.bounds();
+            let rows = sqlx::query(SELECT_AUDIT)
+                .bind(org.as_str())
+                .bind(since)
+                .bind(until)
+                .bind(before_id)
+                .bind(query.entity_id.as_deref())
+                .bind(query.actor.as_deref())
+                .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.inner.pool)
+                .await
+                .map_err(|err| self.error(err))?;
+            rows.iter().map(|row| self.audit_row(row)).collect()
         })
     }
 }

@@ -6,21 +6,74 @@ use std::time::Duration;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Row};
+use sqlx::{Acquire, Connection, Row};
 
+use super::audit::{self, AuditDraft, AuditQuery, AuditRecord};
 use super::backend::{BoxFuture, Change, Updated};
 use super::{document, Backend, BackendError, OrgRecord, StoreError};
 use crate::policy::OrgId;
 
 /// Schema migrations, applied in order at open; each runs once.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE allowlist_orgs (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE allowlist_orgs (
         org_id TEXT PRIMARY KEY NOT NULL,
         version INTEGER NOT NULL,
         document TEXT NOT NULL
     )",
-)];
+    ),
+    // AUTOINCREMENT: an id is never reused after a prune, so a page cursor stays true.
+    (
+        2,
+        "CREATE TABLE allowlist_audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        org_id TEXT NOT NULL,
+        time_us INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        client_ip TEXT,
+        forced INTEGER NOT NULL,
+        operation TEXT NOT NULL,
+        entity_type TEXT NOT NULL,
+        entity_id TEXT NOT NULL,
+        version_before INTEGER NOT NULL,
+        version_after INTEGER NOT NULL,
+        before TEXT,
+        after TEXT
+    )",
+    ),
+    (
+        3,
+        "CREATE INDEX allowlist_audit_org ON allowlist_audit (org_id, id)",
+    ),
+];
+
+/// Inserts an audit record.
+const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
+    (org_id, time_us, actor, client_ip, forced, operation, entity_type, entity_id,
+     version_before, version_after, before, after)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Deletes, oldest first and at most `?4` of them, the organization's records beyond
+/// the newest `?2` or older than `?3` microseconds; never the newest, the record of
+/// the change being committed.
+const PRUNE_AUDIT: &str = "DELETE FROM allowlist_audit WHERE id IN (
+    SELECT id FROM allowlist_audit
+    WHERE org_id = ?1
+    AND id < (SELECT MAX(id) FROM allowlist_audit WHERE org_id = ?1)
+    AND (
+        time_us < ?3
+        OR id <= (SELECT id FROM allowlist_audit WHERE org_id = ?1
+                  ORDER BY id DESC LIMIT 1 OFFSET ?2))
+    ORDER BY id LIMIT ?4)";
+
+/// Reads the organization's records, newest first.
+const SELECT_AUDIT: &str = "SELECT id, org_id, time_us, actor, client_ip, forced, operation,
+        entity_type, entity_id, version_before, version_after, before, after
+    FROM allowlist_audit
+    WHERE org_id = ?1 AND time_us >= ?2 AND time_us <= ?3 AND id < ?4
+        AND (?5 IS NULL OR entity_id = ?5) AND (?6 IS NULL OR actor = ?6)
+    ORDER BY id DESC LIMIT ?7";
 
 /// Keeps the store in a SQLite file. See [`SqliteBackend::open`].
 ///
@@ -158,6 +211,7 @@ impl Backend for SqliteBackend {
         &'a self,
         org: &'a OrgId,
         change: Change<'a>,
+        audit: &'a AuditDraft,
     ) -> BoxFuture<'a, Result<Updated, StoreError>> {
         Box::pin(async move {
             let mut conn = self.pool.acquire().await.map_err(db)?;
@@ -192,10 +246,128 @@ impl Backend for SqliteBackend {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+            // The change's record, in its transaction: both are committed, or neither.
+            let record = audit.record(org, &updated);
+            insert_audit(&mut tx, &record).await?;
+            prune_audit(&mut tx, org, audit).await;
             tx.commit().await.map_err(db)?;
             Ok(updated)
         })
     }
+
+    fn audit_events<'a>(
+        &'a self,
+        org: &'a OrgId,
+        query: &'a AuditQuery,
+    ) -> BoxFuture<'a, Result<Vec<AuditRecord>, BackendError>> {
+        Box::pin(async move {
+            let (since, until, before_id) = query.bounds();
+            let rows = sqlx::query(SELECT_AUDIT)
+                .bind(org.as_str())
+                .bind(since)
+                .bind(until)
+                .bind(before_id)
+                .bind(query.entity_id.as_deref())
+                .bind(query.actor.as_deref())
+                .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            rows.iter().map(audit_row).collect()
+        })
+    }
+}
+
+fn to_i64(value: u64) -> Result<i64, BackendError> {
+    i64::try_from(value).map_err(|_| BackendError::new("data version overflow"))
+}
+
+fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
+    value.map(ToString::to_string)
+}
+
+async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    record: &AuditRecord,
+) -> Result<(), BackendError> {
+    sqlx::query(INSERT_AUDIT)
+        .bind(record.org.as_str())
+        .bind(record.time_micros())
+        .bind(&record.actor)
+        .bind(record.client_ip.map(|ip| ip.to_string()))
+        .bind(record.forced)
+        .bind(&record.operation)
+        .bind(&record.entity_type)
+        .bind(&record.entity_id)
+        .bind(to_i64(record.version_before)?)
+        .bind(to_i64(record.version_after)?)
+        .bind(json_text(record.before.as_ref()))
+        .bind(json_text(record.after.as_ref()))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Prunes what the retention no longer keeps, in a savepoint of the change's
+/// transaction: a failure is logged and undone, and the change still commits.
+async fn prune_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    org: &OrgId,
+    audit: &AuditDraft,
+) {
+    let retention = audit.retention();
+    if retention == audit::AuditRetention::default() {
+        return;
+    }
+    let (keep, cutoff) = retention.bounds(std::time::SystemTime::now());
+    let result = async {
+        let mut savepoint = tx.begin().await?;
+        sqlx::query(PRUNE_AUDIT)
+            .bind(org.as_str())
+            .bind(keep)
+            .bind(cutoff)
+            .bind(i64::from(audit::PRUNE_BATCH))
+            .execute(&mut *savepoint)
+            .await?;
+        savepoint.commit().await
+    }
+    .await;
+    if let Err(err) = result {
+        tracing::warn!(organization = %org, error = %err, "allowlist: could not prune audit records; the change is kept, pruning is retried on the next change");
+    }
+}
+
+fn audit_row(row: &sqlx::sqlite::SqliteRow) -> Result<AuditRecord, BackendError> {
+    let corrupt = |what: &str| BackendError::new(format!("SQLite: corrupt audit record: {what}"));
+    let id: i64 = row.try_get("id").map_err(db)?;
+    let version = |column: &str| -> Result<u64, BackendError> {
+        let value: i64 = row.try_get(column).map_err(db)?;
+        u64::try_from(value).map_err(|_| corrupt(column))
+    };
+    let document = |column: &str| -> Result<Option<serde_json::Value>, BackendError> {
+        let text: Option<String> = row.try_get(column).map_err(db)?;
+        text.map(|text| serde_json::from_str(&text).map_err(|_| corrupt(column)))
+            .transpose()
+    };
+    let client_ip: Option<String> = row.try_get("client_ip").map_err(db)?;
+    Ok(AuditRecord {
+        id: u64::try_from(id).map_err(|_| corrupt("id"))?,
+        time: audit::from_micros(row.try_get("time_us").map_err(db)?),
+        org: OrgId::from(row.try_get::<String, _>("org_id").map_err(db)?),
+        actor: row.try_get("actor").map_err(db)?,
+        client_ip: client_ip
+            .map(|ip| ip.parse().map_err(|_| corrupt("client_ip")))
+            .transpose()?,
+        forced: row.try_get("forced").map_err(db)?,
+        operation: row.try_get("operation").map_err(db)?,
+        entity_type: row.try_get("entity_type").map_err(db)?,
+        entity_id: row.try_get("entity_id").map_err(db)?,
+        version_before: version("version_before")?,
+        version_after: version("version_after")?,
+        before: document("before")?,
+        after: document("after")?,
+    })
 }
 
 #[cfg(test)]
