@@ -96,8 +96,6 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-#[cfg(feature = "admin")]
-pub(crate) use self::audit::micros as audit_micros;
 pub use self::audit::{AuditDraft, AuditQuery, AuditRecord, AuditRetention, PRUNE_BATCH};
 pub use self::backend::{Backend, BoxFuture, Change, MemoryBackend, OrgRecord, Updated};
 pub use self::error::{BackendError, StoreError};
@@ -1527,6 +1525,10 @@ fn check_sources(sources: &[String], limits: Limits) -> Result<(), StoreError> {
 /// rule it was written under, so that tightening the rule never makes a database
 /// unreadable (nothing stored is lost).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(dead_code, reason = "only stored documents are read with `Stored`")
+)]
 pub(super) enum Ids {
     New,
     Stored,
