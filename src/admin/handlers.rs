@@ -84,9 +84,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .ok_or_else(ApiError::unauthenticated)?;
         // The request's tenant (the default organization when no `TenantLayer` ran);
         // the allowlist layer refuses a mismatch already, and so does the API itself.
-        let org = Tenant::of(&parts.extensions)
-            .map(|tenant| tenant.org().clone())
-            .unwrap_or_default();
+        let org = Tenant::org_id_of(&parts.extensions);
         if principal.organization_or_default() != org {
             return Err(ApiError::organization_mismatch());
         }

@@ -191,13 +191,7 @@ impl Default for OrgResolver {
     /// `TenantLayer` recorded one; never an organization named by the caller's
     /// credentials.
     fn default() -> Self {
-        Self::new(|head| {
-            Some(
-                Tenant::of(head.extensions)
-                    .map(|tenant| tenant.org().clone())
-                    .unwrap_or_default(),
-            )
-        })
+        Self::new(|head| Some(Tenant::org_id_of(head.extensions)))
     }
 }
 

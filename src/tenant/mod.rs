@@ -126,6 +126,11 @@ impl Tenant {
     pub(crate) fn org_of(extensions: &Extensions) -> &str {
         Self::of(extensions).map_or(OrgId::DEFAULT, |tenant| tenant.org.as_str())
     }
+
+    /// [`org_of`](Self::org_of), as an owned id (no allocation: ids are shared).
+    pub(crate) fn org_id_of(extensions: &Extensions) -> OrgId {
+        Self::of(extensions).map_or_else(OrgId::default, |tenant| tenant.org.clone())
+    }
 }
 
 type TenantFn = dyn Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync;
