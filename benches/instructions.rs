@@ -1,0 +1,221 @@
+//! Instructions per request, counted by callgrind through gungraun: the decision alone
+//! and the layer in an axum router, beside the baselines the issue of record compares
+//! with (the bare router, a do-nothing layer, tower-http's bearer check), all in the
+//! same run. Instruction counts do not drift with the machine's speed, as wall-clock
+//! times do here by ±30 %.
+//!
+//! Each bench builds its service and request in a setup that is not counted, then
+//! sends the request through a clone of the service (as a server does per request) and
+//! drops the response: what is counted is what a server pays per request.
+//!
+//! Needs valgrind and the runner of the same version as the `gungraun` dev-dependency:
+//!
+//! ```text
+//! cargo install --locked gungraun-runner --version 0.17.2
+//! cargo bench --bench instructions
+//! python3 benches/overheads.py      # the differences from the baselines
+//! ```
+//!
+//! The figures are summarized in BENCHMARKS.md.
+
+// gungraun's macros generate undocumented items.
+#![allow(missing_docs)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::routing::get;
+use axum::Router;
+use gungraun::{library_benchmark, library_benchmark_group, main};
+use http::{Request, Response, StatusCode};
+use tower::{Layer, Service, ServiceExt};
+use tower_http::validate_request::ValidateRequestHeaderLayer;
+use tower_ip_allowlist::layer::AllowlistLayer;
+use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
+use tower_ip_allowlist::principal::Principal;
+use tower_ip_allowlist::snapshot::SnapshotHandle;
+
+/// The caller's groups: the allowed address is in a policy of the last one, so every
+/// group is looked up.
+const GROUPS: [&str; 5] = ["g1", "g2", "g3", "g4", "g5"];
+
+/// `policies` policies of `sources` sources each: policy p is for group g(p % 20) and
+/// covers `sources` addresses from 32.0.0.0 + p·2²⁰, 16 apart (public addresses, as an
+/// allowlist holds: a private peer would add the forgotten-proxy check of `client_ip`).
+fn org(policies: u32, sources: u32) -> OrgPolicies {
+    let mut org = OrgPolicies::default();
+    for p in 0..policies {
+        let mut builder = Policy::builder(format!("p{p}")).group(format!("g{}", p % 20));
+        for s in 0..sources {
+            let addr = Ipv4Addr::from(0x2000_0000 + (p << 20) + (s << 4));
+            builder = builder.source(IpAddr::V4(addr).into());
+        }
+        org.insert_policy(builder.build().expect("a valid policy"));
+    }
+    org
+}
+
+fn handle(policies: u32, sources: u32) -> SnapshotHandle {
+    let handle = SnapshotHandle::default();
+    handle.set_org(OrgId::default(), &org(policies, sources));
+    handle
+}
+
+/// In policy p5 (group g5, the caller's last group), its second source.
+fn allowed() -> SocketAddr {
+    SocketAddr::new(
+        Ipv4Addr::from(0x2000_0000 + (5 << 20) + (1 << 4)).into(),
+        40000,
+    )
+}
+
+fn denied() -> SocketAddr {
+    "192.0.2.1:40000".parse().expect("an address")
+}
+
+fn request(peer: SocketAddr) -> Request<Body> {
+    let mut request = Request::get("/")
+        .header("authorization", "Bearer secret")
+        .body(Body::empty())
+        .expect("a request");
+    request
+        .extensions_mut()
+        .insert(Principal::new("alice").with_groups(GROUPS));
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+}
+
+fn bare() -> Router {
+    Router::new().route("/", get(|| async { "ok" }))
+}
+
+/// Leaked, so that dropping the service is not counted (a server keeps it).
+fn leak<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
+/// One request through a clone of `service`, polled to completion on this thread (every
+/// service here answers without waiting).
+fn call<S, B>(service: &S, request: Request<Body>) -> Response<B>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    let future = pin!(service.clone().oneshot(request));
+    let mut future = future;
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(Ok(response)) => response,
+        Poll::Ready(Err(never)) => match never {},
+        Poll::Pending => unreachable!("every service in this bench answers at once"),
+    }
+}
+
+/// A service and the request to send through it, checked to answer `expect` once
+/// outside the count.
+fn fixture<S, B>(service: S, peer: SocketAddr, expect: StatusCode) -> (&'static S, Request<Body>)
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    assert_eq!(call(&service, request(peer)).status(), expect);
+    (leak(service), request(peer))
+}
+
+type Fixture<S> = (&'static S, Request<Body>);
+
+fn bare_router() -> Fixture<Router> {
+    fixture(bare(), allowed(), StatusCode::OK)
+}
+
+/// The cost of any layer at all added with `Router::layer`.
+fn noop_layer() -> Fixture<Router> {
+    let noop = tower::layer::layer_fn(|inner| inner);
+    fixture(bare().layer(noop), allowed(), StatusCode::OK)
+}
+
+fn validate_layer() -> Fixture<Router> {
+    #[allow(deprecated)] // `bearer` is deprecated in favour of a custom validator.
+    let layer = ValidateRequestHeaderLayer::bearer("secret");
+    fixture(bare().layer(layer), allowed(), StatusCode::OK)
+}
+
+fn allowlist_layer() -> Fixture<Router> {
+    let layer = AllowlistLayer::new(handle(100, 100));
+    fixture(bare().layer(layer), allowed(), StatusCode::OK)
+}
+
+fn allowlist_layer_denied() -> Fixture<Router> {
+    let layer = AllowlistLayer::new(handle(100, 100));
+    fixture(bare().layer(layer), denied(), StatusCode::FORBIDDEN)
+}
+
+type Around<L> = <L as Layer<Router>>::Service;
+
+#[allow(deprecated)]
+type Validate = ValidateRequestHeaderLayer<tower_http::auth::require_authorization::Bearer<Body>>;
+
+fn validate_around() -> Fixture<Around<Validate>> {
+    #[allow(deprecated)]
+    let layer = ValidateRequestHeaderLayer::bearer("secret");
+    fixture(layer.layer(bare()), allowed(), StatusCode::OK)
+}
+
+fn allowlist_around() -> Fixture<Around<AllowlistLayer>> {
+    let layer = AllowlistLayer::new(handle(100, 100));
+    fixture(layer.layer(bare()), allowed(), StatusCode::OK)
+}
+
+fn allowlist_around_denied() -> Fixture<Around<AllowlistLayer>> {
+    let layer = AllowlistLayer::new(handle(100, 100));
+    fixture(layer.layer(bare()), denied(), StatusCode::FORBIDDEN)
+}
+
+#[library_benchmark]
+#[bench::bare_router(setup = bare_router)]
+#[bench::noop_layer(setup = noop_layer)]
+#[bench::validate_layer(setup = validate_layer)]
+#[bench::allowlist_layer(setup = allowlist_layer)]
+#[bench::allowlist_layer_denied(setup = allowlist_layer_denied)]
+fn router((service, request): Fixture<Router>) -> StatusCode {
+    black_box(call(service, request)).status()
+}
+
+#[library_benchmark]
+#[bench::validate_around(setup = validate_around)]
+fn validate((service, request): Fixture<Around<Validate>>) -> StatusCode {
+    black_box(call(service, request)).status()
+}
+
+#[library_benchmark]
+#[bench::allowlist_around(setup = allowlist_around)]
+#[bench::allowlist_around_denied(setup = allowlist_around_denied)]
+fn around((service, request): Fixture<Around<AllowlistLayer>>) -> StatusCode {
+    black_box(call(service, request)).status()
+}
+
+/// The decision alone, snapshot load included: a caller with five groups, allowed
+/// through the last one.
+fn decision_setup(policies: u32, sources: u32) -> (&'static SnapshotHandle, IpAddr) {
+    (leak(handle(policies, sources)), allowed().ip())
+}
+
+#[library_benchmark]
+#[bench::p100_s100(setup = decision_setup, args = (100, 100))]
+#[bench::p100_s10000(setup = decision_setup, args = (100, 10_000))]
+#[bench::p1000_s10(setup = decision_setup, args = (1000, 10))]
+fn decision((handle, addr): (&'static SnapshotHandle, IpAddr)) -> bool {
+    let snapshot = handle.load();
+    black_box(snapshot.decide(None, black_box("alice"), black_box(GROUPS), Some(addr))).is_allowed()
+}
+
+library_benchmark_group!(name = decide; benchmarks = decision);
+library_benchmark_group!(name = layer; benchmarks = router, validate, around);
+
+main!(library_benchmark_groups = decide, layer);
