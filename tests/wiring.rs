@@ -274,3 +274,99 @@ async fn shared_identities_and_the_generic_guard() {
     });
     assert_eq!(app.oneshot(bob).await.unwrap().status(), StatusCode::OK);
 }
+
+/// The demo's whole stack (client address, tenant, site list, JWT, allowlist, resource
+/// list, handlers reading both) decides where the request comes from and whose it is
+/// once: every later layer and extractor reads what was recorded.
+#[tokio::test]
+async fn the_full_stack_resolves_the_client_address_and_the_tenant_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use axum::extract::ConnectInfo;
+    use tower_ip_allowlist::client_ip::{ClientIp, ClientIpLayer, ClientIpResolver};
+    use tower_ip_allowlist::jwt::{encode_hs256, JwtAuthLayer, TokenClaims};
+    use tower_ip_allowlist::lists::{ResourceAllowlistLayer, SiteAllowlistLayer};
+    use tower_ip_allowlist::policy::{ResourceId, SiteList, SourceList};
+    use tower_ip_allowlist::tenant::{Tenant, TenantLayer, TenantResolver};
+
+    const SECRET: &[u8] = b"wiring-test-secret-wiring-test-secret";
+    const MEDIA: &str = "/media/{project}";
+    let client = "203.0.113.9";
+    let allowed = || SourceList::parse(["203.0.113.0/24"]).unwrap();
+    let mut org = OrgPolicies::default();
+    org.insert_policy(
+        Policy::builder("vpn")
+            .sources(["203.0.113.0/24"])
+            .unwrap()
+            .user("alice")
+            .build()
+            .unwrap(),
+    );
+    org.site = Some(SiteList {
+        enabled: true,
+        list: allowed(),
+    });
+    org.resources.insert(ResourceId::from("apollo"), allowed());
+    let handle = SnapshotHandle::default();
+    handle.set_org(OrgId::default(), &org);
+
+    let tenant_lookups = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&tenant_lookups);
+    let tenants = TenantResolver::custom(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Some(OrgId::default())
+    });
+    let proxies = ClientIpResolver::trusted_proxies(["10.0.0.1"])
+        .unwrap()
+        .build();
+    let app =
+        Router::new()
+            .route(
+                MEDIA,
+                get(|ip: ClientIp, tenant: Tenant| async move {
+                    format!("{} {}", ip.addr, tenant.org())
+                }),
+            )
+            .route_layer(
+                ResourceAllowlistLayer::path_param(handle.clone(), MEDIA, "project").unwrap(),
+            )
+            .layer(AllowlistLayer::new(handle.clone()))
+            .layer(JwtAuthLayer::hs256(SECRET))
+            .layer(SiteAllowlistLayer::new(handle.clone()))
+            .layer(TenantLayer::new(tenants))
+            .layer(ClientIpLayer::new(proxies));
+
+    let resolutions = Capture::new("tower_ip_allowlist::client_ip");
+    let subscriber = tracing_subscriber::registry()
+        .with(resolutions.clone())
+        .with(tracing_subscriber::filter::LevelFilter::TRACE);
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let token = encode_hs256(SECRET, &TokenClaims::new("alice", Duration::from_secs(600))).unwrap();
+    let mut request = Request::get("/media/apollo")
+        .header("authorization", format!("Bearer {token}"))
+        .header("x-forwarded-for", client)
+        .body(Body::empty())
+        .unwrap();
+    request.extensions_mut().insert(ConnectInfo(
+        "10.0.0.1:40000".parse::<std::net::SocketAddr>().unwrap(),
+    ));
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .unwrap();
+    assert_eq!(body, format!("{client} default").as_bytes());
+    assert_eq!(
+        tenant_lookups.load(Ordering::SeqCst),
+        1,
+        "the tenant is resolved once"
+    );
+    assert_eq!(
+        resolutions.events().len(),
+        1,
+        "the client address is resolved once: {:?}",
+        resolutions.events()
+    );
+}

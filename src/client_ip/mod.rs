@@ -372,60 +372,76 @@ pub(crate) fn resolve_once<B>(
     request: &mut Request<B>,
     own: Option<&ClientIpResolver>,
 ) -> Result<ClientIp, ClientIpError> {
+    resolve_addr_once(request, own);
+    match ClientIpOutcome::of(request.extensions()) {
+        Some(outcome) => outcome.result.clone(),
+        // `resolve_addr_once` always records an outcome.
+        None => Err(ClientIpError::NoPeerAddress),
+    }
+}
+
+/// [`resolve_once`] for the layers' hot path: the address only (`None`: unknown),
+/// without cloning the outcome, which stays recorded in the extensions for whoever
+/// needs its details (a refusal, a log line, the handlers).
+pub(crate) fn resolve_addr_once<B>(
+    request: &mut Request<B>,
+    own: Option<&ClientIpResolver>,
+) -> Option<IpAddr> {
     if let Some(recorded) = request.extensions().get::<ClientIpOutcome>() {
         let Some(own) = own.filter(|own| own.id() != recorded.resolver) else {
-            return recorded.result.clone();
+            return recorded.addr();
         };
         let later = own.resolve(request.extensions(), request.headers());
-        let agreed = match (&recorded.result, later) {
-            (Ok(first), Ok(second)) if first.addr != second.addr => Err(ClientIpError::Conflict {
+        tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?later.as_ref().ok().map(|ip| ip.addr), "client address resolved again by a differently configured layer");
+        let conflict = match (&recorded.result, later) {
+            (Ok(first), Ok(second)) if first.addr != second.addr => ClientIpError::Conflict {
                 recorded: Some(first.addr),
                 later: Some(second.addr),
-            }),
-            (Ok(first), Ok(_)) => return Ok(first.clone()),
-            (Ok(first), Err(_)) => Err(ClientIpError::Conflict {
+            },
+            (Ok(first), Ok(_)) => return Some(first.addr),
+            (Ok(first), Err(_)) => ClientIpError::Conflict {
                 recorded: Some(first.addr),
                 later: None,
-            }),
+            },
             // Unknown stays unknown.
-            (Err(err), _) => return Err(err.clone()),
+            (Err(_), _) => return None,
         };
-        if let Err(err) = &agreed {
-            static CONFLICT: RateLimited = RateLimited::new(Duration::from_secs(60));
-            if CONFLICT.ready() {
-                tracing::warn!(target: "tower_ip_allowlist::wiring", "client address unknown: {err}");
-            }
+        static CONFLICT: RateLimited = RateLimited::new(Duration::from_secs(60));
+        if CONFLICT.ready() {
+            tracing::warn!(target: "tower_ip_allowlist::wiring", "client address unknown: {conflict}");
         }
         let outcome = ClientIpOutcome {
-            result: agreed.clone(),
+            result: Err(conflict),
             resolver: recorded.resolver,
         };
         request.extensions_mut().insert(outcome);
-        return agreed;
+        return None;
     }
     let default = ClientIpResolver::peer();
     let resolver = own.unwrap_or(&default);
     let result = resolver.resolve(request.extensions(), request.headers());
+    let addr = result.as_ref().ok().map(|ip| ip.addr);
+    tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?addr, "client address resolved");
     if own.is_none() {
-        warn_if_proxied(request, &result);
+        warn_if_proxied(request, addr);
     }
     request.extensions_mut().insert(ClientIpOutcome {
-        result: result.clone(),
+        result,
         resolver: resolver.id(),
     });
-    result
+    addr
 }
 
 /// The signature of a forgotten resolver: a request that reached us from a private or
 /// loopback address (a proxy, most likely) carrying a forwarded header, with no
 /// resolver configured anywhere. Rate-limited, so a client cannot flood the logs.
-fn warn_if_proxied<B>(request: &Request<B>, result: &Result<ClientIp, ClientIpError>) {
-    let Ok(ClientIp { addr: peer, .. }) = result else {
+fn warn_if_proxied<B>(request: &Request<B>, peer: Option<IpAddr>) {
+    let Some(peer) = peer else {
         return;
     };
     // The address test first: it is cheap, and public peers (most of them, where no
     // proxy stands in front) skip the header look-ups.
-    if !looks_internal(*peer) {
+    if !looks_internal(peer) {
         return;
     }
     let headers = request.headers();

@@ -170,7 +170,7 @@ pub use self::remote::{JwksError, RemoteKeys, RemoteKeysBuilder};
 pub use self::require::{RequirePrincipalLayer, RequirePrincipalService};
 pub use self::response::{DefaultRejection, Rejection, Unauthenticated};
 pub use self::service::JwtAuthService;
-pub use crate::body::ResponseBody;
+pub use crate::body::{RefusalBody, ResponseBody};
 pub use crate::layer::ResponseFuture;
 pub use jsonwebtoken::jwk::{Jwk, JwkSet};
 pub use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};

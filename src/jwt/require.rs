@@ -5,7 +5,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{DefaultRejection, JwtRejection, Rejection, ResponseFuture, Unauthenticated};
-use crate::body::ResponseBody;
+use crate::body::RefusalBody;
 use crate::grpc;
 use crate::principal::Principal;
 
@@ -93,9 +93,10 @@ impl<S, R> RequirePrincipalService<S, R> {
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequirePrincipalService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: RefusalBody,
     R: Rejection,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 

@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::verify::Verifier;
 use super::{Rejection, ResponseFuture, Unauthenticated};
-use crate::body::ResponseBody;
+use crate::body::RefusalBody;
 use crate::grpc;
 
 /// The service produced by [`JwtAuthLayer`](super::JwtAuthLayer).
@@ -25,9 +25,10 @@ impl<S, R> JwtAuthService<S, R> {
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for JwtAuthService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: RefusalBody,
     R: Rejection,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 

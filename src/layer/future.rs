@@ -6,12 +6,12 @@ use bytes::Bytes;
 use http::Response;
 use pin_project_lite::pin_project;
 
-use crate::body::ResponseBody;
+use crate::body::RefusalBody;
 
 pin_project! {
     /// Response future of every layer of this crate ([`AllowlistService`](super::AllowlistService),
-    /// the list and JWT services): the inner service's future, or the ready rejection.
-    /// Not boxed.
+    /// the list and JWT services): the inner service's future, or the ready rejection
+    /// written in the inner service's body type (see [`RefusalBody`]). Not boxed.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
@@ -47,19 +47,18 @@ impl<F> ResponseFuture<F> {
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
+    B: RefusalBody,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Future { future } => future
-                .poll(cx)
-                .map(|result| result.map(|response| response.map(ResponseBody::inner))),
+            KindProj::Future { future } => future.poll(cx),
             KindProj::Rejected { response } => {
                 let response = response
                     .take()
                     .expect("ResponseFuture polled after completion");
-                Poll::Ready(Ok(response.map(ResponseBody::full)))
+                Poll::Ready(Ok(response.map(B::from_refusal)))
             }
         }
     }

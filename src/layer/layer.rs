@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
+use super::service::Config;
 use super::{AllowlistService, DefaultRejection, Rejection};
 use crate::client_ip::ClientIpResolver;
 use crate::lists::Exempt;
@@ -156,11 +157,13 @@ impl<S, I, R: Clone> Layer<S> for AllowlistLayer<I, R> {
     fn layer(&self, inner: S) -> Self::Service {
         AllowlistService {
             inner,
-            handle: self.handle.clone(),
-            client_ip: self.client_ip.clone(),
-            exempt: self.exempt.clone(),
-            anonymous: self.anonymous.clone(),
-            rejection: self.rejection.clone(),
+            config: Arc::new(Config {
+                handle: self.handle.clone(),
+                client_ip: self.client_ip.clone(),
+                exempt: self.exempt.clone(),
+                anonymous: self.anonymous.clone(),
+                rejection: self.rejection.clone(),
+            }),
             identity: PhantomData,
         }
     }

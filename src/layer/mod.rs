@@ -102,4 +102,4 @@ pub(crate) use self::response::{error_document, JSON_API};
 pub use self::response::{DefaultRejection, Denial, Rejection};
 pub(crate) use self::service::reject;
 pub use self::service::AllowlistService;
-pub use crate::body::ResponseBody;
+pub use crate::body::{RefusalBody, ResponseBody};

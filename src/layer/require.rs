@@ -12,8 +12,7 @@ use tower_service::Service;
 
 use super::service::{reject, warn_if_credentials_unread};
 use super::{DefaultRejection, Rejection, ResponseFuture};
-use crate::body::ResponseBody;
-use crate::client_ip::ClientIpOutcome;
+use crate::body::RefusalBody;
 use crate::principal::{Identity, Principal};
 use crate::snapshot::DenyReason;
 use crate::warn::RateLimited;
@@ -164,10 +163,11 @@ impl<S: fmt::Debug, I, R: fmt::Debug> fmt::Debug for RequireIdentityService<S, I
 impl<S, I, R, ReqBody, ResBody> Service<Request<ReqBody>> for RequireIdentityService<S, I, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: RefusalBody,
     I: Identity,
     R: Rejection,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -181,13 +181,6 @@ where
             return ResponseFuture::future(self.inner.call(request));
         }
         warn_if_credentials_unread::<I, _>(&request, None, &self.warned);
-        let client_ip =
-            ClientIpOutcome::of(request.extensions()).and_then(|o| o.client_ip().cloned());
-        reject(
-            &self.rejection,
-            &request,
-            DenyReason::Unauthenticated,
-            client_ip,
-        )
+        reject(&self.rejection, &request, DenyReason::Unauthenticated)
     }
 }

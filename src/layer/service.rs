@@ -1,5 +1,6 @@
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{AUTHORIZATION, COOKIE};
@@ -9,8 +10,8 @@ use tower_service::Service;
 
 use super::layer::Anonymous;
 use super::{Denial, Rejection, ResponseFuture};
-use crate::body::ResponseBody;
-use crate::client_ip::{resolve_once, ClientIp, ClientIpResolver};
+use crate::body::RefusalBody;
+use crate::client_ip::{resolve_addr_once, ClientIpOutcome, ClientIpResolver};
 use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
@@ -23,12 +24,20 @@ use crate::{metrics, report};
 /// The service produced by [`AllowlistLayer`](super::AllowlistLayer).
 pub struct AllowlistService<S, I, R> {
     pub(super) inner: S,
+    /// Shared by every clone: a server clones the service per request, and one
+    /// reference count is all that costs.
+    pub(super) config: Arc<Config<R>>,
+    pub(super) identity: PhantomData<fn() -> I>,
+}
+
+/// What the layer was configured with.
+#[derive(Debug)]
+pub(super) struct Config<R> {
     pub(super) handle: SnapshotHandle,
     pub(super) client_ip: Option<ClientIpResolver>,
     pub(super) exempt: Exempt,
     pub(super) anonymous: Anonymous,
     pub(super) rejection: R,
-    pub(super) identity: PhantomData<fn() -> I>,
 }
 
 impl<S, I, R> AllowlistService<S, I, R> {
@@ -38,10 +47,11 @@ impl<S, I, R> AllowlistService<S, I, R> {
 impl<S, I, R, ReqBody, ResBody> Service<Request<ReqBody>> for AllowlistService<S, I, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: RefusalBody,
     I: Identity,
     R: Rejection,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -51,37 +61,32 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
         // Recorded before the exemption, so exempt routes' handlers see the same outcome.
-        let client_ip = resolve_once(&mut request, self.client_ip.as_ref());
-        if self.exempt.contains(request.uri().path()) {
+        let addr = resolve_addr_once(&mut request, config.client_ip.as_ref());
+        if config.exempt.contains(request.uri().path()) {
             return ResponseFuture::future(self.inner.call(request));
         }
 
         let Some(caller) = request.extensions().get::<I>() else {
             warn_if_credentials_unread::<I, _>(
                 &request,
-                self.anonymous.cookie.as_deref(),
-                &self.anonymous.warned,
+                config.anonymous.cookie.as_deref(),
+                &config.anonymous.warned,
             );
-            if self.anonymous.allow {
+            if config.anonymous.allow {
                 tracing::debug!(
                     "no caller identity: the policies do not apply to anonymous requests"
                 );
                 return ResponseFuture::future(self.inner.call(request));
             }
-            return reject(
-                &self.rejection,
-                &request,
-                DenyReason::Unauthenticated,
-                client_ip.ok(),
-            );
+            return reject(&config.rejection, &request, DenyReason::Unauthenticated);
         };
-        let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
         // The request's tenant, decided before authentication (the default organization
         // when no `TenantLayer` ran): credentials of another organization are refused.
         let org_id = Tenant::org_of(request.extensions());
         let caller_org = caller.organization_id().unwrap_or(OrgId::DEFAULT);
-        let snapshot = self.handle.load();
+        let snapshot = config.handle.load();
         let (decision, compiled) = if caller_org == org_id {
             snapshot.decide_in(Some(org_id), caller.user_id(), caller.group_ids(), addr)
         } else {
@@ -129,14 +134,16 @@ where
                 organization = org_id,
                 user = caller.user_id(),
                 client_ip = ?addr,
-                client_ip_source = ?client_ip.as_ref().map(|ip| &ip.source),
+                client_ip_source = ?ClientIpOutcome::of(request.extensions())
+                    .and_then(ClientIpOutcome::client_ip)
+                    .map(|ip| &ip.source),
                 reason = reason.code(),
                 policies = ?policies,
                 "allowlist: request denied"
             );
         }
         metrics::denied(org_id, "policy", reason.code());
-        reject(&self.rejection, &request, reason, client_ip.ok())
+        reject(&config.rejection, &request, reason)
     }
 }
 
@@ -145,8 +152,10 @@ pub(crate) fn reject<R: Rejection, B, F>(
     rejection: &R,
     request: &Request<B>,
     reason: DenyReason,
-    client_ip: Option<ClientIp>,
 ) -> ResponseFuture<F> {
+    let client_ip = ClientIpOutcome::of(request.extensions())
+        .and_then(ClientIpOutcome::client_ip)
+        .cloned();
     let denial = Denial::new(reason, grpc::is_grpc(request.headers()), client_ip);
     let mut response = rejection.reject(&denial);
     response.extensions_mut().insert(reason);
@@ -185,15 +194,11 @@ pub(super) fn warn_if_credentials_unread<I, B>(
     }
 }
 
-impl<S: Clone, I, R: Clone> Clone for AllowlistService<S, I, R> {
+impl<S: Clone, I, R> Clone for AllowlistService<S, I, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            handle: self.handle.clone(),
-            client_ip: self.client_ip.clone(),
-            exempt: self.exempt.clone(),
-            anonymous: self.anonymous.clone(),
-            rejection: self.rejection.clone(),
+            config: Arc::clone(&self.config),
             identity: PhantomData,
         }
     }
@@ -203,11 +208,11 @@ impl<S: fmt::Debug, I, R: fmt::Debug> fmt::Debug for AllowlistService<S, I, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AllowlistService")
             .field("inner", &self.inner)
-            .field("handle", &self.handle)
-            .field("client_ip", &self.client_ip)
-            .field("exempt", &self.exempt)
-            .field("anonymous", &self.anonymous)
-            .field("rejection", &self.rejection)
+            .field("handle", &self.config.handle)
+            .field("client_ip", &self.config.client_ip)
+            .field("exempt", &self.config.exempt)
+            .field("anonymous", &self.config.anonymous)
+            .field("rejection", &self.config.rejection)
             .field("identity", &std::any::type_name::<I>())
             .finish()
     }

@@ -8,8 +8,8 @@ use tower_service::Service;
 
 use super::layer::Config;
 use super::RequestHead;
-use crate::body::ResponseBody;
-use crate::client_ip::resolve_once;
+use crate::body::RefusalBody;
+use crate::client_ip::resolve_addr_once;
 use crate::layer::{reject, Rejection, ResponseFuture};
 use crate::policy::Enforcement;
 use crate::principal::Principal;
@@ -76,9 +76,10 @@ impl<S: fmt::Debug, R: fmt::Debug> fmt::Debug for ListService<S, R> {
 impl<S, R, ReqBody, ResBody> Service<Request<ReqBody>> for ListService<S, R>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: RefusalBody,
     R: Rejection,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -90,7 +91,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
         // Recorded before the exemption, so exempt routes' handlers see the same outcome.
-        let client_ip = resolve_once(&mut request, config.client_ip.as_ref());
+        let addr = resolve_addr_once(&mut request, config.client_ip.as_ref());
         if config.exempt.contains(request.uri().path()) {
             return ResponseFuture::future(self.inner.call(request));
         }
@@ -106,13 +107,12 @@ where
             // Not labelled by the resolver's organization: before the policies load,
             // any client could claim label values with made-up host names.
             metrics::denied("other", layer, reason.code());
-            return reject(&config.rejection, &request, reason, client_ip.ok());
+            return reject(&config.rejection, &request, reason);
         }
         let compiled = snapshot.org(organization.as_str());
         let Some((rule, list)) = select(&config.scope, compiled.map(|c| &**c), &head) else {
             return ResponseFuture::future(self.inner.call(request));
         };
-        let addr = client_ip.as_ref().ok().map(|ip| ip.addr);
         if addr.is_some_and(|addr| list.contains(addr)) {
             metrics::allowed(organization.as_str(), layer);
             return ResponseFuture::future(self.inner.call(request));
@@ -137,7 +137,7 @@ where
             "allowlist: request denied"
         );
         metrics::denied(organization.as_str(), layer, reason.code());
-        reject(&config.rejection, &request, reason, client_ip.ok())
+        reject(&config.rejection, &request, reason)
     }
 }
 

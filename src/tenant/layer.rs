@@ -10,7 +10,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{Tenant, TenantResolver};
-use crate::body::ResponseBody;
+use crate::body::RefusalBody;
 use crate::grpc;
 use crate::layer::{error_document, ResponseFuture, JSON_API};
 use crate::lists::{Exempt, RequestHead};
@@ -80,8 +80,9 @@ impl<S: fmt::Debug> fmt::Debug for TenantService<S> {
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TenantService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: RefusalBody,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
