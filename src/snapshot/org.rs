@@ -28,6 +28,11 @@ pub struct CompiledOrg {
     policy_ids: Box<[PolicyId]>,
     words: usize,
     sets: Box<[u64]>,
+    /// `members[member_starts[id]..member_starts[id + 1]]`: the policies of set `id`,
+    /// for checking a caller's set against the few policies covering an address
+    /// without reading every word of it.
+    member_starts: Box<[u32]>,
+    members: Box<[u32]>,
     users: FastMap<u32>,
     groups: FastMap<u32>,
     v4: RangeIndex<u32>,
@@ -143,10 +148,14 @@ impl CompiledOrg {
         let v4 = index::build(v4_ranges.into_iter(), &mut sets);
         let v6 = index::build(v6_ranges.into_iter(), &mut sets);
 
+        let sets = sets.finish();
+        let (member_starts, members) = members_of(&sets, words);
         Self {
             policy_ids: active.iter().map(|p| p.id().clone()).collect(),
             words,
-            sets: sets.finish(),
+            sets,
+            member_starts,
+            members,
             users,
             groups,
             v4,
@@ -233,19 +242,35 @@ impl CompiledOrg {
         // first one is found, and the first set meeting the policies covering it allows:
         // the rest of the caller's groups are not even looked up.
         let user = self.users.get(user).copied();
-        let groups = groups
-            .into_iter()
-            .filter_map(|group| self.groups.get(group).copied());
-        let mut sets = user.into_iter().chain(groups).peekable();
-        if sets.peek().is_none() {
+        let mut sets = user.into_iter().chain(
+            groups
+                .into_iter()
+                .filter_map(|group| self.groups.get(group).copied()),
+        );
+        let Some(first) = sets.next() else {
             return Decision::NoPolicy;
-        }
+        };
         let Some(addr) = addr else {
             return Decision::Denied(DenyReason::ClientIpUnknown);
         };
-        let covering = self.set(self.covering(addr));
-        let meets = |id: u32| self.set(id).iter().zip(covering).any(|(a, c)| a & c != 0);
-        if sets.any(meets) {
+        let covering = self.covering(addr);
+        let members = self.members(covering);
+        // The policies covering an address are usually one or two: test the caller's set
+        // for those alone rather than reading all its words.
+        let meets = |id: u32| {
+            if members.len() <= self.words {
+                let set = self.set(id);
+                members
+                    .iter()
+                    .any(|&p| set[p as usize / 64] & (1 << (p % 64)) != 0)
+            } else {
+                self.set(id)
+                    .iter()
+                    .zip(self.set(covering))
+                    .any(|(a, c)| a & c != 0)
+            }
+        };
+        if meets(first) || sets.any(meets) {
             Decision::Allowed
         } else {
             Decision::Denied(DenyReason::IpNotAllowed)
@@ -286,7 +311,10 @@ impl CompiledOrg {
     /// maps). Divided by [`sources`](Self::sources), this is the per-source footprint.
     #[must_use]
     pub fn index_bytes(&self) -> usize {
-        self.v4.bytes() + self.v6.bytes() + self.sets.len() * 8
+        self.v4.bytes()
+            + self.v6.bytes()
+            + self.sets.len() * 8
+            + (self.member_starts.len() + self.members.len()) * 4
     }
 
     #[inline]
@@ -323,10 +351,44 @@ impl CompiledOrg {
     }
 
     #[inline]
+    fn members(&self, id: u32) -> &[u32] {
+        let id = id as usize;
+        match self.member_starts.get(id..id + 2) {
+            Some(&[start, end]) => self
+                .members
+                .get(start as usize..end as usize)
+                .unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    #[inline]
     fn set(&self, id: u32) -> &[u64] {
         let start = id as usize * self.words;
         &self.sets[start..start + self.words]
     }
+}
+
+/// The members of every set of `sets` (`words` words each), as starts into one list.
+fn members_of(sets: &[u64], words: usize) -> (Box<[u32]>, Box<[u32]>) {
+    let mut starts = vec![0u32];
+    let mut members = Vec::new();
+    for set in sets.chunks_exact(words) {
+        for (w, word) in set.iter().enumerate() {
+            let mut word = *word;
+            while word != 0 {
+                let bit = word.trailing_zeros();
+                members.push(
+                    u32::try_from(w * 64)
+                        .unwrap_or(u32::MAX)
+                        .saturating_add(bit),
+                );
+                word &= word - 1;
+            }
+        }
+        starts.push(u32::try_from(members.len()).unwrap_or(u32::MAX));
+    }
+    (starts.into_boxed_slice(), members.into_boxed_slice())
 }
 
 /// For each candidate group, the union of the policies naming it or any ancestor.
