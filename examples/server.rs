@@ -69,8 +69,8 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use tower_ip_allowlist::admin;
-use tower_ip_allowlist::console::Console;
 use tower_ip_allowlist::client_ip::{ClientIp, ClientIpLayer, ClientIpResolver, ForwardedHeader};
+use tower_ip_allowlist::console::Console;
 use tower_ip_allowlist::jwt::{
     encode_hs256, JwtAuthLayer, RemoteKeys, RequirePrincipalLayer, TokenClaims,
 };
@@ -425,7 +425,10 @@ const DEV_TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// development secret: what `mint-token --user USER --permission MANAGE` prints.
 /// Development mode only.
 async fn dev_token(secret: String, Json(request): Json<Value>) -> (StatusCode, Json<Value>) {
-    let Some(user) = request["user"].as_str().map(str::trim).filter(|user| !user.is_empty())
+    let Some(user) = request["user"]
+        .as_str()
+        .map(str::trim)
+        .filter(|user| !user.is_empty())
     else {
         return (
             StatusCode::BAD_REQUEST,

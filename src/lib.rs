@@ -99,11 +99,11 @@ macro_rules! inner_service_accessors {
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+mod body;
+pub mod client_ip;
 #[cfg(feature = "console")]
 #[cfg_attr(docsrs, doc(cfg(feature = "console")))]
 pub mod console;
-mod body;
-pub mod client_ip;
 pub mod explain;
 mod grpc;
 #[cfg(feature = "jwt")]

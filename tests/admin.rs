@@ -1978,7 +1978,12 @@ async fn groups_and_resource_allowlists_are_listed() {
 
     let set = put_group(&server, "interns", &["staff".to_owned()]).await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.text);
-    let set = put_group(&server, "staff", &["everyone".to_owned(), "berlin".to_owned()]).await;
+    let set = put_group(
+        &server,
+        "staff",
+        &["everyone".to_owned(), "berlin".to_owned()],
+    )
+    .await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.text);
     let listed = Call::new(Method::GET, groups).send(&server).await;
     assert_eq!(
@@ -1996,7 +2001,10 @@ async fn groups_and_resource_allowlists_are_listed() {
         let path = format!("{resources}/{project}");
         let list = json!({"data": {"id": project, "type": "resourceAllowlist",
             "attributes": {"allowedSources": ["127.0.0.2"], "enforcement": "report"}}});
-        let set = Call::new(Method::PUT, &path).json(&list).send(&server).await;
+        let set = Call::new(Method::PUT, &path)
+            .json(&list)
+            .send(&server)
+            .await;
         assert_eq!(set.status, StatusCode::OK, "{}", set.text);
     }
     let listed = Call::new(Method::GET, resources).send(&server).await;
@@ -2007,7 +2015,10 @@ async fn groups_and_resource_allowlists_are_listed() {
         .map(|list| list["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["apollo", "gemini"]);
-    assert_eq!(listed.body["data"][0]["attributes"]["enforcement"], "report");
+    assert_eq!(
+        listed.body["data"][0]["attributes"]["enforcement"],
+        "report"
+    );
 
     // Like every other route: administrators only, of their own organization.
     for path in [groups, resources] {

@@ -15,7 +15,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::demo;
@@ -33,8 +32,9 @@ const DEV_SECRET: &str = "tower-ip-allowlist-development-secret-do-not-deploy";
 /// How long a page may take to show what a step waits for.
 const PATIENCE: Duration = Duration::from_secs(15);
 
-/// One browser at a time: each is a few processes, and the machine may be small.
-static BROWSER: Mutex<()> = Mutex::new(());
+/// One browser at a time: each is a few processes, and the machine may be small. (An
+/// async mutex: each test has its own runtime, and the guard is held across awaits.)
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---- the harness ---------------------------------------------------------------------
 
@@ -64,7 +64,11 @@ fn runs(path: &Path) -> bool {
 /// path (chromedriver wants one for the browser).
 fn binary(env: &str, name: &str, fallback: &str) -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join(name)).collect::<Vec<_>>())
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     std::env::var_os(env)
         .map(PathBuf::from)
@@ -121,7 +125,11 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (Some(driver), Some(chromium)) = (
-        binary("ALLOWLIST_TEST_CHROMEDRIVER", "chromedriver", "/usr/bin/chromedriver"),
+        binary(
+            "ALLOWLIST_TEST_CHROMEDRIVER",
+            "chromedriver",
+            "/usr/bin/chromedriver",
+        ),
         binary("ALLOWLIST_TEST_CHROMIUM", "chromium", "/usr/bin/chromium"),
     ) else {
         assert!(
@@ -131,14 +139,12 @@ where
         eprintln!("SKIPPED {name}: chromium or chromedriver is missing (apt-get install chromium chromium-driver)");
         return;
     };
-    let _one_at_a_time = BROWSER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one_at_a_time = BROWSER.lock().await;
     // No `ALLOWLIST_JWT_SECRET`: the demo runs in development mode, with the button.
     let server = demo::start_with("memory", "", &[]);
     let driver = start_chromedriver(&driver).await;
-    let profile = std::env::temp_dir().join(format!(
-        "allowlist-console-{}-{name}",
-        std::process::id()
-    ));
+    let profile =
+        std::env::temp_dir().join(format!("allowlist-console-{}-{name}", std::process::id()));
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("browserName".into(), json!("chrome"));
     capabilities.insert(
@@ -182,9 +188,10 @@ where
         let message = match failure.try_into_panic() {
             Ok(payload) => match payload.downcast::<String>() {
                 Ok(text) => *text,
-                Err(payload) => payload
-                    .downcast_ref::<&str>()
-                    .map_or_else(|| "the scenario panicked".to_owned(), |text| (*text).to_owned()),
+                Err(payload) => payload.downcast_ref::<&str>().map_or_else(
+                    || "the scenario panicked".to_owned(),
+                    |text| (*text).to_owned(),
+                ),
             },
             Err(err) => err.to_string(),
         };
@@ -487,19 +494,16 @@ async fn enabling_a_site_list_that_locks_the_administrator_out_warns_first() {
         page.sign_in("admin").await;
         page.click("nav a[href='#site']").await;
         page.click("#site-enabled").await;
-        page.fill(
-            "#site-form textarea[name=allowedSources]",
-            "203.0.113.0/24",
-        )
-        .await;
+        page.fill("#site-form textarea[name=allowedSources]", "203.0.113.0/24")
+            .await;
         page.click("#save-site").await;
-        page.text("#site-form .notice.warning", "lock you out").await;
+        page.text("#site-form .notice.warning", "lock you out")
+            .await;
         let (_, site) = page
             .api(Method::GET, "/api/v1/entities/siteAllowlist", None)
             .await;
         assert_eq!(
-            site["data"]["attributes"]["enabled"],
-            false,
+            site["data"]["attributes"]["enabled"], false,
             "nothing applied yet"
         );
 
@@ -590,14 +594,8 @@ async fn a_hostile_policy_name_is_shown_as_text() {
             "the name became an element"
         );
         page.click("tr[data-policy=hostile] a").await;
-        assert_eq!(
-            page.value("#policy-form input[name=name]").await,
-            hostile
-        );
-        assert!(
-            page.client.get_alert_text().await.is_err(),
-            "a script ran"
-        );
+        assert_eq!(page.value("#policy-form input[name=name]").await, hostile);
+        assert!(page.client.get_alert_text().await.is_err(), "a script ran");
         // Nothing but this origin was asked for anything.
         let origin = page.url("/");
         let requested = page
@@ -636,7 +634,8 @@ async fn a_concurrent_change_is_explained_with_a_reload_offer() {
 
         page.fill("#policy-form input[name=name]", "Mine").await;
         page.click("#save-policy").await;
-        page.text(".notice.warning", "Someone else changed this").await;
+        page.text(".notice.warning", "Someone else changed this")
+            .await;
         page.click(".notice.warning .reload").await;
         page.text("#policy-form .version", "Version 2").await;
         assert_eq!(
@@ -647,7 +646,9 @@ async fn a_concurrent_change_is_explained_with_a_reload_offer() {
         page.fill("#policy-form input[name=name]", "Mine").await;
         page.click("#save-policy").await;
         page.text(".notice.success", "version 3").await;
-        let (_, body) = page.api(Method::GET, &format!("{POLICIES}/vpn"), None).await;
+        let (_, body) = page
+            .api(Method::GET, &format!("{POLICIES}/vpn"), None)
+            .await;
         assert_eq!(body["data"]["attributes"]["name"], "Mine");
     })
     .await;
@@ -681,6 +682,40 @@ async fn a_narrow_window_keeps_every_control_reachable() {
             )
             .await;
         assert_eq!(unlabelled, json!([]));
+    })
+    .await;
+}
+
+/// Refreshes the README's picture of the console, `docs/console.png` (run it with
+/// `cargo test --all-features --test console -- --ignored readme_screenshot`).
+#[tokio::test]
+#[ignore = "writes docs/console.png; run it by hand when the console's look changes"]
+async fn readme_screenshot() {
+    run("readme_screenshot", (1100, 660), |page| async move {
+        let seed = [
+            json!({"data": {"id": "admins-vpn", "type": "ipAllowlistPolicy",
+                "attributes": {"name": "Administrators: VPN only",
+                    "allowedSources": ["198.51.100.0/24", "2001:db8:abcd::/48"]},
+                "relationships": {"userGroups": {"data": [{"id": "admins", "type": "userGroup"}]}}}}),
+            json!({"data": {"id": "office", "type": "ipAllowlistPolicy",
+                "attributes": {"name": "Head office (trial)", "enforcement": "report",
+                    "allowedSources": ["203.0.113.0/24"], "blockedSources": ["203.0.113.64/26"]},
+                "relationships": {"users": {"data": [{"id": "alice", "type": "user"}]},
+                    "userGroups": {"data": [{"id": "staff", "type": "userGroup"}]}}}}),
+            json!({"data": {"id": "contractors", "type": "ipAllowlistPolicy",
+                "attributes": {"name": "Contractors", "allowedSources": ["192.0.2.10-192.0.2.20"]}}}),
+        ];
+        for policy in seed {
+            let (status, body) = page.api(Method::POST, POLICIES, Some(policy)).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        page.sign_in("alice").await;
+        page.find("tr[data-policy=office]").await;
+        let png = page.client.screenshot().await.unwrap();
+        assert!(png.len() < 150_000, "{} bytes: too large for the README", png.len());
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/console.png");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, png).unwrap();
     })
     .await;
 }

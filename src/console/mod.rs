@@ -284,8 +284,7 @@ mod tests {
 
     fn assert_secured(headers: &http::HeaderMap, path: &str) {
         assert_eq!(
-            headers[CONTENT_SECURITY_POLICY],
-            CONTENT_SECURITY_POLICY_VALUE,
+            headers[CONTENT_SECURITY_POLICY], CONTENT_SECURITY_POLICY_VALUE,
             "{path}"
         );
         assert_eq!(headers[X_FRAME_OPTIONS], "DENY", "{path}");
@@ -313,7 +312,11 @@ mod tests {
         assert_eq!(status, StatusCode::PERMANENT_REDIRECT);
         assert_eq!(headers[LOCATION], "/console/");
 
-        for missing in ["/console/secret.txt", "/console/..%2FCargo.toml", "/console/a/b"] {
+        for missing in [
+            "/console/secret.txt",
+            "/console/..%2FCargo.toml",
+            "/console/a/b",
+        ] {
             let (status, headers, _) = get(&app, missing).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
             if missing != "/console/a/b" {
@@ -353,7 +356,11 @@ mod tests {
                 "https://",
                 "javascript:",
             ] {
-                assert!(!text.contains(forbidden), "{} contains {forbidden}", asset.name);
+                assert!(
+                    !text.contains(forbidden),
+                    "{} contains {forbidden}",
+                    asset.name
+                );
             }
             if asset.name.ends_with(".html") {
                 assert_eq!(text.matches("<script").count(), 1, "{}", asset.name);

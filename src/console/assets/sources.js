@@ -98,7 +98,14 @@ export function sourceBox(label, values, hint, name) {
  * fields. `force` (a function) turns the lockout guard's 409 into a warning with an
  * "Apply anyway" step; `reload` turns a 412 into an explanation with a reload offer.
  */
-export function explainFailure(error, {messages, boxes = {}, fields = {}, force, reload}) {
+export function explainFailure(error, options) {
+  explain(error, options);
+  // Bring the explanation into view: it may be below the fold of a long form.
+  const shown = options.messages.querySelector('.notice');
+  if (shown && typeof shown.scrollIntoView === 'function') shown.scrollIntoView({block: 'nearest'});
+}
+
+function explain(error, {messages, boxes = {}, fields = {}, force, reload}) {
   for (const box of Object.values(boxes)) box.clear();
   for (const one of Object.values(fields)) one.error('');
   replace(messages);
