@@ -719,3 +719,62 @@ async fn readme_screenshot() {
     })
     .await;
 }
+
+/// Only the development mode (the published secret) mints tokens, and only then does
+/// the console offer the button.
+#[tokio::test]
+async fn the_development_token_route_exists_only_in_development_mode() {
+    let user = json!({"user": "alice"});
+    let deployed = demo::start_with("memory", "a-secret-of-this-deployment-only", &[]);
+    let (status, _) = demo::send(
+        deployed.addr,
+        Method::POST,
+        "/dev/token",
+        None,
+        Some(user.clone()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, config) = demo::send(
+        deployed.addr,
+        Method::GET,
+        "/console/config.json",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(config, json!({"devTokenUrl": null}));
+
+    let development = demo::start_with("memory", "", &[]);
+    let (_, config) = demo::send(
+        development.addr,
+        Method::GET,
+        "/console/config.json",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(config, json!({"devTokenUrl": "/dev/token"}));
+    let (status, minted) = demo::send(
+        development.addr,
+        Method::POST,
+        "/dev/token",
+        None,
+        Some(user),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{minted}");
+    let token = minted["token"].as_str().unwrap();
+    let (status, me) = demo::send(development.addr, Method::GET, POLICIES, Some(token), None).await;
+    assert_eq!(status, StatusCode::OK, "a manager's token: {me}");
+    let (status, _) = demo::send(
+        development.addr,
+        Method::POST,
+        "/dev/token",
+        None,
+        Some(json!({"user": " "})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
