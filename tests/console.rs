@@ -367,6 +367,17 @@ async fn signing_in_with_a_pasted_token_and_with_the_development_button() {
         page.find("#token").await;
         assert_eq!(page.script("return sessionStorage.length").await, json!(0));
 
+        // With the keyboard only: the token field has the focus, Enter signs in.
+        assert_eq!(
+            page.script("return document.activeElement.id").await,
+            json!("token")
+        );
+        let active = page.client.active_element().await.unwrap();
+        active.send_keys(&format!("{alice}\u{E007}")).await.unwrap();
+        page.text("#who-user", "alice").await;
+        page.click("#sign-out").await;
+        page.find("#token").await;
+
         // The development mode's button mints a token for a named user.
         page.fill("#dev-user", "bob").await;
         page.click("#dev-mint").await;
@@ -428,6 +439,16 @@ async fn a_typo_in_the_second_source_is_shown_on_its_line_and_fixed_with_one_cli
             "admin",
         )
         .await;
+
+        // Deleting asks first.
+        page.click("nav a[href='#policies']").await;
+        page.click("tr[data-policy=office] button.danger").await;
+        page.click("tr[data-policy=office] .confirm-delete").await;
+        page.gone("tr[data-policy=office]").await;
+        let (status, _) = page
+            .api(Method::GET, &format!("{POLICIES}/office"), None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     })
     .await;
 }
@@ -777,4 +798,53 @@ async fn the_development_token_route_exists_only_in_development_mode() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_resource_allowlist_is_created_reported_only_and_removed() {
+    run("resource_list", (1280, 800), |page| async move {
+        let media = "/api/v1/projects/apollo/media/cover.png";
+        page.sign_in("admin").await;
+        page.click("nav a[href='#resources']").await;
+        page.click("#view .toolbar a").await;
+        page.fill("#resource-form input[name=resource]", "apollo")
+            .await;
+        page.fill(
+            "#resource-form textarea[name=allowedSources]",
+            "203.0.113.0/24",
+        )
+        .await;
+        page.click("#resource-form button[type=submit]").await;
+        page.text("tr[data-resource=apollo]", "enforce").await;
+        let (status, _) = page.api(Method::GET, media, None).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "loopback is outside the list"
+        );
+
+        page.click("tr[data-resource=apollo] a").await;
+        page.find("#resource-form select")
+            .await
+            .select_by_value("report")
+            .await
+            .unwrap();
+        page.click("#resource-form button[type=submit]").await;
+        page.text("tr[data-resource=apollo]", "report only").await;
+        let (status, _) = page.api(Method::GET, media, None).await;
+        assert_eq!(status, StatusCode::OK, "report only refuses nothing");
+
+        page.click("tr[data-resource=apollo] button.danger").await;
+        page.click("tr[data-resource=apollo] .confirm-delete").await;
+        page.gone("tr[data-resource=apollo]").await;
+        let (status, _) = page
+            .api(
+                Method::GET,
+                "/api/v1/entities/resourceAllowlists/apollo",
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    })
+    .await;
 }

@@ -68,22 +68,35 @@ export async function renderResources(view, id) {
     explainFailure(error, {messages});
     return;
   }
-  const rows = lists.map((one) => h('tr', {dataset: {resource: one.id}},
-    h('td', {class: 'mono', text: one.id}),
-    h('td', {}, h('span', {class: `badge ${one.attributes.enforcement}`, text: one.attributes.enforcement === 'report' ? 'report only' : 'enforce'})),
-    h('td', {}, list(one.attributes.allowedSources, 'mono')),
-    h('td', {}, list(one.attributes.blockedSources || [], 'mono')),
-    h('td', {}, h('div', {class: 'actions'},
+  const row = (one) => {
+    const actions = h('td');
+    const showActions = () => replace(actions, h('div', {class: 'actions'},
       h('a', {href: `#resources/edit/${segment(one.id)}`, 'aria-label': `Edit the allowlist of ${one.id}`}, 'Edit'),
-      button('Delete', async () => {
+      button('Delete', () => confirmDelete(), 'danger')));
+    const confirmDelete = () => {
+      const yes = button(`Remove the allowlist of ${one.id}`, async () => {
         try {
           await call('DELETE', `${RESOURCES}/${segment(one.id)}`);
-          announce(`Removed the allowlist of ${one.id}.`);
+          announce(`Removed the allowlist of ${one.id}: the resource is unrestricted.`);
           await renderResources(view);
         } catch (error) {
           explainFailure(error, {messages});
+          showActions();
         }
-      }, 'danger')))));
+      }, 'danger confirm-delete');
+      replace(actions, h('div', {class: 'actions'},
+        h('span', {text: 'Unrestrict this resource?'}), yes, button('Keep it', showActions)));
+      yes.focus();
+    };
+    showActions();
+    return h('tr', {dataset: {resource: one.id}},
+      h('td', {class: 'mono', text: one.id}),
+      h('td', {}, h('span', {class: `badge ${one.attributes.enforcement}`, text: one.attributes.enforcement === 'report' ? 'report only' : 'enforce'})),
+      h('td', {}, list(one.attributes.allowedSources, 'mono')),
+      h('td', {}, list(one.attributes.blockedSources || [], 'mono')),
+      actions);
+  };
+  const rows = lists.map(row);
   replace(body, table('Resource allowlists', ['Resource', 'Enforcement', 'Allowed', 'Blocked', 'Actions'], rows,
     'No resource has an allowlist.'));
   if (id === undefined && window.location.hash !== '#resources/new') return;
