@@ -617,6 +617,16 @@ async fn a_hostile_policy_name_is_shown_as_text() {
         page.click("tr[data-policy=hostile] a").await;
         assert_eq!(page.value("#policy-form input[name=name]").await, hostile);
         assert!(page.client.get_alert_text().await.is_err(), "a script ran");
+        // The page's Content-Security-Policy is in force: an inline script does not run.
+        let ran = page
+            .script(
+                "const s = document.createElement('script');
+                 s.textContent = 'window.inlineRan = true';
+                 document.body.append(s);
+                 return window.inlineRan === true",
+            )
+            .await;
+        assert_eq!(ran, json!(false), "an inline script ran");
         // Nothing but this origin was asked for anything.
         let origin = page.url("/");
         let requested = page
