@@ -27,7 +27,13 @@
 //! - `GET /api/v1/projects/{project}/media/{file}`: a small body, guarded by the
 //!   project's resource allowlist (`/api/v1/entities/resourceAllowlists/{project}`);
 //! - the admin API of `tower_ip_allowlist::admin` (`/api/v1/entities/ipAllowlistPolicies`,
-//!   `siteAllowlist`, `resourceAllowlists`, `evaluate`, `myAccess`, ...).
+//!   `siteAllowlist`, `resourceAllowlists`, `evaluate`, `myAccess`, ...);
+//! - `GET /console/`: the administrator's console (`tower_ip_allowlist::console`), a
+//!   client of the admin API; open it in a browser;
+//! - `POST /dev/token` with `{"user": "alice"}`, in development mode only (the fixed
+//!   development secret, no `--jwks-url` or `--oidc-issuer`): a token with the manage
+//!   permission for that user, as `mint-token` prints, behind the console's
+//!   "development token" button.
 //!
 //! Stack, outermost first: trace, the request deadlines, client address (resolved
 //! once, with `--trusted-proxy`), tenant (from the host with `--tenant-domain`, else
@@ -53,7 +59,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Path};
-use axum::routing::get;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::{Extension, Json, Router};
 use clap::{Parser, Subcommand};
@@ -63,6 +70,7 @@ use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use tower_ip_allowlist::admin;
 use tower_ip_allowlist::client_ip::{ClientIp, ClientIpLayer, ClientIpResolver, ForwardedHeader};
+use tower_ip_allowlist::console::Console;
 use tower_ip_allowlist::jwt::{
     encode_hs256, JwtAuthLayer, RemoteKeys, RequirePrincipalLayer, TokenClaims,
 };
@@ -311,10 +319,27 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         max_connections: cli.max_connections as usize,
         shutdown_grace: cli.shutdown_grace,
     };
+    // The console's files hold no data: served to anyone, like `/health`; its calls to
+    // the admin API are what is authenticated and gated. In development mode (the
+    // published secret) it offers a button that mints a token for a named user.
+    let dev_mode = dev_secret && cli.jwks_url.is_none() && cli.oidc_issuer.is_none();
+    let console = if dev_mode {
+        let secret = secret.clone();
+        Console::new()
+            .dev_token_url(DEV_TOKEN_PATH)
+            .into_router()
+            .route(
+                DEV_TOKEN_PATH,
+                post(move |body: Json<Value>| dev_token(secret.clone(), body)),
+            )
+    } else {
+        Console::new().into_router()
+    };
     // The client address is resolved once, outermost, and every layer, handler and
     // the admin API's lockout guard read that one outcome.
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
+        .merge(console)
         .merge(gated)
         .layer(ClientIpLayer::new(resolver));
     let app = serving::with_deadlines(app, &edge).layer(TraceLayer::new_for_http());
@@ -330,12 +355,12 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         "listening on http://{addr} (database {})",
         redacted(&cli.database)
     );
-    if dev_secret && cli.jwks_url.is_none() && cli.oidc_issuer.is_none() {
+    if dev_mode {
         tracing::warn!(
             "ALLOWLIST_JWT_SECRET is not set: using the fixed development secret, which anyone can read in the source. Never deploy like this."
         );
         println!(
-            "mint a token to try it:\n  TOKEN=$(cargo run --release --example server -- mint-token --user alice --permission MANAGE)\n  curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/profile"
+            "mint a token to try it:\n  TOKEN=$(cargo run --release --example server -- mint-token --user alice --permission MANAGE)\n  curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/api/v1/profile\nor open the console: http://{addr}/console/"
         );
     }
     if let Some(config) = proxy_protocol {
@@ -387,6 +412,36 @@ fn seconds(text: &str) -> Result<Duration, String> {
         _ => Err(format!(
             "`{text}` is not a positive number of seconds, such as 20 or 0.5"
         )),
+    }
+}
+
+/// Where the development mode mints tokens for the console's button.
+const DEV_TOKEN_PATH: &str = "/dev/token";
+
+/// How long a development token lasts.
+const DEV_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// A token with the manage permission for `{"user": USER}`, signed with the
+/// development secret: what `mint-token --user USER --permission MANAGE` prints.
+/// Development mode only.
+async fn dev_token(secret: String, Json(request): Json<Value>) -> (StatusCode, Json<Value>) {
+    let Some(user) = request["user"]
+        .as_str()
+        .map(str::trim)
+        .filter(|user| !user.is_empty())
+    else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "send the user to mint a token for: {\"user\": \"alice\"}"})),
+        );
+    };
+    let claims = TokenClaims::new(user, DEV_TOKEN_TTL).with_permissions(["MANAGE"]);
+    match encode_hs256(secret.as_bytes(), &claims) {
+        Ok(token) => (StatusCode::OK, Json(json!({ "token": token }))),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "error": err.to_string() })),
+        ),
     }
 }
 

@@ -27,6 +27,7 @@
 //! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events; SQLite and PostgreSQL persistence, replication across replicas |
 //! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
 //! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
+//! | `console` | an administrator's console in the browser, a client of the admin API (feature `console`) |
 //! | `proxy_protocol` | the client address behind layer-4 load balancers: a listener that reads PROXY protocol v1/v2 headers (feature `proxy-protocol`) |
 //!
 //! # Example
@@ -58,6 +59,7 @@
 //! | `sqlite` | `store::SqliteBackend`: the store in one local SQLite file |
 //! | `postgres` | `store::PostgresBackend` and `store::Replicator`: one PostgreSQL database shared by several replicas, each change enforced by every replica within moments |
 //! | `admin` | `admin::router`: the JSON:API admin API over the store, with its OpenAPI document |
+//! | `console` | `console::router`: an administrator's console (HTML, CSS and JavaScript embedded in the binary, no build step) to serve at `/console` beside the admin API; implies `admin` |
 //! | `metrics` | counters of allowed, denied and would-deny requests through the `metrics` facade |
 //! | `proxy-protocol` | `proxy_protocol::ProxyProtocolListener`: reads the PROXY protocol header (v1, v2) from trusted layer-4 balancers, for `axum::serve` and tonic's `serve_with_incoming` |
 //!
@@ -99,6 +101,9 @@ macro_rules! inner_service_accessors {
 pub mod admin;
 mod body;
 pub mod client_ip;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod console;
 pub mod explain;
 mod grpc;
 #[cfg(feature = "jwt")]

@@ -927,6 +927,8 @@ async fn openapi_document_lists_every_route() {
             "/api/v1/entities/userGroups/{id}",
             &["get", "put", "delete"],
         ),
+        ("/api/v1/entities/userGroups", &["get"]),
+        ("/api/v1/entities/resourceAllowlists", &["get"]),
     ];
     for (route, methods) in routes {
         for method in methods {
@@ -1958,4 +1960,79 @@ async fn audit_events_are_paged_filtered_and_per_organization() {
     let openapi = admin::openapi().to_json().unwrap();
     assert!(openapi.contains("/api/v1/entities/auditEvents"));
     assert!(openapi.contains("filter[since]"));
+}
+
+/// The console draws the hierarchy and the resources from these two lists.
+#[tokio::test]
+async fn groups_and_resource_allowlists_are_listed() {
+    let server = start().await;
+    let groups = "/api/v1/entities/userGroups";
+    let resources = "/api/v1/entities/resourceAllowlists";
+    let empty = Call::new(Method::GET, groups).send(&server).await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.text);
+    assert_eq!(empty.body, json!({"data": []}));
+    assert_eq!(
+        Call::new(Method::GET, resources).send(&server).await.body,
+        json!({"data": []})
+    );
+
+    let set = put_group(&server, "interns", &["staff".to_owned()]).await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    let set = put_group(
+        &server,
+        "staff",
+        &["everyone".to_owned(), "berlin".to_owned()],
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    let listed = Call::new(Method::GET, groups).send(&server).await;
+    assert_eq!(
+        listed.body["data"],
+        json!([
+            {"id": "interns", "type": "userGroup",
+             "relationships": {"parents": {"data": [{"id": "staff", "type": "userGroup"}]}}},
+            {"id": "staff", "type": "userGroup",
+             "relationships": {"parents": {"data": [
+                 {"id": "berlin", "type": "userGroup"}, {"id": "everyone", "type": "userGroup"}]}}},
+        ])
+    );
+
+    for project in ["gemini", "apollo"] {
+        let path = format!("{resources}/{project}");
+        let list = json!({"data": {"id": project, "type": "resourceAllowlist",
+            "attributes": {"allowedSources": ["127.0.0.2"], "enforcement": "report"}}});
+        let set = Call::new(Method::PUT, &path)
+            .json(&list)
+            .send(&server)
+            .await;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.text);
+    }
+    let listed = Call::new(Method::GET, resources).send(&server).await;
+    let ids: Vec<&str> = listed.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|list| list["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["apollo", "gemini"]);
+    assert_eq!(
+        listed.body["data"][0]["attributes"]["enforcement"],
+        "report"
+    );
+
+    // Like every other route: administrators only, of their own organization.
+    for path in [groups, resources] {
+        let reader = Call::new(Method::GET, path)
+            .token(Some(token("bob", None, &[], &[])))
+            .send(&server)
+            .await;
+        assert_eq!(reader.status, StatusCode::FORBIDDEN, "{path}");
+        let other = Call::new(Method::GET, path)
+            .host("acme.test")
+            .token(Some(token("carol", Some("acme"), &["MANAGE"], &[])))
+            .send(&server)
+            .await;
+        assert_eq!(other.status, StatusCode::OK, "{path}");
+        assert_eq!(other.body, json!({"data": []}), "{path}");
+    }
 }

@@ -160,6 +160,13 @@ pub struct GroupDocument {
     pub data: GroupResource,
 }
 
+/// A document holding every group that has parents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct GroupListDocument {
+    /// The groups that have parents, by id, each with them.
+    pub data: Vec<GroupResource>,
+}
+
 /// A `userGroup` resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct GroupResource {
@@ -263,6 +270,13 @@ pub struct SiteAllowlistAttributes {
 pub struct ResourceAllowlistDocument {
     /// The resource's allowlist.
     pub data: ResourceAllowlistResource,
+}
+
+/// A document holding every resource's allowlist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceAllowlistListDocument {
+    /// The resources that have an allowlist, by id.
+    pub data: Vec<ResourceAllowlistResource>,
 }
 
 /// A `resourceAllowlist` resource, whose id is the resource's (a project id, say).

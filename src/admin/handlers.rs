@@ -13,8 +13,9 @@ use serde_json::Value;
 
 use super::document::{
     self, ErrorDocument, EvaluateDocument, ExplanationData, ExplanationDocument, GroupDocument,
-    GroupResource, PolicyDocument, PolicyListDocument, PolicyResource, ResourceAllowlistDocument,
-    ResourceAllowlistResource, SiteAllowlistDocument, SiteAllowlistResource, TargetsDocument,
+    GroupListDocument, GroupResource, PolicyDocument, PolicyListDocument, PolicyResource,
+    ResourceAllowlistDocument, ResourceAllowlistListDocument, ResourceAllowlistResource,
+    SiteAllowlistDocument, SiteAllowlistResource, TargetsDocument,
 };
 use super::error::{ApiError, Context};
 use super::{AdminState, MAX_BODY_BYTES, MEDIA_TYPE, POLICIES_PATH};
@@ -512,6 +513,26 @@ pub(super) async fn remove_targets(
 
 // ---- groups ----------------------------------------------------------------------
 
+/// List the groups that have parents, each with them: the whole hierarchy.
+#[utoipa::path(
+    get, path = "/api/v1/entities/userGroups", tag = "userGroups",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The groups that have parents, by id", body = GroupListDocument, content_type = "application/vnd.api+json"),
+        (status = 401, description = "No valid token", body = ErrorDocument),
+        (status = 403, description = "No manage permission, or the allowlist denies the caller", body = ErrorDocument),
+    )
+)]
+pub(super) async fn list_groups(State(state): State<AdminState>, manager: Manager) -> Response {
+    let data = state
+        .store
+        .list_groups(&manager.org)
+        .iter()
+        .map(GroupResource::from)
+        .collect();
+    document(StatusCode::OK, &GroupListDocument { data })
+}
+
 /// Get a group's parents.
 #[utoipa::path(
     get, path = "/api/v1/entities/userGroups/{id}", tag = "userGroups",
@@ -638,6 +659,29 @@ pub(super) async fn put_site_list(
         .as_ref()
         .map_or_else(SiteAllowlistResource::unset, SiteAllowlistResource::from);
     Ok(document(StatusCode::OK, &SiteAllowlistDocument { data }))
+}
+
+/// List the resources that have an allowlist.
+#[utoipa::path(
+    get, path = "/api/v1/entities/resourceAllowlists", tag = "resourceAllowlists",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The resources' allowlists, by id", body = ResourceAllowlistListDocument, content_type = "application/vnd.api+json"),
+        (status = 401, description = "No valid token", body = ErrorDocument),
+        (status = 403, description = "No manage permission, or the allowlist denies the caller", body = ErrorDocument),
+    )
+)]
+pub(super) async fn list_resource_lists(
+    State(state): State<AdminState>,
+    manager: Manager,
+) -> Response {
+    let data = state
+        .store
+        .resource_lists(&manager.org)
+        .iter()
+        .map(|(id, list)| ResourceAllowlistResource::of(id.as_str(), list))
+        .collect();
+    document(StatusCode::OK, &ResourceAllowlistListDocument { data })
 }
 
 /// Get a resource's allowlist.

@@ -11,10 +11,12 @@
 //! | `DELETE /api/v1/entities/ipAllowlistPolicies/{id}` | delete | 204 |
 //! | `POST /api/v1/actions/ipAllowlistPolicies/{id}/addTargets` | assign users and groups | 204 |
 //! | `POST /api/v1/actions/ipAllowlistPolicies/{id}/removeTargets` | unassign them | 204 |
+//! | `GET /api/v1/entities/userGroups` | every group that has parents, with them | 200 |
 //! | `GET`, `PUT`, `DELETE /api/v1/entities/userGroups/{id}` | a group's parents | 200 / 200 / 204 |
 //! | `POST /api/v1/actions/ipAllowlistPolicies/evaluate` | explain a user, groups and address, rule by rule | 200 |
 //! | `GET /api/v1/actions/ipAllowlistPolicies/myAccess` | explain the caller's own requests (any authenticated caller) | 200 |
 //! | `GET`, `PUT /api/v1/entities/siteAllowlist` | the organization's site allowlist | 200 |
+//! | `GET /api/v1/entities/resourceAllowlists` | every resource's allowlist | 200 |
 //! | `GET`, `PUT`, `DELETE /api/v1/entities/resourceAllowlists/{id}` | a resource's allowlist | 200 / 200 / 204 |
 //! | `GET /api/v1/entities/auditEvents` | the organization's audit trail, newest first: `page[size]` (1 to 500, default 50), `page[cursor]` from `links.next`, `filter[entityId]`, `filter[actor]`, `filter[since]`, `filter[until]` (RFC 3339; a bad value is 400 naming the parameter) | 200 |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document, generated from this code | 200 |
@@ -208,6 +210,7 @@ impl Admin {
                 "/api/v1/actions/ipAllowlistPolicies/{id}/removeTargets",
                 post(remove_targets),
             )
+            .route("/api/v1/entities/userGroups", get(list_groups))
             .route(
                 "/api/v1/entities/userGroups/{id}",
                 get(get_group).put(put_group).delete(delete_group),
@@ -223,6 +226,10 @@ impl Admin {
             .route(
                 "/api/v1/entities/siteAllowlist",
                 get(get_site_list).put(put_site_list),
+            )
+            .route(
+                "/api/v1/entities/resourceAllowlists",
+                get(list_resource_lists),
             )
             .route(
                 "/api/v1/entities/resourceAllowlists/{id}",
@@ -257,11 +264,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::delete_policy,
         handlers::add_targets,
         handlers::remove_targets,
+        handlers::list_groups,
         handlers::get_group,
         handlers::put_group,
         handlers::delete_group,
         handlers::get_site_list,
         handlers::put_site_list,
+        handlers::list_resource_lists,
         handlers::get_resource_list,
         handlers::put_resource_list,
         handlers::delete_resource_list,

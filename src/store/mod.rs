@@ -713,6 +713,22 @@ impl Store {
         })
     }
 
+    /// Every group of `org` that has parents, with them, by id.
+    #[must_use]
+    pub fn list_groups(&self, org: &OrgId) -> Vec<StoredGroup> {
+        self.cached(org).map_or_else(Vec::new, |record| {
+            record
+                .org
+                .groups
+                .iter()
+                .map(|(id, parents)| StoredGroup {
+                    id: id.clone(),
+                    parents: parents.clone(),
+                })
+                .collect()
+        })
+    }
+
     // ---- policy changes ----------------------------------------------------------
 
     /// Creates a policy.
