@@ -410,6 +410,9 @@ impl WouldDenySummaries {
             changed,
         } = &mut *state;
         if !orgs.contains_key(organization) {
+            if limits.rules_per_org == 0 {
+                return;
+            }
             orgs.insert(Box::from(organization), Default::default());
         }
         let Some(rules) = orgs.get_mut(organization) else {
