@@ -20,8 +20,8 @@
 //!
 //! # What a rule would deny, before it enforces
 //!
-//! Each would-deny is also recorded in a bounded [summary](summary) per rule, kept in
-//! the [`SnapshotHandle`](crate::snapshot::SnapshotHandle) the layer decides with
+//! Each would-deny is also recorded in a bounded [summary] per rule, kept in
+//! the [`SnapshotHandle`] the layer decides with
 //! ([`SnapshotHandle::would_deny`](crate::snapshot::SnapshotHandle::would_deny)): the
 //! distinct (user, address) pairs, IPv6 addresses grouped by /64, with counts and
 //! first and last seen, since the rule entered report mode. A

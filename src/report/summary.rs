@@ -815,7 +815,7 @@ mod tests {
         };
         org.insert_policy(report("vpn", Enforcement::Report));
         org.insert_policy(report("office", Enforcement::Enforce));
-        let list = SourceList::parse(&["198.51.100.0/24"])
+        let list = SourceList::parse(["198.51.100.0/24"])
             .unwrap()
             .with_enforcement(Enforcement::Report);
         org.site = Some(SiteList {

@@ -921,71 +921,6 @@ fn target(connect: &PgConnectOptions, schema: Option<&str>) -> String {
     target
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_names() {
-        for good in ["public", "_x", "allowlist_test_12", &"a".repeat(63)] {
-            assert!(check_schema(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            "1abc",
-            "Public",
-            "a-b",
-            "a b",
-            "a\"b",
-            "pg_temp",
-            &"a".repeat(64),
-        ] {
-            let err = check_schema(bad).unwrap_err().to_string();
-            assert!(err.contains("lowercase letters"), "{bad}: {err}");
-        }
-    }
-
-    #[test]
-    fn which_sqlstates_refuse_the_value() {
-        for refused in [
-            "22001", "22021", "22P05", "22023", "23505", "23514", "54000",
-        ] {
-            assert!(refuses_value(Some(refused)), "{refused}");
-        }
-        // Unreachable, overloaded, cancelled, serialization: retrying may work.
-        for transient in ["08006", "53300", "57014", "40001", "40P01"] {
-            assert!(!refuses_value(Some(transient)), "{transient}");
-        }
-        assert!(!refuses_value(None));
-    }
-
-    #[test]
-    fn channel_names_fit_postgres_limit() {
-        assert_eq!(channel_name("public"), "allowlist_changes:public");
-        let long = "s".repeat(63);
-        let channel = channel_name(&long);
-        assert!(channel.len() <= 63, "{channel}");
-        assert_eq!(channel, channel_name(&long), "deterministic");
-        assert_ne!(channel, channel_name(&"t".repeat(63)));
-    }
-
-    #[test]
-    fn options_never_show_the_password() {
-        let options = PostgresOptions::new("postgres://app:s3cret@db.internal:6543/policies")
-            .unwrap()
-            .schema("tenant_a")
-            .unwrap();
-        let shown = format!("{options:?}");
-        assert!(
-            shown.contains("db.internal:6543/policies as app schema tenant_a"),
-            "{shown}"
-        );
-        assert!(!shown.contains("s3cret"), "{shown}");
-        let err = PostgresOptions::new("mysql://x").unwrap_err().to_string();
-        assert!(err.contains("expected postgres://"), "{err}");
-    }
-}
-
 /// Milliseconds since the Unix epoch, as a database column holds them.
 fn millis(time: SystemTime) -> i64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |since| {
@@ -1051,4 +986,69 @@ fn decode_callers(text: &str) -> Result<Vec<WouldDenyCaller>, BackendError> {
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names() {
+        for good in ["public", "_x", "allowlist_test_12", &"a".repeat(63)] {
+            assert!(check_schema(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "Public",
+            "a-b",
+            "a b",
+            "a\"b",
+            "pg_temp",
+            &"a".repeat(64),
+        ] {
+            let err = check_schema(bad).unwrap_err().to_string();
+            assert!(err.contains("lowercase letters"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn which_sqlstates_refuse_the_value() {
+        for refused in [
+            "22001", "22021", "22P05", "22023", "23505", "23514", "54000",
+        ] {
+            assert!(refuses_value(Some(refused)), "{refused}");
+        }
+        // Unreachable, overloaded, cancelled, serialization: retrying may work.
+        for transient in ["08006", "53300", "57014", "40001", "40P01"] {
+            assert!(!refuses_value(Some(transient)), "{transient}");
+        }
+        assert!(!refuses_value(None));
+    }
+
+    #[test]
+    fn channel_names_fit_postgres_limit() {
+        assert_eq!(channel_name("public"), "allowlist_changes:public");
+        let long = "s".repeat(63);
+        let channel = channel_name(&long);
+        assert!(channel.len() <= 63, "{channel}");
+        assert_eq!(channel, channel_name(&long), "deterministic");
+        assert_ne!(channel, channel_name(&"t".repeat(63)));
+    }
+
+    #[test]
+    fn options_never_show_the_password() {
+        let options = PostgresOptions::new("postgres://app:s3cret@db.internal:6543/policies")
+            .unwrap()
+            .schema("tenant_a")
+            .unwrap();
+        let shown = format!("{options:?}");
+        assert!(
+            shown.contains("db.internal:6543/policies as app schema tenant_a"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let err = PostgresOptions::new("mysql://x").unwrap_err().to_string();
+        assert!(err.contains("expected postgres://"), "{err}");
+    }
 }
