@@ -27,8 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use tower_ip_allowlist::layer::AllowlistLayer;
-use tower_ip_allowlist::policy::OrgId;
+use tower_ip_allowlist::policy::{Enforcement, OrgId};
 use tower_ip_allowlist::principal::Principal;
+use tower_ip_allowlist::report::RuleKind;
 use tower_ip_allowlist::snapshot::{Decision, DenyReason, SnapshotHandle};
 use tower_ip_allowlist::store::{
     Actor, Limits, PolicyDraft, PolicyPatch, PostgresBackend, PostgresOptions, ReplicationOptions,
@@ -769,7 +770,7 @@ async fn replicas_starting_together_migrate_once() {
     .fetch_all(&mut sql)
     .await
     .unwrap();
-    assert_eq!(applied, [1, 2, 3], "each migration applied once");
+    assert_eq!(applied, [1, 2, 3, 4], "each migration applied once");
     // And a backend on the schema, opened again, still works.
     let backend = schema.backend().await;
     let store = Store::open(
@@ -1269,4 +1270,195 @@ async fn blocked_sources_replicate_and_survive_a_restart() {
         c.store.resource_list(&org, "apollo").unwrap(),
         a.store.resource_list(&org, "apollo").unwrap()
     );
+}
+
+/// A request by `user` from `from` through the allowlist layer deciding with `handle`.
+async fn call_from(handle: &SnapshotHandle, user: &str, from: &str) -> StatusCode {
+    let app: Router = Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(AllowlistLayer::new(handle.clone()));
+    let mut request = Request::get("/").body(Body::empty()).unwrap();
+    let peer = SocketAddr::new(from.parse().unwrap(), 40000);
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request
+        .extensions_mut()
+        .insert(Principal::new(user).with_organization("acme"));
+    request
+        .extensions_mut()
+        .insert(Tenant::new(OrgId::from("acme")));
+    app.oneshot(request).await.unwrap().status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn would_deny_summaries_recorded_through_one_replica_are_answered_by_the_other() {
+    let Some(url) =
+        database_url("would_deny_summaries_recorded_through_one_replica_are_answered_by_the_other")
+    else {
+        return;
+    };
+    let schema = Schema::new(&url, "would_deny");
+    let replication =
+        ReplicationOptions::default().would_deny_flush_interval(Duration::from_millis(50));
+    let a = Replica::start(schema.options(), replication).await;
+    let b = Replica::start(schema.options(), replication).await;
+    assert!(a.store.shares_would_deny());
+    assert_ne!(a.store.replica(), b.store.replica());
+    let org = OrgId::from("acme");
+    let draft = PolicyDraft::new("rollout", ["203.0.113.0/24"])
+        .users(["bob"])
+        .enforcement(Enforcement::Report);
+    a.store.create_policy(&SYSTEM(), &org, draft).await.unwrap();
+    until(Duration::from_secs(2), || {
+        b.store.get_policy(&org, "rollout").is_some()
+    })
+    .await
+    .expect("B did not load the policy");
+
+    // Through A: bob from outside, three times from one IPv4 address and twice from
+    // one IPv6 /64; from inside, and carol (no policy applies), nothing is recorded.
+    for from in [
+        "192.0.2.7",
+        "192.0.2.7",
+        "192.0.2.7",
+        "2001:db8:0:1::1",
+        "2001:db8:0:1::2",
+    ] {
+        assert_eq!(
+            call_from(a.store.handle(), "bob", from).await,
+            StatusCode::OK,
+            "report-only"
+        );
+    }
+    assert_eq!(
+        call_from(a.store.handle(), "bob", "203.0.113.5").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_from(a.store.handle(), "carol", "192.0.2.7").await,
+        StatusCode::OK
+    );
+
+    // Read on B, which saw none of these requests: A's flush brings them.
+    let start = Instant::now();
+    let summary = loop {
+        let summary = b
+            .store
+            .would_deny(&org, RuleKind::Policy, "rollout")
+            .await
+            .unwrap()
+            .expect("the policy reports");
+        if summary.total_requests == 5 || start.elapsed() > Duration::from_secs(5) {
+            break summary;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eprintln!("A's would-denies answered by B after {:?}", start.elapsed());
+    assert_eq!(summary.total_requests, 5, "{summary:?}");
+    assert_eq!(summary.other_requests, 0);
+    let callers: Vec<(Option<&str>, Option<String>, u64)> = summary
+        .callers
+        .iter()
+        .map(|c| (c.user.as_deref(), c.address_text(), c.count))
+        .collect();
+    assert_eq!(
+        callers,
+        [
+            (Some("bob"), Some("192.0.2.7".to_owned()), 3),
+            (Some("bob"), Some("2001:db8:0:1::/64".to_owned()), 2),
+        ]
+    );
+    assert!(
+        b.store
+            .handle()
+            .would_deny()
+            .summary(RuleKind::Policy, "acme", "rollout")
+            .is_some_and(|own| own.is_empty()),
+        "B's own summary is empty: the answer came from the database"
+    );
+
+    // Enforcing through B is refused while the summary is not empty...
+    let admin = Principal::new("admin")
+        .with_organization("acme")
+        .with_permissions(["MANAGE"]);
+    let actor = Actor::new(&admin, Some("203.0.113.1".parse().unwrap()));
+    let enforce = PolicyPatch {
+        enforcement: Some(Enforcement::Enforce),
+        ..PolicyPatch::default()
+    };
+    let refused = b
+        .store
+        .update_policy(&actor, &org, "rollout", enforce.clone(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            StoreError::WouldDenyCallers {
+                callers: 2,
+                requests: 5,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(
+        b.store
+            .get_policy(&org, "rollout")
+            .unwrap()
+            .policy
+            .enforcement(),
+        Enforcement::Report
+    );
+    // ...and made when forced: every replica's summary of it is then history.
+    b.store
+        .update_policy(&actor.clone().force(true), &org, "rollout", enforce, None)
+        .await
+        .unwrap();
+    until(Duration::from_secs(2), || {
+        a.store
+            .handle()
+            .would_deny()
+            .summary(RuleKind::Policy, "acme", "rollout")
+            .is_none()
+    })
+    .await
+    .expect("A did not drop its summary when the policy left report mode");
+    assert_eq!(
+        a.store
+            .would_deny(&org, RuleKind::Policy, "rollout")
+            .await
+            .unwrap(),
+        None,
+        "an enforcing policy has no summary"
+    );
+
+    // Back to report: a new summary, empty, on both replicas once A has flushed.
+    let report = PolicyPatch {
+        enforcement: Some(Enforcement::Report),
+        ..PolicyPatch::default()
+    };
+    a.store
+        .update_policy(&actor, &org, "rollout", report, None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for replica in [&a, &b] {
+        let summary = replica
+            .store
+            .would_deny(&org, RuleKind::Policy, "rollout")
+            .await
+            .unwrap()
+            .expect("reporting again");
+        assert!(summary.is_empty(), "{summary:?}");
+    }
+    // Bounded in the database too: one row per replica and rule.
+    let mut sql = schema.sql().await;
+    let rows: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM {}.allowlist_would_deny",
+        schema.name
+    ))
+    .fetch_one(&mut sql)
+    .await
+    .unwrap();
+    assert!(rows <= 2, "{rows} rows");
 }

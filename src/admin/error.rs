@@ -114,7 +114,8 @@ impl ApiError {
             | StoreError::ResourceLimitExceeded { .. }
             | StoreError::GroupLimitExceeded { .. }
             | StoreError::DepthLimitExceeded { .. }
-            | StoreError::LockoutPrevented { .. } => StatusCode::CONFLICT,
+            | StoreError::LockoutPrevented { .. }
+            | StoreError::WouldDenyCallers { .. } => StatusCode::CONFLICT,
             StoreError::VersionMismatch { .. } => StatusCode::PRECONDITION_FAILED,
             StoreError::Backend(backend) if backend.is_refused() => {
                 // Permanent: the same change fails the same way. Not the store's
@@ -200,6 +201,7 @@ fn title(code: &str) -> &'static str {
         "valueNotStorable" => "Value cannot be stored",
         "conflict" => "Conflict",
         "lockoutPrevented" => "Change would lock you out",
+        "wouldDenyCallers" => "Change would refuse callers",
         "versionMismatch" => "Version mismatch",
         "notFound" => "Not found",
         "malformedDocument" => "Malformed document",

@@ -218,7 +218,7 @@ fn check_media_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// The `{id}` path segment, refused as a JSON:API error if it cannot be decoded.
-pub(super) struct Id(String);
+pub(super) struct Id(pub(super) String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Id {
     type Rejection = ApiError;
@@ -353,14 +353,14 @@ pub(super) async fn get_policy(
     params(
         ("id" = String, Path, description = "The policy id"),
         ("If-Match" = Option<String>, Header, description = "The `ETag` the change was made against"),
-        ("force" = Option<bool>, Query, description = "Skip the lockout guard"),
+        ("force" = Option<bool>, Query, description = "Skip the lockout and would-deny guards"),
     ),
     request_body(content = PolicyDocument, content_type = "application/vnd.gooddata.api+json"),
     responses(
         (status = 200, description = "The replaced policy", body = PolicyDocument, content_type = "application/vnd.api+json"),
         (status = 400, description = "Invalid document or source", body = ErrorDocument),
         (status = 404, description = "No such policy", body = ErrorDocument),
-        (status = 409, description = "The change would lock the caller out", body = ErrorDocument),
+        (status = 409, description = "The change would lock the caller out (`lockoutPrevented`), or enforce a rule whose report-only summary is not empty (`wouldDenyCallers`)", body = ErrorDocument),
         (status = 412, description = "`If-Match` names an older version", body = ErrorDocument),
     )
 )]
@@ -388,7 +388,7 @@ pub(super) async fn replace_policy(
     params(
         ("id" = String, Path, description = "The policy id"),
         ("If-Match" = Option<String>, Header, description = "The `ETag` the change was made against"),
-        ("force" = Option<bool>, Query, description = "Skip the lockout guard"),
+        ("force" = Option<bool>, Query, description = "Skip the lockout and would-deny guards"),
     ),
     request_body(content = PolicyDocument, content_type = "application/vnd.gooddata.api+json",
         description = "Only the members sent change; `name: null` removes the name"),
@@ -396,7 +396,7 @@ pub(super) async fn replace_policy(
         (status = 200, description = "The updated policy", body = PolicyDocument, content_type = "application/vnd.api+json"),
         (status = 400, description = "Invalid document or source", body = ErrorDocument),
         (status = 404, description = "No such policy", body = ErrorDocument),
-        (status = 409, description = "The change would lock the caller out", body = ErrorDocument),
+        (status = 409, description = "The change would lock the caller out (`lockoutPrevented`), or enforce a rule whose report-only summary is not empty (`wouldDenyCallers`)", body = ErrorDocument),
         (status = 412, description = "`If-Match` names an older version", body = ErrorDocument),
     )
 )]
@@ -636,12 +636,12 @@ pub(super) async fn get_site_list(State(state): State<AdminState>, manager: Mana
 #[utoipa::path(
     put, path = "/api/v1/entities/siteAllowlist", tag = "siteAllowlist",
     security(("bearer" = [])),
-    params(("force" = Option<bool>, Query, description = "Skip the lockout guard")),
+    params(("force" = Option<bool>, Query, description = "Skip the lockout and would-deny guards")),
     request_body(content = SiteAllowlistDocument, content_type = "application/vnd.gooddata.api+json"),
     responses(
         (status = 200, description = "The site allowlist", body = SiteAllowlistDocument, content_type = "application/vnd.api+json"),
         (status = 400, description = "Invalid document or source", body = ErrorDocument),
-        (status = 409, description = "The change would lock the caller out", body = ErrorDocument),
+        (status = 409, description = "The change would lock the caller out (`lockoutPrevented`), or enforce a rule whose report-only summary is not empty (`wouldDenyCallers`)", body = ErrorDocument),
     )
 )]
 pub(super) async fn put_site_list(
@@ -714,12 +714,15 @@ pub(super) async fn get_resource_list(
 #[utoipa::path(
     put, path = "/api/v1/entities/resourceAllowlists/{id}", tag = "resourceAllowlists",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "The resource id")),
+    params(
+        ("id" = String, Path, description = "The resource id"),
+        ("force" = Option<bool>, Query, description = "Skip the lockout and would-deny guards"),
+    ),
     request_body(content = ResourceAllowlistDocument, content_type = "application/vnd.gooddata.api+json"),
     responses(
         (status = 200, description = "The resource's allowlist", body = ResourceAllowlistDocument, content_type = "application/vnd.api+json"),
         (status = 400, description = "Invalid document or source", body = ErrorDocument),
-        (status = 409, description = "Too many resources with an allowlist", body = ErrorDocument),
+        (status = 409, description = "Too many resources with an allowlist, the change would lock the caller out (`lockoutPrevented`), or enforce a rule whose report-only summary is not empty (`wouldDenyCallers`)", body = ErrorDocument),
     )
 )]
 pub(super) async fn put_resource_list(

@@ -18,6 +18,7 @@
 //! | `GET`, `PUT /api/v1/entities/siteAllowlist` | the organization's site allowlist | 200 |
 //! | `GET /api/v1/entities/resourceAllowlists` | every resource's allowlist | 200 |
 //! | `GET`, `PUT`, `DELETE /api/v1/entities/resourceAllowlists/{id}` | a resource's allowlist | 200 / 200 / 204 |
+//! | `GET /api/v1/actions/ipAllowlistPolicies/{id}/wouldDeny`, `GET /api/v1/actions/siteAllowlist/wouldDeny`, `GET /api/v1/actions/resourceAllowlists/{id}/wouldDeny` | whom a report-only rule would have refused since it entered report mode | 200 |
 //! | `GET /api/v1/entities/auditEvents` | the organization's audit trail, newest first: `page[size]` (1 to 500, default 50), `page[cursor]` from `links.next`, `filter[entityId]`, `filter[actor]`, `filter[since]`, `filter[until]` (RFC 3339; a bad value is 400 naming the parameter) | 200 |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document, generated from this code | 200 |
 //!
@@ -59,6 +60,23 @@
 //! request, it reports what it would have refused (see [`report`](crate::report)).
 //! Sources may be addresses, CIDR ranges, or ranges `first-last`.
 //!
+//! # From report-only to enforce
+//!
+//! While a rule reports, `GET .../wouldDeny` answers whom it would have refused since
+//! it entered report mode: the distinct (user, address) pairs (IPv6 grouped by /64),
+//! each with a count and first and last seen, most requests first, bounded per rule
+//! (the rest counted in `otherRequests`); see [`report`](crate::report). With
+//! PostgreSQL the answer covers every replica: each writes its summary to the
+//! database every [`would_deny_flush_interval`](crate::store::ReplicationOptions::would_deny_flush_interval)
+//! (10 s by default), so another replica's requests show up within that interval
+//! (plus the time its write takes); otherwise it covers the answering process.
+//!
+//! Switching a rule from `report` to `enforce` while that summary is not empty is
+//! refused with 409 `wouldDenyCallers`, naming how many callers (and requests) it
+//! would have refused; review them, or add `?force=true` to switch anyway. Like the
+//! lockout guard, it applies to administrators of the organization, not to
+//! [`Actor::system`](crate::store::Actor::system).
+//!
 //! Each of them may also carry `blockedSources`, in the same forms: addresses refused
 //! even inside the allowed sources (a rule admits what it allows and does not block;
 //! policies still combine by union). The attribute is optional and means none when
@@ -86,7 +104,7 @@
 //! | `unauthenticated`, `organizationMismatch` | 401 |
 //! | `forbidden` | 403 |
 //! | `notFound` | 404 |
-//! | `conflict` (duplicate id), `policyLimitExceeded`, `resourceLimitExceeded`, `groupLimitExceeded`, `depthLimitExceeded`, `lockoutPrevented` | 409 |
+//! | `conflict` (duplicate id), `policyLimitExceeded`, `resourceLimitExceeded`, `groupLimitExceeded`, `depthLimitExceeded`, `lockoutPrevented`, `wouldDenyCallers` | 409 |
 //! | `versionMismatch` | 412 |
 //! | `payloadTooLarge` | 413 |
 //! | `unsupportedMediaType` | 415 |
@@ -123,6 +141,7 @@ mod audit;
 pub mod document;
 mod error;
 mod handlers;
+mod would_deny;
 
 use std::fmt;
 use std::sync::Arc;
@@ -237,6 +256,18 @@ impl Admin {
                     .put(put_resource_list)
                     .delete(delete_resource_list),
             )
+            .route(
+                "/api/v1/actions/ipAllowlistPolicies/{id}/wouldDeny",
+                get(would_deny::policy_would_deny),
+            )
+            .route(
+                "/api/v1/actions/siteAllowlist/wouldDeny",
+                get(would_deny::site_would_deny),
+            )
+            .route(
+                "/api/v1/actions/resourceAllowlists/{id}/wouldDeny",
+                get(would_deny::resource_would_deny),
+            )
             .route(audit::AUDIT_EVENTS_PATH, get(audit::list_audit_events))
             .route("/api/v1/openapi.json", get(handlers::openapi))
             .with_state(self.state)
@@ -276,6 +307,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         handlers::delete_resource_list,
         handlers::evaluate,
         handlers::my_access,
+        would_deny::policy_would_deny,
+        would_deny::site_would_deny,
+        would_deny::resource_would_deny,
         audit::list_audit_events,
         handlers::openapi,
     ),

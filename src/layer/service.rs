@@ -113,7 +113,14 @@ where
                     .into_iter()
                     .flatten()
                 {
-                    report::would_deny("policy", rule.as_str(), org_id, Some(user), addr);
+                    report::would_deny(
+                        &config.handle,
+                        "policy",
+                        rule.as_str(),
+                        org_id,
+                        Some(user),
+                        addr,
+                    );
                 }
             }
             tracing::trace!(

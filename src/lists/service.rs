@@ -119,7 +119,14 @@ where
         }
         let user = head.extensions.get::<Principal>().map(|p| p.user.as_str());
         if list.enforcement() == Enforcement::Report {
-            report::would_deny(kind, &rule, organization.as_str(), user, addr);
+            report::would_deny(
+                &config.handle,
+                kind,
+                &rule,
+                organization.as_str(),
+                user,
+                addr,
+            );
             return ResponseFuture::future(self.inner.call(request));
         }
         let reason = if addr.is_some() {

@@ -5,6 +5,7 @@ use arc_swap::{ArcSwap, Guard};
 
 use super::Snapshot;
 use crate::policy::{OrgId, OrgPolicies};
+use crate::report::WouldDenySummaries;
 
 /// A shared, atomically replaceable [`Snapshot`]: what the layer reads and what a store
 /// publishes to. Cloning is cheap and every clone sees the same snapshot.
@@ -13,6 +14,7 @@ use crate::policy::{OrgId, OrgPolicies};
 #[derive(Clone)]
 pub struct SnapshotHandle {
     current: Arc<ArcSwap<Snapshot>>,
+    would_deny: Arc<WouldDenySummaries>,
 }
 
 impl SnapshotHandle {
@@ -21,7 +23,16 @@ impl SnapshotHandle {
     pub fn new(snapshot: Snapshot) -> Self {
         Self {
             current: Arc::new(ArcSwap::from_pointee(snapshot)),
+            would_deny: Arc::default(),
         }
+    }
+
+    /// What the report-only rules decided with this handle would have denied: see
+    /// [`report`](crate::report#what-a-rule-would-deny-before-it-enforces). Shared by
+    /// every clone; bounded by [`WouldDenySummaries::set_limits`].
+    #[must_use]
+    pub fn would_deny(&self) -> &WouldDenySummaries {
+        &self.would_deny
     }
 
     /// A handle whose policies are not loaded yet: it publishes a

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use super::audit::{AuditDraft, AuditQuery, AuditRecord};
 use super::{BackendError, StoreError};
 use crate::policy::{OrgId, OrgPolicies, PolicyId};
+use crate::report::{NamedSummary, RuleKind, RuleSummary};
 
 /// A boxed future, so [`Backend`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -114,6 +115,51 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
                 .map(|(id, record)| (id, record.version))
                 .collect())
         })
+    }
+
+    /// Whether this backend shares would-deny summaries between the processes using
+    /// it ([`flush_would_deny`](Self::flush_would_deny) and
+    /// [`would_deny`](Self::would_deny) do something). The default is no: summaries
+    /// are per process.
+    fn shares_would_deny(&self) -> bool {
+        false
+    }
+
+    /// Replaces everything `replica` flushed before with `summaries`, its current
+    /// would-deny summaries (bounded by its [`SummaryLimits`](crate::report::SummaryLimits)).
+    /// The default keeps nothing.
+    fn flush_would_deny<'a>(
+        &'a self,
+        replica: &'a str,
+        summaries: &'a [NamedSummary],
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        let _ = (replica, summaries);
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The summaries of one rule that replicas other than `except` flushed. The
+    /// default has none.
+    fn would_deny<'a>(
+        &'a self,
+        org: &'a OrgId,
+        kind: RuleKind,
+        rule: &'a str,
+        except: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RuleSummary>, BackendError>> {
+        let _ = (org, kind, rule, except);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Forgets every replica's summary of one rule, which has left report mode. The
+    /// default has nothing to forget.
+    fn forget_would_deny<'a>(
+        &'a self,
+        org: &'a OrgId,
+        kind: RuleKind,
+        rule: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        let _ = (org, kind, rule);
+        Box::pin(async { Ok(()) })
     }
 }
 

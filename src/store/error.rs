@@ -108,6 +108,19 @@ pub enum StoreError {
         /// Why the address is unknown, when it is.
         unknown: Option<String>,
     },
+    /// Switching a rule from report to enforce would refuse callers its report-only
+    /// summary has seen refused ([`Store::would_deny`](super::Store::would_deny)):
+    /// review them, or force the change.
+    WouldDenyCallers {
+        /// The kind of rule.
+        kind: crate::report::RuleKind,
+        /// The rule id.
+        rule: String,
+        /// The distinct (user, address) pairs listed in the summary.
+        callers: usize,
+        /// Every request the rule would have refused, listed callers' and others'.
+        requests: u64,
+    },
     /// The backend failed.
     Backend(BackendError),
 }
@@ -136,6 +149,7 @@ impl StoreError {
             Self::NotFound { .. } => "notFound",
             Self::VersionMismatch { .. } => "versionMismatch",
             Self::LockoutPrevented { .. } => "lockoutPrevented",
+            Self::WouldDenyCallers { .. } => "wouldDenyCallers",
             Self::Backend(err) if err.is_refused() => "valueNotStorable",
             Self::Backend(_) => "backendError",
         }
@@ -205,6 +219,26 @@ impl fmt::Display for StoreError {
                 "this change would deny you: your current address could not be determined ({}), and no list or policy admits an unknown address; fix how the address is found, or force the change if you mean it",
                 unknown.as_deref().unwrap_or("no address was given")
             ),
+            Self::WouldDenyCallers {
+                kind,
+                rule,
+                callers,
+                requests,
+            } => {
+                let path = match kind {
+                    crate::report::RuleKind::Policy => format!("ipAllowlistPolicies/{rule}"),
+                    crate::report::RuleKind::SiteAllowlist => "siteAllowlist".to_owned(),
+                    crate::report::RuleKind::ResourceAllowlist => {
+                        format!("resourceAllowlists/{rule}")
+                    }
+                };
+                write!(
+                    f,
+                    "enforcing this {kind} would refuse {callers} caller{} (distinct user and address pairs) that it refused {requests} time{} while reporting: review them at /api/v1/actions/{path}/wouldDeny, widen the sources, or force the change",
+                    if *callers == 1 { "" } else { "s" },
+                    if *requests == 1 { "" } else { "s" },
+                )
+            }
             Self::Backend(err) => err.fmt(f),
         }
     }

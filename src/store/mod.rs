@@ -115,6 +115,8 @@ use crate::policy::{
     SourceList, UserId,
 };
 use crate::principal::Principal;
+use crate::report::summary::is_reporting;
+use crate::report::{RuleKind, RuleSummary};
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
 use crate::source::{
     check_blocked_coverage, check_coverage, parse_all, parse_blocked_sources, parse_each,
@@ -507,6 +509,8 @@ struct Inner {
     backend: Arc<dyn Backend>,
     handle: SnapshotHandle,
     limits: Limits,
+    /// This process's name among the replicas sharing would-deny summaries.
+    replica: Box<str>,
     /// What was last published, per organization: reads come from here.
     cache: Mutex<HashMap<OrgId, Arc<OrgRecord>>>,
 }
@@ -549,6 +553,7 @@ impl Store {
                 backend,
                 handle,
                 limits,
+                replica: replica_id(),
                 cache: Mutex::new(HashMap::new()),
             }),
         }
@@ -562,6 +567,7 @@ impl Store {
                 backend: Arc::new(MemoryBackend::new()),
                 handle: SnapshotHandle::default(),
                 limits: Limits::default(),
+                replica: replica_id(),
                 cache: Mutex::new(HashMap::new()),
             }),
         }
@@ -676,6 +682,141 @@ impl Store {
         query: &AuditQuery,
     ) -> Result<Vec<AuditRecord>, BackendError> {
         self.inner.backend.audit_events(org, query).await
+    }
+
+    /// What the report-only rule `kind`/`rule` of `org` would have refused since it
+    /// entered report mode: see [`report`](crate::report#what-a-rule-would-deny-before-it-enforces).
+    /// `None` when the rule exists but enforces (or, for the site list, is disabled).
+    ///
+    /// With a backend that [shares](Backend::shares_would_deny) summaries
+    /// (PostgreSQL), this process's own summary is merged with what every other
+    /// replica last flushed ([`flush_would_deny`](Self::flush_would_deny), which a
+    /// `Replicator` runs periodically); otherwise it is this process's alone.
+    ///
+    /// ```
+    /// use tower_ip_allowlist::policy::{Enforcement, OrgId};
+    /// use tower_ip_allowlist::report::RuleKind;
+    /// use tower_ip_allowlist::store::{Actor, PolicyDraft, Store};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = Store::memory();
+    /// let org = OrgId::default();
+    /// let draft = PolicyDraft::new("vpn", ["203.0.113.0/24"]).users(["alice"]).enforcement(Enforcement::Report);
+    /// store.create_policy(&Actor::system(), &org, draft).await?;
+    ///
+    /// // What the layer does when alice calls from outside the range.
+    /// let summaries = store.handle().would_deny();
+    /// summaries.record(RuleKind::Policy, "default", "vpn", Some("alice"), Some("192.0.2.1".parse()?));
+    ///
+    /// let summary = store.would_deny(&org, RuleKind::Policy, "vpn").await?.unwrap();
+    /// assert_eq!(summary.total_requests, 1);
+    /// assert_eq!(summary.callers[0].user.as_deref(), Some("alice"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the rule does not exist, [`StoreError::Backend`]
+    /// when the shared summaries cannot be read.
+    pub async fn would_deny(
+        &self,
+        org: &OrgId,
+        kind: RuleKind,
+        rule: &str,
+    ) -> Result<Option<RuleSummary>, StoreError> {
+        let record = self.cached(org).unwrap_or_default();
+        let exists = match kind {
+            RuleKind::Policy => record.org.policies.contains_key(rule),
+            RuleKind::SiteAllowlist => record.org.site.is_some(),
+            RuleKind::ResourceAllowlist => record.org.resources.contains_key(rule),
+        };
+        if !exists {
+            return Err(StoreError::NotFound {
+                kind: match kind {
+                    RuleKind::Policy => "policy",
+                    RuleKind::SiteAllowlist => "siteAllowlist",
+                    RuleKind::ResourceAllowlist => "resourceAllowlist",
+                },
+                id: rule.to_owned(),
+            });
+        }
+        if !is_reporting(&record.org, kind, rule) {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.merged_would_deny(org, kind, rule)
+                .await?
+                .unwrap_or_else(|| {
+                    // Past `rules_per_org`: nothing summarized, from now on as far as is known.
+                    RuleSummary::new(std::time::SystemTime::now())
+                }),
+        ))
+    }
+
+    /// Whether [`would_deny`](Self::would_deny) answers for every replica (the backend
+    /// [shares](Backend::shares_would_deny) summaries) or for this process only.
+    #[must_use]
+    pub fn shares_would_deny(&self) -> bool {
+        self.inner.backend.shares_would_deny()
+    }
+
+    /// This process's name among the replicas sharing would-deny summaries: random,
+    /// new for every store.
+    #[must_use]
+    pub fn replica(&self) -> &str {
+        &self.inner.replica
+    }
+
+    /// Writes this process's would-deny summaries to a backend that
+    /// [shares](Backend::shares_would_deny) them, replacing what it wrote before, if
+    /// anything was recorded since the last flush. A `Replicator` calls it every
+    /// [`would_deny_flush_interval`](ReplicationOptions::would_deny_flush_interval)
+    /// (feature `postgres`); call it yourself with another shared backend. Returns
+    /// whether it wrote.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the backend cannot be written; the summaries are written
+    /// on the next call.
+    pub async fn flush_would_deny(&self) -> Result<bool, BackendError> {
+        let summaries = self.inner.handle.would_deny();
+        if !self.inner.backend.shares_would_deny() || !summaries.take_changed() {
+            return Ok(false);
+        }
+        let all = summaries.export();
+        let flushed = self
+            .inner
+            .backend
+            .flush_would_deny(&self.inner.replica, &all)
+            .await;
+        if flushed.is_err() {
+            summaries.mark_changed();
+        }
+        flushed.map(|()| true)
+    }
+
+    /// This process's summary merged with the other replicas'.
+    async fn merged_would_deny(
+        &self,
+        org: &OrgId,
+        kind: RuleKind,
+        rule: &str,
+    ) -> Result<Option<RuleSummary>, BackendError> {
+        let summaries = self.inner.handle.would_deny();
+        let local = summaries.summary(kind, org.as_str(), rule);
+        let remote = if self.inner.backend.shares_would_deny() {
+            self.inner
+                .backend
+                .would_deny(org, kind, rule, &self.inner.replica)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(RuleSummary::merge(
+            local.into_iter().chain(remote),
+            summaries.limits().callers_per_rule,
+        ))
     }
 
     fn cached(&self, org: &OrgId) -> Option<Arc<OrgRecord>> {
@@ -1264,10 +1405,41 @@ impl Store {
         // here, on the one path every change takes, so no backend ever sees an id the
         // others would refuse (PostgreSQL cannot store NUL, nor notify 8000 bytes).
         check_principal_id("organization", org.as_str())?;
+        // The would-deny guard, like the lockout guard: for an administrator of the
+        // organization, unless forced. The summary is read before the transaction
+        // (with PostgreSQL it is a query); the transition is judged in it.
+        let rule = subject.rule();
+        let unguarded = actor.force
+            || actor
+                .identity
+                .as_ref()
+                .is_none_or(|identity| identity.organization_or_default() != *org);
+        let summary = match rule {
+            Some((kind, id))
+                if !unguarded
+                    && self
+                        .cached(org)
+                        .is_some_and(|record| is_reporting(&record.org, kind, id)) =>
+            {
+                self.merged_would_deny(org, kind, id).await?
+            }
+            _ => None,
+        };
         let guarded = |record: &mut OrgRecord| {
+            let was_reporting = rule.is_some_and(|(kind, id)| is_reporting(&record.org, kind, id));
             let changed = apply(record)?;
             if changed {
                 check_lockout(actor, org, &record.org)?;
+                if let Some((kind, id)) = rule.filter(|_| was_reporting && !unguarded) {
+                    // The cached state was older than the stored one: this process's own.
+                    let local = || {
+                        self.inner
+                            .handle
+                            .would_deny()
+                            .summary(kind, org.as_str(), id)
+                    };
+                    check_would_deny(kind, id, &record.org, summary.clone().or_else(local))?;
+                }
             }
             Ok(changed)
         };
@@ -1281,6 +1453,18 @@ impl Store {
         if updated.changed {
             audit(actor, org, operation, subject, &updated);
             self.publish(org, updated.after.clone())?;
+            if let Some((kind, id)) = rule {
+                if is_reporting(&updated.before.org, kind, id)
+                    && !is_reporting(&updated.after.org, kind, id)
+                {
+                    // Every replica's summary of the rule is history now. Replicas drop
+                    // their own as the change reaches them; one that flushes before
+                    // it does writes its rows back until its next flush.
+                    if let Err(err) = self.inner.backend.forget_would_deny(org, kind, id).await {
+                        tracing::warn!(error = %err, organization = %org, rule_kind = kind.as_str(), rule = id, "allowlist: the shared would-deny summary of a rule that left report mode could not be deleted; it is replaced when each replica next flushes");
+                    }
+                }
+            }
         }
         Ok(updated.after)
     }
@@ -1308,6 +1492,12 @@ impl Store {
         let snapshot =
             Snapshot::from_orgs(cache.iter().map(|(id, record)| (id.clone(), &record.org)));
         self.inner.handle.publish(snapshot);
+        for (id, record) in cache.iter() {
+            self.inner
+                .handle
+                .would_deny()
+                .sync_org(id.as_str(), &record.org);
+        }
         Ok(())
     }
 
@@ -1322,6 +1512,11 @@ impl Store {
             return Ok(());
         }
         self.inner.handle.set_org(org.clone(), &record.org);
+        // Summaries start and end with report mode, whoever made the change.
+        self.inner
+            .handle
+            .would_deny()
+            .sync_org(org.as_str(), &record.org);
         cache.insert(org.clone(), Arc::new(record));
         Ok(())
     }
@@ -1353,7 +1548,17 @@ enum Subject<'a> {
     Resource(&'a ResourceId),
 }
 
-impl Subject<'_> {
+impl<'a> Subject<'a> {
+    /// The rule the change is about, for those that have a report mode.
+    fn rule(self) -> Option<(RuleKind, &'a str)> {
+        match self {
+            Self::Policy(id) => Some((RuleKind::Policy, id.as_str())),
+            Self::Group(_) => None,
+            Self::Site => Some((RuleKind::SiteAllowlist, "siteAllowlist")),
+            Self::Resource(id) => Some((RuleKind::ResourceAllowlist, id.as_str())),
+        }
+    }
+
     fn owned(self) -> audit::Subject {
         match self {
             Self::Policy(id) => audit::Subject::Policy(id.clone()),
@@ -1480,6 +1685,50 @@ fn check_lockout(actor: &Actor, org: &OrgId, policies: &OrgPolicies) -> Result<(
         Decision::Denied(_) => Err(actor.locked_out()),
         Decision::Allowed | Decision::NoPolicy => Ok(()),
     }
+}
+
+/// Refuses switching a rule that reported into enforcing while its would-deny
+/// `summary` is not empty (the caller checked that it reported and is not forced).
+fn check_would_deny(
+    kind: RuleKind,
+    rule: &str,
+    policies: &OrgPolicies,
+    summary: Option<RuleSummary>,
+) -> Result<(), StoreError> {
+    let enforcing = match kind {
+        RuleKind::Policy => policies
+            .policies
+            .get(rule)
+            .is_some_and(|policy| policy.enforcement() == Enforcement::Enforce),
+        RuleKind::SiteAllowlist => policies
+            .site
+            .as_ref()
+            .is_some_and(|site| site.enabled && site.list.enforcement() == Enforcement::Enforce),
+        RuleKind::ResourceAllowlist => policies
+            .resources
+            .get(rule)
+            .is_some_and(|list| list.enforcement() == Enforcement::Enforce),
+    };
+    match summary {
+        Some(summary) if enforcing && !summary.is_empty() => Err(StoreError::WouldDenyCallers {
+            kind,
+            rule: rule.to_owned(),
+            callers: summary.callers.len(),
+            requests: summary.total_requests,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A name for this process among replicas: random enough that two never share one.
+fn replica_id() -> Box<str> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    if let Ok(since) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        hasher.write_u128(since.as_nanos());
+    }
+    format!("{:016x}", hasher.finish()).into_boxed_str()
 }
 
 /// Refuses a hierarchy that passes a limit it was within (`before`: its group count

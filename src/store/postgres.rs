@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Acquire, Row};
@@ -14,6 +14,7 @@ use super::backend::{BoxFuture, Change, Updated};
 use super::replicator::{self, ReplicationOptions, Replicator};
 use super::{document, Backend, BackendError, OrgRecord, Store, StoreError};
 use crate::policy::OrgId;
+use crate::report::{NamedSummary, RuleKind, RuleSummary, WouldDenyCaller};
 
 /// Schema migrations, applied in order by the first replica that connects; each runs
 /// once.
@@ -48,7 +49,29 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "CREATE INDEX allowlist_audit_org ON allowlist_audit (org_id, id)",
     ),
+    (
+        4,
+        "CREATE TABLE allowlist_would_deny (
+        org_id TEXT NOT NULL,
+        rule_kind TEXT NOT NULL,
+        rule_id TEXT NOT NULL,
+        replica TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        other_requests BIGINT NOT NULL,
+        total_requests BIGINT NOT NULL,
+        callers JSONB NOT NULL,
+        flushed_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+        PRIMARY KEY (org_id, rule_kind, rule_id, replica)
+    )",
+    ),
 ];
+
+/// Writes a replica's would-deny summaries, one row per rule, its callers as JSON.
+const INSERT_WOULD_DENY: &str = "INSERT INTO allowlist_would_deny
+    (replica, org_id, rule_kind, rule_id, since_ms, other_requests, total_requests, callers)
+    SELECT $1, o, k, r, s, ot, t, c::jsonb
+    FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])
+        AS u(o, k, r, s, ot, t, c)";
 
 /// Inserts an audit record.
 const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
@@ -539,6 +562,115 @@ impl fmt::Debug for PostgresBackend {
 }
 
 impl Backend for PostgresBackend {
+    fn shares_would_deny(&self) -> bool {
+        true
+    }
+
+    fn flush_would_deny<'a>(
+        &'a self,
+        replica: &'a str,
+        summaries: &'a [NamedSummary],
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let db = |err| self.error(err);
+            let mut columns: (Vec<&str>, Vec<&str>, Vec<&str>) = Default::default();
+            let mut counts: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+            let mut callers = Vec::with_capacity(summaries.len());
+            for named in summaries {
+                columns.0.push(&named.organization);
+                columns.1.push(named.kind.as_str());
+                columns.2.push(&named.rule);
+                counts.0.push(millis(named.summary.since));
+                counts.1.push(saturate(named.summary.other_requests));
+                counts.2.push(saturate(named.summary.total_requests));
+                callers.push(encode_callers(&named.summary.callers));
+            }
+            // The replica's rows are replaced as a whole: they are its summaries as of
+            // this flush, nothing older.
+            let mut tx = self.inner.pool.begin().await.map_err(db)?;
+            sqlx::query("DELETE FROM allowlist_would_deny WHERE replica = $1")
+                .bind(replica)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            if !summaries.is_empty() {
+                sqlx::query(INSERT_WOULD_DENY)
+                    .bind(replica)
+                    .bind(&columns.0)
+                    .bind(&columns.1)
+                    .bind(&columns.2)
+                    .bind(&counts.0)
+                    .bind(&counts.1)
+                    .bind(&counts.2)
+                    .bind(&callers)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            tx.commit().await.map_err(db)
+        })
+    }
+
+    fn would_deny<'a>(
+        &'a self,
+        org: &'a OrgId,
+        kind: RuleKind,
+        rule: &'a str,
+        except: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RuleSummary>, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = sqlx::query(
+                "SELECT since_ms, other_requests, total_requests, callers::text AS callers
+                 FROM allowlist_would_deny
+                 WHERE org_id = $1 AND rule_kind = $2 AND rule_id = $3 AND replica <> $4",
+            )
+            .bind(org.as_str())
+            .bind(kind.as_str())
+            .bind(rule)
+            .bind(except)
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+            rows.iter()
+                .map(|row| {
+                    let db = |err| self.error(err);
+                    let since: i64 = row.try_get("since_ms").map_err(db)?;
+                    let other: i64 = row.try_get("other_requests").map_err(db)?;
+                    let total: i64 = row.try_get("total_requests").map_err(db)?;
+                    let callers: String = row.try_get("callers").map_err(db)?;
+                    let mut summary = RuleSummary::new(from_millis(since));
+                    summary.other_requests = u64::try_from(other).unwrap_or(0);
+                    summary.total_requests = u64::try_from(total).unwrap_or(0);
+                    summary.callers = decode_callers(&callers)?;
+                    Ok(summary)
+                })
+                .collect()
+        })
+    }
+
+    fn forget_would_deny<'a>(
+        &'a self,
+        org: &'a OrgId,
+        kind: RuleKind,
+        rule: &'a str,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            sqlx::query(
+                "DELETE FROM allowlist_would_deny WHERE org_id = $1 AND rule_kind = $2 AND rule_id = $3",
+            )
+            .bind(org.as_str())
+            .bind(kind.as_str())
+            .bind(rule)
+            .execute(&self.inner.pool)
+            .await
+            .map(|_| ())
+            .map_err(|err| self.error(err))
+        })
+    }
+
     fn load_all(&self) -> BoxFuture<'_, Result<Vec<(OrgId, OrgRecord)>, BackendError>> {
         Box::pin(async move {
             self.ready().await?;
@@ -787,6 +919,73 @@ fn target(connect: &PgConnectOptions, schema: Option<&str>) -> String {
         target.push_str(schema);
     }
     target
+}
+
+/// Milliseconds since the Unix epoch, as a database column holds them.
+fn millis(time: SystemTime) -> i64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    })
+}
+
+fn from_millis(millis: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
+}
+
+fn saturate(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+/// A summary's callers as the `callers` column holds them: `[{"user", "address",
+/// "count", "firstMs", "lastMs"}]`. NUL, which `jsonb` cannot hold, is replaced.
+fn encode_callers(callers: &[WouldDenyCaller]) -> String {
+    let callers: Vec<serde_json::Value> = callers
+        .iter()
+        .map(|caller| {
+            serde_json::json!({
+                "user": caller.user.as_ref().map(|user| user.replace('\0', "\u{fffd}")),
+                "address": caller.address.map(|addr| addr.to_string()),
+                "count": caller.count,
+                "firstMs": millis(caller.first_seen),
+                "lastMs": millis(caller.last_seen),
+            })
+        })
+        .collect();
+    serde_json::Value::Array(callers).to_string()
+}
+
+fn decode_callers(text: &str) -> Result<Vec<WouldDenyCaller>, BackendError> {
+    let invalid = || {
+        BackendError::new("a would-deny summary in the database is not in the form this version writes: delete the rows of allowlist_would_deny, which replicas write again")
+    };
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|_| invalid())?;
+    value
+        .as_array()
+        .ok_or_else(invalid)?
+        .iter()
+        .map(|caller| {
+            let user = match &caller["user"] {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(user) => Some(user.clone()),
+                _ => return Err(invalid()),
+            };
+            let address = match &caller["address"] {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(addr) => Some(addr.parse().map_err(|_| invalid())?),
+                _ => return Err(invalid()),
+            };
+            let count = caller["count"].as_u64().ok_or_else(invalid)?;
+            let first = caller["firstMs"].as_i64().ok_or_else(invalid)?;
+            let last = caller["lastMs"].as_i64().ok_or_else(invalid)?;
+            Ok(WouldDenyCaller::new(
+                user,
+                address,
+                count,
+                from_millis(first),
+                from_millis(last),
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -37,6 +37,12 @@ pub struct ReplicationOptions {
     /// The least time between two warnings that the database is unreachable
     /// (default 10 s): the outage is logged, not every failed attempt.
     pub warn_interval: Duration,
+    /// How often the replica writes its would-deny summaries to the database
+    /// ([`Store::flush_would_deny`], when something was recorded since), so that
+    /// every replica's `wouldDeny` answer includes them (default 10 s). What another
+    /// replica recorded is at most this old in an answer, plus the time its flush
+    /// takes ([`io_timeout`](Self::io_timeout) at worst).
+    pub would_deny_flush_interval: Duration,
 }
 
 impl Default for ReplicationOptions {
@@ -47,6 +53,7 @@ impl Default for ReplicationOptions {
             max_backoff: Duration::from_secs(5),
             io_timeout: Duration::from_secs(10),
             warn_interval: Duration::from_secs(10),
+            would_deny_flush_interval: Duration::from_secs(10),
         }
     }
 }
@@ -74,6 +81,13 @@ impl ReplicationOptions {
     /// Sets the least time between two warnings about an unreachable database.
     pub fn warn_interval(mut self, interval: Duration) -> Self {
         self.warn_interval = interval;
+        self
+    }
+
+    /// Sets how often the would-deny summaries are written to the database (at least
+    /// 1 ms; shorter is taken as 1 ms).
+    pub fn would_deny_flush_interval(mut self, interval: Duration) -> Self {
+        self.would_deny_flush_interval = interval;
         self
     }
 }
@@ -134,6 +148,7 @@ struct State {
 /// between the two.
 pub struct Replicator {
     task: JoinHandle<()>,
+    flusher: JoinHandle<()>,
     state: watch::Receiver<State>,
     store: Store,
 }
@@ -172,6 +187,7 @@ impl Replicator {
 impl Drop for Replicator {
     fn drop(&mut self) {
         self.task.abort();
+        self.flusher.abort();
     }
 }
 
@@ -196,8 +212,10 @@ pub(super) fn spawn(
         last_error: None,
     });
     let task = tokio::spawn(run(backend, store.clone(), options, state));
+    let flusher = tokio::spawn(flush_would_deny(store.clone(), options));
     Replicator {
         task,
+        flusher,
         state: receiver,
         store,
     }
@@ -343,6 +361,46 @@ async fn session(
                     ),
                     Err(err) => return (true, err),
                 }
+            }
+        }
+    }
+}
+
+/// Writes the replica's would-deny summaries every
+/// [`would_deny_flush_interval`](ReplicationOptions::would_deny_flush_interval), when
+/// they changed. A failure is retried on the next tick (said once at WARN per
+/// outage: the resync loop reports the outage itself).
+async fn flush_would_deny(store: Store, options: ReplicationOptions) {
+    let period = options
+        .would_deny_flush_interval
+        .max(Duration::from_millis(1));
+    let mut ticker = tokio::time::interval_at(Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        ticker.tick().await;
+        let flushed = within(
+            options.io_timeout,
+            "writing the would-deny summaries",
+            store.flush_would_deny(),
+        )
+        .await;
+        match flushed {
+            Ok(wrote) => {
+                if wrote {
+                    tracing::trace!("allowlist replication: would-deny summaries written");
+                }
+                failing = false;
+            }
+            Err(err) => {
+                // A flush cut short by the timeout did not get to say so itself.
+                store.handle().would_deny().mark_changed();
+                if failing {
+                    tracing::debug!(error = %err, "allowlist replication: the would-deny summaries could not be written");
+                } else {
+                    tracing::warn!(error = %err, "allowlist replication: the would-deny summaries could not be written; other replicas' wouldDeny answers miss this replica's until the next successful write");
+                }
+                failing = true;
             }
         }
     }
