@@ -1,0 +1,364 @@
+//! The organizations of a snapshot: a hash map with structural sharing.
+//!
+//! A snapshot is never changed in place, and a change to one organization must not
+//! copy the others: at a million organizations a copied map is a million entries per
+//! change, on every replica. So the map is a fixed two-level radix tree over the
+//! organization id's hash, whose leaves are small hash tables:
+//!
+//! ```text
+//! root: 256 ──► mid: 256 ──► shard: hashbrown::HashTable<Slot> (a few organizations)
+//! ```
+//!
+//! Every node sits behind an `Arc`. Changing one organization copies the root (256
+//! pointers), one mid node (256 pointers) and one shard (at a million organizations,
+//! about 15 slots); everything else is shared with the snapshot it was derived from.
+//! Building a map from scratch copies nothing ([`Arc::make_mut`] on a node nobody
+//! else holds changes it in place), so a bulk build is linear.
+//!
+//! A look-up hashes the id **once**: bits 48..56 of the hash pick the mid node, bits
+//! 40..48 the shard, and the shard's table is probed with the same hash (hashbrown
+//! reads its low bits for the position and its top seven for the tag, which the
+//! radix bits leave free, so the organizations of one shard still differ there). The
+//! depth is fixed, so a look-up costs the same work with ten organizations as with a
+//! million; only its cache misses differ.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use hashbrown::hash_table::{Entry, HashTable};
+
+use super::CompiledOrg;
+use crate::policy::{OrgId, OrgPolicies};
+
+/// Radix bits per level.
+const BITS: u32 = 8;
+/// Children per inner node.
+const FANOUT: usize = 1 << BITS;
+/// Where the mid node's index starts in the hash (see the module docs).
+const ROOT_SHIFT: u32 = 48;
+/// Where the shard's index starts in the hash.
+const MID_SHIFT: u32 = ROOT_SHIFT - BITS;
+
+type Shard = HashTable<Slot>;
+type Mid = [Option<Arc<Shard>>; FANOUT];
+type Root = [Option<Arc<Mid>>; FANOUT];
+
+/// One organization: its compiled form (if it has anything to enforce) and its
+/// policies as published (if they are known). A slot always has one of the two.
+#[derive(Clone)]
+pub(super) struct Slot {
+    hash: u64,
+    pub(super) id: OrgId,
+    pub(super) compiled: Option<Arc<CompiledOrg>>,
+    pub(super) source: Option<Arc<OrgPolicies>>,
+}
+
+/// The organizations of a snapshot; see the module docs.
+#[derive(Clone, Default)]
+pub(super) struct OrgMap {
+    /// `None` until the first organization: an empty snapshot allocates nothing.
+    root: Option<Arc<Root>>,
+    /// Shared by every map derived from this one, so their hashes agree.
+    hasher: foldhash::fast::RandomState,
+    /// Slots.
+    len: usize,
+    /// Slots with a compiled form.
+    compiled: usize,
+}
+
+#[inline]
+fn indexes(hash: u64) -> (usize, usize) {
+    // Masked to 8 bits: in bounds of a FANOUT array, and the compiler knows it.
+    let root = (hash >> ROOT_SHIFT) as usize & (FANOUT - 1);
+    let mid = (hash >> MID_SHIFT) as usize & (FANOUT - 1);
+    (root, mid)
+}
+
+fn empty<T>() -> [Option<T>; FANOUT] {
+    std::array::from_fn(|_| None)
+}
+
+impl OrgMap {
+    /// The slot of `id`.
+    #[inline]
+    pub(super) fn get(&self, id: &str) -> Option<&Slot> {
+        let root = self.root.as_deref()?;
+        let hash = self.hasher.hash_one(id);
+        let (r, m) = indexes(hash);
+        let shard = root[r].as_deref()?[m].as_deref()?;
+        shard.find(hash, |slot| slot.id.as_str() == id)
+    }
+
+    /// Number of organizations.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Number of organizations with a compiled form.
+    pub(super) fn compiled_len(&self) -> usize {
+        self.compiled
+    }
+
+    /// Sets `id`'s compiled form and policies, replacing what it had; with neither,
+    /// removes it. Copies only the nodes on `id`'s path that another map shares.
+    pub(super) fn set(
+        &mut self,
+        id: OrgId,
+        compiled: Option<Arc<CompiledOrg>>,
+        source: Option<Arc<OrgPolicies>>,
+    ) {
+        if compiled.is_none() && source.is_none() {
+            self.remove(id.as_str());
+            return;
+        }
+        let hash = self.hasher.hash_one(id.as_str());
+        let (r, m) = indexes(hash);
+        let root = Arc::make_mut(self.root.get_or_insert_with(|| Arc::new(empty())));
+        let mid = Arc::make_mut(root[r].get_or_insert_with(|| Arc::new(empty())));
+        let shard = Arc::make_mut(mid[m].get_or_insert_with(Arc::default));
+        let has_compiled = compiled.is_some();
+        match shard.entry(hash, |slot| slot.id == id, |slot| slot.hash) {
+            Entry::Occupied(mut entry) => {
+                let slot = entry.get_mut();
+                if slot.compiled.is_some() {
+                    self.compiled -= 1;
+                }
+                slot.compiled = compiled;
+                slot.source = source;
+            }
+            Entry::Vacant(entry) => {
+                entry.insert(Slot {
+                    hash,
+                    id,
+                    compiled,
+                    source,
+                });
+                self.len += 1;
+            }
+        }
+        if has_compiled {
+            self.compiled += 1;
+        }
+    }
+
+    /// Removes `id`; returns whether it was there. Copies nothing when it was not.
+    pub(super) fn remove(&mut self, id: &str) -> bool {
+        if self.get(id).is_none() {
+            return false;
+        }
+        let hash = self.hasher.hash_one(id);
+        let (r, m) = indexes(hash);
+        let Some(root) = self.root.as_mut() else {
+            return false;
+        };
+        let Some(mid) = Arc::make_mut(root)[r].as_mut() else {
+            return false;
+        };
+        let mid = Arc::make_mut(mid);
+        let Some(shard) = mid[m].as_mut() else {
+            return false;
+        };
+        let shard = Arc::make_mut(shard);
+        let Ok(entry) = shard.find_entry(hash, |slot| slot.id.as_str() == id) else {
+            return false;
+        };
+        let (slot, _) = entry.remove();
+        if shard.is_empty() {
+            // An empty shard is a miss one pointer earlier, and holds no memory.
+            mid[m] = None;
+        }
+        self.len -= 1;
+        if slot.compiled.is_some() {
+            self.compiled -= 1;
+        }
+        true
+    }
+
+    /// Every slot, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.root
+            .iter()
+            .flat_map(|root| root.iter().flatten())
+            .flat_map(|mid| mid.iter().flatten())
+            .flat_map(|shard| shard.iter())
+    }
+
+    /// Whether `self` and `other` hold the very same node on `id`'s path to its shard
+    /// (for tests: what a change to another organization must leave shared).
+    #[cfg(test)]
+    pub(super) fn shares_shard_of(&self, other: &Self, id: &str) -> bool {
+        let hash = self.hasher.hash_one(id);
+        let (r, m) = indexes(hash);
+        let shard = |map: &Self| {
+            map.root
+                .as_deref()
+                .and_then(|root| root[r].as_deref())
+                .and_then(|mid| mid[m].clone())
+        };
+        match (shard(self), shard(other)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(&a, &b),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn compiled() -> Arc<CompiledOrg> {
+        Arc::new(CompiledOrg::compile(&OrgPolicies::default()))
+    }
+
+    /// The map holds what a plain `HashMap` holds after the same operations, and the
+    /// counts agree.
+    fn check(map: &OrgMap, model: &HashMap<String, (bool, bool)>) {
+        assert_eq!(map.len(), model.len());
+        assert_eq!(
+            map.compiled_len(),
+            model.values().filter(|(c, _)| *c).count()
+        );
+        assert_eq!(map.iter().count(), model.len());
+        for (id, &(c, s)) in model {
+            let slot = map.get(id).expect("present");
+            assert_eq!(slot.id.as_str(), id);
+            assert_eq!((slot.compiled.is_some(), slot.source.is_some()), (c, s));
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(u16, bool, bool),
+        Remove(u16),
+        Fork,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..600u16, any::<bool>(), any::<bool>()).prop_map(|(id, c, s)| Op::Set(id, c, s)),
+            2 => (0..600u16).prop_map(Op::Remove),
+            1 => Just(Op::Fork),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random sets and removals, with earlier versions kept alive (forks) and
+        /// checked again at the end: a change never leaks into a map it was derived
+        /// from.
+        #[test]
+        fn behaves_like_a_hash_map(ops in proptest::collection::vec(op(), 1..400)) {
+            let source = Arc::new(OrgPolicies::default());
+            let org = compiled();
+            let mut map = OrgMap::default();
+            let mut model: HashMap<String, (bool, bool)> = HashMap::new();
+            let mut forks = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Set(id, c, s) => {
+                        let name = format!("org-{id}");
+                        map.set(
+                            OrgId::from(name.as_str()),
+                            c.then(|| Arc::clone(&org)),
+                            s.then(|| Arc::clone(&source)),
+                        );
+                        if c || s {
+                            model.insert(name, (c, s));
+                        } else {
+                            model.remove(&name);
+                        }
+                    }
+                    Op::Remove(id) => {
+                        let name = format!("org-{id}");
+                        prop_assert_eq!(map.remove(&name), model.remove(&name).is_some());
+                    }
+                    Op::Fork => forks.push((map.clone(), model.clone())),
+                }
+                check(&map, &model);
+            }
+            for (map, model) in &forks {
+                check(map, model);
+            }
+        }
+    }
+
+    #[test]
+    fn one_organization_and_none() {
+        let mut map = OrgMap::default();
+        assert!(map.get("acme").is_none());
+        assert!(!map.remove("acme"));
+        map.set(OrgId::from("acme"), Some(compiled()), None);
+        assert_eq!((map.len(), map.compiled_len()), (1, 1));
+        assert!(map.get("acme").is_some());
+        assert!(map.get("acme2").is_none());
+        assert!(map.remove("acme"));
+        assert_eq!((map.len(), map.compiled_len()), (0, 0));
+        assert!(map.get("acme").is_none());
+        assert_eq!(map.iter().count(), 0);
+    }
+
+    #[test]
+    fn replacing_keeps_one_slot_and_counts_true() {
+        let mut map = OrgMap::default();
+        let source = Arc::new(OrgPolicies::default());
+        map.set(OrgId::from("acme"), Some(compiled()), None);
+        map.set(OrgId::from("acme"), None, Some(Arc::clone(&source)));
+        assert_eq!((map.len(), map.compiled_len()), (1, 0));
+        let slot = map.get("acme").unwrap();
+        assert!(slot.compiled.is_none());
+        assert!(Arc::ptr_eq(slot.source.as_ref().unwrap(), &source));
+        map.set(OrgId::from("acme"), Some(compiled()), Some(source));
+        assert_eq!((map.len(), map.compiled_len()), (1, 1));
+        // Neither: removed.
+        map.set(OrgId::from("acme"), None, None);
+        assert_eq!((map.len(), map.compiled_len()), (0, 0));
+    }
+
+    #[test]
+    fn a_change_copies_only_its_own_path() {
+        let mut base = OrgMap::default();
+        let ids: Vec<String> = (0..20_000).map(|i| format!("org-{i}")).collect();
+        for id in &ids {
+            base.set(OrgId::from(id.as_str()), Some(compiled()), None);
+        }
+        let mut next = base.clone();
+        let fresh = compiled();
+        next.set(OrgId::from("org-7"), Some(Arc::clone(&fresh)), None);
+
+        assert!(Arc::ptr_eq(
+            next.get("org-7").unwrap().compiled.as_ref().unwrap(),
+            &fresh
+        ));
+        assert!(!Arc::ptr_eq(
+            base.get("org-7").unwrap().compiled.as_ref().unwrap(),
+            &fresh
+        ));
+        assert!(!next.shares_shard_of(&base, "org-7"));
+        let mut shared_shards = 0;
+        for id in &ids {
+            let (old, new) = (base.get(id).unwrap(), next.get(id).unwrap());
+            if id != "org-7" {
+                // Every other organization's compiled form is the very same.
+                assert!(Arc::ptr_eq(
+                    old.compiled.as_ref().unwrap(),
+                    new.compiled.as_ref().unwrap()
+                ));
+            }
+            if next.shares_shard_of(&base, id) {
+                shared_shards += 1;
+            }
+        }
+        // Only the organizations in org-7's shard live in a copied shard.
+        let same_shard = ids
+            .iter()
+            .filter(|id| !next.shares_shard_of(&base, id))
+            .count();
+        assert!(same_shard < 10, "{same_shard} organizations in copied shards");
+        assert_eq!(shared_shards + same_shard, ids.len());
+    }
+}
