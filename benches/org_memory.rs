@@ -44,7 +44,9 @@ fn main() {
         .find_map(|arg| arg.parse::<usize>().ok())
         .unwrap_or(1_000_000);
     let Some(start) = resident() else {
-        eprintln!("org_memory: /proc/self/statm is not readable here (Linux only); nothing measured");
+        eprintln!(
+            "org_memory: /proc/self/statm is not readable here (Linux only); nothing measured"
+        );
         return;
     };
     let orgs: Vec<(OrgId, OrgPolicies)> = (0..n)

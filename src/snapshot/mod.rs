@@ -323,9 +323,15 @@ const PARALLEL_FROM: usize = 256;
 
 /// Compiles `orgs` and copies their policies, on up to the available parallelism's
 /// threads when there are many, in the order given.
-fn compile_all(orgs: Vec<(OrgId, &OrgPolicies)>) -> Vec<(OrgId, Arc<OrgPolicies>, Arc<CompiledOrg>)> {
+fn compile_all(
+    orgs: Vec<(OrgId, &OrgPolicies)>,
+) -> Vec<(OrgId, Arc<OrgPolicies>, Arc<CompiledOrg>)> {
     let compile = |(id, org): (OrgId, &OrgPolicies)| {
-        (id, Arc::new(org.clone()), Arc::new(CompiledOrg::compile(org)))
+        (
+            id,
+            Arc::new(org.clone()),
+            Arc::new(CompiledOrg::compile(org)),
+        )
     };
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     if orgs.len() < PARALLEL_FROM || threads < 2 {

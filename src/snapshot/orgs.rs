@@ -358,7 +358,173 @@ mod tests {
             .iter()
             .filter(|id| !next.shares_shard_of(&base, id))
             .count();
-        assert!(same_shard < 10, "{same_shard} organizations in copied shards");
+        assert!(
+            same_shard < 10,
+            "{same_shard} organizations in copied shards"
+        );
         assert_eq!(shared_shards + same_shard, ids.len());
+    }
+
+    // ---- through the snapshot and its handle ------------------------------------
+
+    use std::net::IpAddr;
+
+    use crate::policy::Policy;
+    use crate::snapshot::{Decision, DenyReason, Snapshot, SnapshotHandle};
+
+    /// Organization `i`: `office` for `staff`, `10.(i/256).(i%256).0/24`.
+    fn org(i: usize) -> OrgPolicies {
+        let mut org = OrgPolicies::default();
+        org.insert_policy(
+            Policy::builder("office")
+                .sources([format!("10.{}.{}.0/24", i / 256 % 256, i % 256)])
+                .unwrap()
+                .group("staff")
+                .build()
+                .unwrap(),
+        );
+        org
+    }
+
+    fn inside(i: usize) -> Option<IpAddr> {
+        Some(
+            format!("10.{}.{}.9", i / 256 % 256, i % 256)
+                .parse()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_snapshot_built_at_once_decides_as_one_built_one_by_one() {
+        // Above the count compiled on several threads.
+        let n = super::super::PARALLEL_FROM * 8 + 3;
+        let orgs: Vec<(OrgId, OrgPolicies)> = (0..n)
+            .map(|i| (OrgId::from(format!("org-{i}")), org(i)))
+            .collect();
+        let at_once = Snapshot::from_orgs(orgs.iter().map(|(id, org)| (id.clone(), org)));
+        let mut one_by_one = Snapshot::empty();
+        for (id, org) in &orgs {
+            one_by_one = one_by_one.with_org(id.clone(), org);
+        }
+        assert_eq!((at_once.len(), at_once.organizations()), (n, n));
+        assert_eq!(one_by_one.len(), n);
+        for (i, (id, policies)) in orgs.iter().enumerate() {
+            let id = Some(id.as_str());
+            for snapshot in [&at_once, &one_by_one] {
+                assert_eq!(
+                    snapshot.decide(id, "u", ["staff"], inside(i)),
+                    Decision::Allowed
+                );
+                assert_eq!(
+                    snapshot.decide(id, "u", ["staff"], inside(i + 1)),
+                    Decision::Denied(DenyReason::IpNotAllowed)
+                );
+                assert_eq!(
+                    snapshot.decide(id, "u", ["sales"], inside(i)),
+                    Decision::NoPolicy
+                );
+                assert_eq!(**snapshot.policies(id.unwrap()).unwrap(), *policies);
+            }
+        }
+        assert_eq!(
+            at_once.decide(Some("org-missing"), "u", ["staff"], inside(0)),
+            Decision::NoPolicy
+        );
+        let mut ids: Vec<&str> = at_once.org_ids().map(OrgId::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+
+        // The same id twice: the later one wins, as it would one by one.
+        let twice = Snapshot::from_orgs((0..n).map(|i| (OrgId::from("dup"), &orgs[i].1)));
+        assert_eq!(twice.organizations(), 1);
+        assert_eq!(
+            twice.decide(Some("dup"), "u", ["staff"], inside(n - 1)),
+            Decision::Allowed
+        );
+    }
+
+    #[test]
+    fn removing_organizations_shares_the_rest() {
+        let orgs: Vec<(OrgId, OrgPolicies)> = (0..3000)
+            .map(|i| (OrgId::from(format!("org-{i}")), org(i)))
+            .collect();
+        let full = Snapshot::from_orgs(orgs.iter().map(|(id, org)| (id.clone(), org)));
+        let mut half = full.clone();
+        for (id, _) in orgs.iter().step_by(2) {
+            half = half.without_org(id.as_str());
+        }
+        // Removing what is not there changes nothing, and copies nothing.
+        let same = half.without_org("org-0");
+        assert!(
+            same.orgs.root.as_ref().map(Arc::as_ptr) == half.orgs.root.as_ref().map(Arc::as_ptr)
+        );
+        assert_eq!((full.len(), half.len()), (3000, 1500));
+        for (i, (id, _)) in orgs.iter().enumerate() {
+            if i % 2 == 0 {
+                assert!(half.org(id.as_str()).is_none());
+                assert!(half.policies(id.as_str()).is_none());
+                assert!(
+                    full.org(id.as_str()).is_some(),
+                    "the older snapshot keeps it"
+                );
+            } else {
+                assert!(Arc::ptr_eq(
+                    half.org(id.as_str()).unwrap(),
+                    full.org(id.as_str()).unwrap()
+                ));
+            }
+        }
+        // Down to none, and back.
+        let mut none = half.clone();
+        for (id, _) in orgs.iter().skip(1).step_by(2) {
+            none = none.without_org(id.as_str());
+        }
+        assert_eq!(
+            (none.len(), none.organizations(), none.org_ids().count()),
+            (0, 0, 0)
+        );
+        let one = none.with_org(OrgId::from("org-5"), &orgs[5].1);
+        assert_eq!(
+            one.decide(Some("org-5"), "u", ["staff"], inside(5)),
+            Decision::Allowed
+        );
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_publications_into_many_organizations_lose_nothing() {
+        let base: Vec<(OrgId, OrgPolicies)> = (0..5000)
+            .map(|i| (OrgId::from(format!("org-{i}")), org(i)))
+            .collect();
+        let handle = SnapshotHandle::new(Snapshot::from_orgs(
+            base.iter().map(|(id, org)| (id.clone(), org)),
+        ));
+        // Four writers: each sets 300 new organizations and removes 100 old ones.
+        std::thread::scope(|scope| {
+            for writer in 0..4usize {
+                let handle = &handle;
+                scope.spawn(move || {
+                    for k in 0..300 {
+                        let i = 5000 + writer * 300 + k;
+                        handle.set_org(OrgId::from(format!("org-{i}")), &org(i));
+                        if k < 100 {
+                            handle.remove_org(&format!("org-{}", writer * 100 + k));
+                        }
+                    }
+                });
+            }
+        });
+        let snapshot = handle.load();
+        assert_eq!(snapshot.len(), 5000 + 4 * 300 - 4 * 100);
+        for i in 0..6200 {
+            let decision = snapshot.decide(Some(&format!("org-{i}")), "u", ["staff"], inside(i));
+            let want = if i < 400 {
+                Decision::NoPolicy
+            } else {
+                Decision::Allowed
+            };
+            assert_eq!(decision, want, "org-{i}");
+        }
     }
 }
