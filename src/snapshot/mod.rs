@@ -138,7 +138,7 @@ impl fmt::Display for DenyReason {
 ///
 /// Cloning is cheap, and so is deriving a snapshot with one organization changed
 /// ([`with_org`](Self::with_org)): the organizations are kept in a map with
-/// structural sharing, so a change copies a few hundred pointers and the handful of
+/// structural sharing, so a change copies a few dozen pointers and the handful of
 /// organizations that share a leaf with the changed one, never the whole map. A
 /// look-up hashes the organization id once and costs the same work whatever the
 /// number of organizations.

@@ -2,25 +2,29 @@
 //!
 //! A snapshot is never changed in place, and a change to one organization must not
 //! copy the others: at a million organizations a copied map is a million entries per
-//! change, on every replica. So the map is a fixed two-level radix tree over the
-//! organization id's hash, whose leaves are small hash tables:
+//! change, on every replica. So the map is a fixed four-level radix tree over the
+//! organization id's hash, 16 children per node, whose 65,536 leaves are small hash
+//! tables:
 //!
 //! ```text
-//! root: 256 ──► mid: 256 ──► shard: hashbrown::HashTable<Slot> (a few organizations)
+//! root ─16─► node ─16─► node ─16─► node ─16─► shard: hashbrown::HashTable<Slot>
 //! ```
 //!
-//! Every node sits behind an `Arc`. Changing one organization copies the root (256
-//! pointers), one mid node (256 pointers) and one shard (at a million organizations,
-//! about 15 slots); everything else is shared with the snapshot it was derived from.
-//! Building a map from scratch copies nothing ([`Arc::make_mut`] on a node nobody
-//! else holds changes it in place), so a bulk build is linear.
+//! Every node sits behind an `Arc`. Changing one organization copies the four nodes
+//! on its path (16 pointers each) and its shard (at a million organizations, about
+//! 15 slots); everything else is shared with the snapshot it was derived from. The
+//! fan-out is small on purpose: copying a node bumps the reference count of each of
+//! its children, and at a million organizations each of those is a cache miss (a
+//! first version with two levels of 256 paid 512 of them per change). Building a map
+//! from scratch copies nothing ([`Arc::make_mut`] on a node nobody else holds
+//! changes it in place), so a bulk build is linear.
 //!
-//! A look-up hashes the id **once**: bits 48..56 of the hash pick the mid node, bits
-//! 40..48 the shard, and the shard's table is probed with the same hash (hashbrown
-//! reads its low bits for the position and its top seven for the tag, which the
-//! radix bits leave free, so the organizations of one shard still differ there). The
-//! depth is fixed, so a look-up costs the same work with ten organizations as with a
-//! million; only its cache misses differ.
+//! A look-up hashes the id **once**: bits 40..56 of the hash pick the path, four bits
+//! per level, and the shard's table is probed with the same hash (hashbrown reads its
+//! low bits for the position and its top seven for the tag, which the radix bits leave
+//! free, so the organizations of one shard still differ there). The depth is fixed,
+//! so a look-up costs the same work with ten organizations as with a million; only
+//! its cache misses differ.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -31,17 +35,19 @@ use super::CompiledOrg;
 use crate::policy::{OrgId, OrgPolicies};
 
 /// Radix bits per level.
-const BITS: u32 = 8;
-/// Children per inner node.
+const BITS: u32 = 4;
+/// Children per node.
 const FANOUT: usize = 1 << BITS;
-/// Where the mid node's index starts in the hash (see the module docs).
-const ROOT_SHIFT: u32 = 48;
-/// Where the shard's index starts in the hash.
-const MID_SHIFT: u32 = ROOT_SHIFT - BITS;
+/// Where the root's index starts in the hash; each level below is `BITS` lower, the
+/// last (the shard's index in its node) starting at bit 40 (see the module docs).
+const TOP_SHIFT: u32 = 52;
 
 type Shard = HashTable<Slot>;
-type Mid = [Option<Arc<Shard>>; FANOUT];
-type Root = [Option<Arc<Mid>>; FANOUT];
+type Node<T> = [Option<Arc<T>>; FANOUT];
+type Level3 = Node<Shard>;
+type Level2 = Node<Level3>;
+type Level1 = Node<Level2>;
+type Root = Node<Level1>;
 
 /// One organization: its compiled form (if it has anything to enforce) and its
 /// policies as published (if they are known). A slot always has one of the two.
@@ -66,16 +72,16 @@ pub(super) struct OrgMap {
     compiled: usize,
 }
 
+/// The child index at each level of `hash`'s path.
 #[inline]
-fn indexes(hash: u64) -> (usize, usize) {
-    // Masked to 8 bits: in bounds of a FANOUT array, and the compiler knows it.
-    let root = (hash >> ROOT_SHIFT) as usize & (FANOUT - 1);
-    let mid = (hash >> MID_SHIFT) as usize & (FANOUT - 1);
-    (root, mid)
+fn path(hash: u64) -> [usize; 4] {
+    // Masked to BITS bits: in bounds of a FANOUT array, and the compiler knows it.
+    let at = |level: u32| (hash >> (TOP_SHIFT - level * BITS)) as usize & (FANOUT - 1);
+    [at(0), at(1), at(2), at(3)]
 }
 
-fn empty<T>() -> [Option<T>; FANOUT] {
-    std::array::from_fn(|_| None)
+fn node<T>() -> Arc<Node<T>> {
+    Arc::new(std::array::from_fn(|_| None))
 }
 
 impl OrgMap {
@@ -84,8 +90,8 @@ impl OrgMap {
     pub(super) fn get(&self, id: &str) -> Option<&Slot> {
         let root = self.root.as_deref()?;
         let hash = self.hasher.hash_one(id);
-        let (r, m) = indexes(hash);
-        let shard = root[r].as_deref()?[m].as_deref()?;
+        let [a, b, c, d] = path(hash);
+        let shard = root[a].as_deref()?[b].as_deref()?[c].as_deref()?[d].as_deref()?;
         shard.find(hash, |slot| slot.id.as_str() == id)
     }
 
@@ -112,10 +118,12 @@ impl OrgMap {
             return;
         }
         let hash = self.hasher.hash_one(id.as_str());
-        let (r, m) = indexes(hash);
-        let root = Arc::make_mut(self.root.get_or_insert_with(|| Arc::new(empty())));
-        let mid = Arc::make_mut(root[r].get_or_insert_with(|| Arc::new(empty())));
-        let shard = Arc::make_mut(mid[m].get_or_insert_with(Arc::default));
+        let [a, b, c, d] = path(hash);
+        let root = Arc::make_mut(self.root.get_or_insert_with(node));
+        let level1 = Arc::make_mut(root[a].get_or_insert_with(node));
+        let level2 = Arc::make_mut(level1[b].get_or_insert_with(node));
+        let level3 = Arc::make_mut(level2[c].get_or_insert_with(node));
+        let shard = Arc::make_mut(level3[d].get_or_insert_with(Arc::default));
         let has_compiled = compiled.is_some();
         match shard.entry(hash, |slot| slot.id == id, |slot| slot.hash) {
             Entry::Occupied(mut entry) => {
@@ -147,15 +155,21 @@ impl OrgMap {
             return false;
         }
         let hash = self.hasher.hash_one(id);
-        let (r, m) = indexes(hash);
+        let [a, b, c, d] = path(hash);
         let Some(root) = self.root.as_mut() else {
             return false;
         };
-        let Some(mid) = Arc::make_mut(root)[r].as_mut() else {
+        let Some(level1) = Arc::make_mut(root)[a].as_mut() else {
             return false;
         };
-        let mid = Arc::make_mut(mid);
-        let Some(shard) = mid[m].as_mut() else {
+        let Some(level2) = Arc::make_mut(level1)[b].as_mut() else {
+            return false;
+        };
+        let Some(level3) = Arc::make_mut(level2)[c].as_mut() else {
+            return false;
+        };
+        let level3 = Arc::make_mut(level3);
+        let Some(shard) = level3[d].as_mut() else {
             return false;
         };
         let shard = Arc::make_mut(shard);
@@ -165,7 +179,7 @@ impl OrgMap {
         let (slot, _) = entry.remove();
         if shard.is_empty() {
             // An empty shard is a miss one pointer earlier, and holds no memory.
-            mid[m] = None;
+            level3[d] = None;
         }
         self.len -= 1;
         if slot.compiled.is_some() {
@@ -179,24 +193,27 @@ impl OrgMap {
         self.root
             .iter()
             .flat_map(|root| root.iter().flatten())
-            .flat_map(|mid| mid.iter().flatten())
+            .flat_map(|level1| level1.iter().flatten())
+            .flat_map(|level2| level2.iter().flatten())
+            .flat_map(|level3| level3.iter().flatten())
             .flat_map(|shard| shard.iter())
     }
 
-    /// Whether `self` and `other` hold the very same node on `id`'s path to its shard
-    /// (for tests: what a change to another organization must leave shared).
+    /// Whether `self` and `other` hold the very same shard for `id` (for tests: what
+    /// a change to another organization must leave shared).
     #[cfg(test)]
     pub(super) fn shares_shard_of(&self, other: &Self, id: &str) -> bool {
-        let hash = self.hasher.hash_one(id);
-        let (r, m) = indexes(hash);
+        let [a, b, c, d] = path(self.hasher.hash_one(id));
         let shard = |map: &Self| {
             map.root
                 .as_deref()
-                .and_then(|root| root[r].as_deref())
-                .and_then(|mid| mid[m].clone())
+                .and_then(|root| root[a].as_deref())
+                .and_then(|level1| level1[b].as_deref())
+                .and_then(|level2| level2[c].as_deref())
+                .and_then(|level3| level3[d].clone())
         };
         match (shard(self), shard(other)) {
-            (Some(a), Some(b)) => Arc::ptr_eq(&a, &b),
+            (Some(x), Some(y)) => Arc::ptr_eq(&x, &y),
             _ => false,
         }
     }
