@@ -426,7 +426,8 @@ mod tests {
         assert_eq!((at_once.len(), at_once.organizations()), (n, n));
         assert_eq!(one_by_one.len(), n);
         for (i, (id, policies)) in orgs.iter().enumerate() {
-            let id = Some(id.as_str());
+            let name = id.as_str();
+            let id = Some(name);
             for snapshot in [&at_once, &one_by_one] {
                 assert_eq!(
                     snapshot.decide(id, "u", ["staff"], inside(i)),
@@ -440,7 +441,7 @@ mod tests {
                     snapshot.decide(id, "u", ["sales"], inside(i)),
                     Decision::NoPolicy
                 );
-                assert_eq!(**snapshot.policies(id.unwrap()).unwrap(), *policies);
+                assert_eq!(**snapshot.policies(name).unwrap(), *policies);
             }
         }
         assert_eq!(
