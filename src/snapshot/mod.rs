@@ -49,8 +49,8 @@ mod handle;
 mod index;
 mod list;
 mod org;
+mod orgs;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -59,6 +59,7 @@ pub use handle::{SnapshotHandle, UpdateOrgError};
 pub use list::CompiledList;
 pub use org::CompiledOrg;
 
+use self::orgs::OrgMap;
 use crate::policy::{OrgId, OrgPolicies};
 
 /// The outcome of one decision.
@@ -134,12 +135,19 @@ impl fmt::Display for DenyReason {
 
 /// Every organization's compiled policies at one moment. Immutable; see the
 /// [module docs](self).
+///
+/// Cloning is cheap, and so is deriving a snapshot with one organization changed
+/// ([`with_org`](Self::with_org)): the organizations are kept in a map with
+/// structural sharing, so a change copies a few dozen pointers and the handful of
+/// organizations that share a leaf with the changed one, never the whole map. A
+/// look-up hashes the organization id once and costs the same work whatever the
+/// number of organizations.
 #[derive(Clone, Default)]
 pub struct Snapshot {
-    orgs: HashMap<OrgId, Arc<CompiledOrg>, foldhash::fast::RandomState>,
-    /// Each organization's policies as they were published (inactive ones included),
-    /// to read back and edit; not used by decisions.
-    sources: HashMap<OrgId, Arc<OrgPolicies>, foldhash::fast::RandomState>,
+    /// Each organization's compiled form (only if it has anything to enforce), and
+    /// its policies as they were published (inactive ones included), to read back and
+    /// edit; the latter are not used by decisions.
+    orgs: OrgMap,
     /// Not loaded yet: every decision is denied (see the module docs).
     pending: bool,
 }
@@ -170,11 +178,13 @@ impl Snapshot {
         self.pending
     }
 
-    /// Compiles every organization.
+    /// Compiles every organization. Linear in their number; many organizations are
+    /// compiled on several threads at once (up to the available parallelism).
     pub fn from_orgs<'a>(orgs: impl IntoIterator<Item = (OrgId, &'a OrgPolicies)>) -> Self {
+        let orgs: Vec<(OrgId, &OrgPolicies)> = orgs.into_iter().collect();
         let mut snapshot = Self::default();
-        for (id, org) in orgs {
-            snapshot.insert(id, org);
+        for (id, source, compiled) in compile_all(orgs) {
+            snapshot.insert_with_source(id, source, compiled);
         }
         snapshot
     }
@@ -193,7 +203,6 @@ impl Snapshot {
     pub fn without_org(&self, id: &str) -> Self {
         let mut next = self.clone();
         next.orgs.remove(id);
-        next.sources.remove(id);
         next
     }
 
@@ -201,8 +210,9 @@ impl Snapshot {
     /// another snapshot). Its policies as published are not known then:
     /// [`policies`](Self::policies) has none for `id` until it is published with them.
     pub fn insert_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
-        self.sources.remove(id.as_str());
-        self.set_compiled(id, org);
+        // Nothing can apply to an empty one: keep the look-up a miss.
+        let compiled = (!org.is_empty()).then_some(org);
+        self.orgs.set(id, compiled, None);
     }
 
     /// Sets an organization's policies and their compiled form.
@@ -212,17 +222,8 @@ impl Snapshot {
         source: Arc<OrgPolicies>,
         org: Arc<CompiledOrg>,
     ) {
-        self.sources.insert(id.clone(), source);
-        self.set_compiled(id, org);
-    }
-
-    fn set_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
-        if org.is_empty() {
-            // Nothing can apply: keep the map small and the look-up a miss.
-            self.orgs.remove(id.as_str());
-        } else {
-            self.orgs.insert(id, org);
-        }
+        let compiled = (!org.is_empty()).then_some(org);
+        self.orgs.set(id, compiled, Some(source));
     }
 
     fn insert(&mut self, id: OrgId, org: &OrgPolicies) {
@@ -235,25 +236,39 @@ impl Snapshot {
     /// change from them: see [`SnapshotHandle::update_org`].
     #[must_use]
     pub fn policies(&self, id: &str) -> Option<&Arc<OrgPolicies>> {
-        self.sources.get(id)
+        self.orgs.get(id)?.source.as_ref()
     }
 
     /// The compiled organization, if it has any active policy or list.
     #[must_use]
+    #[inline]
     pub fn org(&self, id: &str) -> Option<&Arc<CompiledOrg>> {
-        self.orgs.get(id)
+        self.orgs.get(id)?.compiled.as_ref()
     }
 
     /// Number of organizations with at least one active policy.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.orgs.len()
+        self.orgs.compiled_len()
     }
 
     /// Whether no organization has an active policy.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.orgs.is_empty()
+        self.len() == 0
+    }
+
+    /// Number of organizations known to the snapshot: those with an active policy
+    /// or list, and those published with policies that enforce nothing yet.
+    #[must_use]
+    pub fn organizations(&self) -> usize {
+        self.orgs.len()
+    }
+
+    /// The ids of every organization known to the snapshot (see
+    /// [`organizations`](Self::organizations)), in no particular order.
+    pub fn org_ids(&self) -> impl Iterator<Item = &OrgId> {
+        self.orgs.iter().map(|slot| &slot.id)
     }
 
     /// Decides for a caller of `organization` (`None`: the default organization).
@@ -296,10 +311,54 @@ impl Snapshot {
 impl fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Snapshot")
-            .field("organizations", &self.orgs.len())
+            .field("organizations", &self.orgs.compiled_len())
             .field("pending", &self.pending)
             .finish()
     }
+}
+
+/// Organizations below this many are compiled on the calling thread: a thread costs
+/// more than compiling a few small ones.
+const PARALLEL_FROM: usize = 256;
+
+/// Compiles `orgs` and copies their policies, on up to the available parallelism's
+/// threads when there are many, in the order given.
+fn compile_all(
+    orgs: Vec<(OrgId, &OrgPolicies)>,
+) -> Vec<(OrgId, Arc<OrgPolicies>, Arc<CompiledOrg>)> {
+    let compile = |(id, org): (OrgId, &OrgPolicies)| {
+        (
+            id,
+            Arc::new(org.clone()),
+            Arc::new(CompiledOrg::compile(org)),
+        )
+    };
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    if orgs.len() < PARALLEL_FROM || threads < 2 {
+        return orgs.into_iter().map(compile).collect();
+    }
+    let chunk = orgs.len().div_ceil(threads);
+    let mut orgs = orgs.into_iter();
+    let chunks: Vec<Vec<(OrgId, &OrgPolicies)>> = std::iter::from_fn(|| {
+        let part: Vec<_> = orgs.by_ref().take(chunk).collect();
+        (!part.is_empty()).then_some(part)
+    })
+    .collect();
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|part| scope.spawn(move || part.into_iter().map(compile).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| match worker.join() {
+                Ok(compiled) => compiled,
+                // Compiling does not panic on any input; if it did, the panic goes on
+                // as it would have on the calling thread.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]

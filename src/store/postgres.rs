@@ -111,6 +111,11 @@ const MIGRATION_LOCK: i64 = 0x616c_6c6f_776c_7374;
 /// ASCII `allw`.
 const ORG_LOCK_CLASS: i32 = 0x616c_6c77;
 
+/// Rows of [`Backend::load_all`] decoded per task on the blocking pool: big enough
+/// that a task outweighs its scheduling, small enough that the first batches are
+/// decoded while the last rows are still arriving.
+const LOAD_BATCH: usize = 1024;
+
 /// The longest organization id a change notification can carry (PostgreSQL refuses
 /// payloads of 8000 bytes or more).
 const MAX_ORG_ID_BYTES: usize = 7999;
@@ -546,6 +551,20 @@ impl PostgresBackend {
         document::decode(org, self.version_of(row)?, &text)
     }
 
+    /// Decodes rows of `load_all`.
+    fn decode_all(&self, rows: &[PgRow]) -> Result<Vec<(OrgId, OrgRecord)>, BackendError> {
+        rows.iter()
+            .map(|row| {
+                let org = OrgId::from(
+                    row.try_get::<String, _>("org_id")
+                        .map_err(|err| self.error(err))?,
+                );
+                let record = self.record(&org, row)?;
+                Ok((org, record))
+            })
+            .collect()
+    }
+
     fn version_of(&self, row: &PgRow) -> Result<u64, BackendError> {
         let version: i64 = row.try_get("version").map_err(|err| self.error(err))?;
         u64::try_from(version)
@@ -674,22 +693,46 @@ impl Backend for PostgresBackend {
     fn load_all(&self) -> BoxFuture<'_, Result<Vec<(OrgId, OrgRecord)>, BackendError>> {
         Box::pin(async move {
             self.ready().await?;
-            let rows = sqlx::query(
+            // One query, so that the load is one consistent state of the table. Its
+            // rows are streamed and decoded (JSON, then validated as new input, the
+            // bulk of a cold start) in batches on the blocking pool while the next
+            // rows arrive, on as many cores as the runtime has.
+            let mut rows = sqlx::query(
                 "SELECT org_id, version, document::text AS document FROM allowlist_orgs",
             )
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(|err| self.error(err))?;
-            rows.iter()
-                .map(|row| {
-                    let org = OrgId::from(
-                        row.try_get::<String, _>("org_id")
-                            .map_err(|err| self.error(err))?,
-                    );
-                    let record = self.record(&org, row)?;
-                    Ok((org, record))
-                })
-                .collect()
+            .fetch(&self.inner.pool);
+            let mut decoding = Vec::new();
+            let mut batch = Vec::with_capacity(LOAD_BATCH);
+            loop {
+                let row = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await;
+                let end = row.is_none();
+                if let Some(row) = row {
+                    batch.push(row.map_err(|err| self.error(err))?);
+                }
+                if batch.len() == LOAD_BATCH || (end && !batch.is_empty()) {
+                    let backend = self.clone();
+                    let rows = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH));
+                    decoding.push(tokio::task::spawn_blocking(move || {
+                        backend.decode_all(&rows)
+                    }));
+                }
+                if end {
+                    break;
+                }
+            }
+            let mut records = Vec::new();
+            for batch in decoding {
+                match batch.await {
+                    Ok(decoded) => records.extend(decoded?),
+                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                    Err(err) => {
+                        return Err(BackendError::new(format!(
+                            "decoding the stored organizations was cancelled ({err}): is the runtime shutting down?"
+                        )))
+                    }
+                }
+            }
+            Ok(records)
         })
     }
 
