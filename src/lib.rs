@@ -27,6 +27,7 @@
 //! | [`store`] | the validated, authoritative store: limits, versions, lockout guard, audit events; SQLite and PostgreSQL persistence, replication across replicas |
 //! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
 //! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
+//! | `api_token` | user-owned API tokens as credentials, beside JWTs: the owner's policies apply to the token (feature `api-tokens`) |
 //! | `proxy_protocol` | the client address behind layer-4 load balancers: a listener that reads PROXY protocol v1/v2 headers (feature `proxy-protocol`) |
 //!
 //! # Example
@@ -57,6 +58,7 @@
 //! | `jwks` | `jwt::RemoteKeys`: keys from a JWK set URL or OpenID Connect discovery, refreshed in the background, for `JwtAuthLayer::remote` (implies `jwt`) |
 //! | `sqlite` | `store::SqliteBackend`: the store in one local SQLite file |
 //! | `postgres` | `store::PostgresBackend` and `store::Replicator`: one PostgreSQL database shared by several replicas, each change enforced by every replica within moments |
+//! | `api-tokens` | user-owned API tokens: the store keeps their SHA-256 hashes, `api_token::ApiTokenLayer` verifies `Authorization: Bearer tia_...` into the owner's `Principal`, and the admin router gains the `apiTokens` routes |
 //! | `admin` | `admin::router`: the JSON:API admin API over the store, with its OpenAPI document |
 //! | `metrics` | counters of allowed, denied and would-deny requests through the `metrics` facade |
 //! | `proxy-protocol` | `proxy_protocol::ProxyProtocolListener`: reads the PROXY protocol header (v1, v2) from trusted layer-4 balancers, for `axum::serve` and tonic's `serve_with_incoming` |
@@ -97,6 +99,9 @@ macro_rules! inner_service_accessors {
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+#[cfg(feature = "api-tokens")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api-tokens")))]
+pub mod api_token;
 mod body;
 pub mod client_ip;
 pub mod explain;
