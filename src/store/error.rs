@@ -139,7 +139,7 @@ impl StoreError {
             Self::ParentLimitExceeded { .. } => "parentLimitExceeded",
             Self::DepthLimitExceeded { .. } => "depthLimitExceeded",
             Self::Conflict { .. } => "conflict",
-            Self::InvalidApiToken { .. } => "invalidApiToken",
+            Self::InvalidApiToken { .. } => "apiTokenRefused",
             Self::NotFound { .. } => "notFound",
             Self::VersionMismatch { .. } => "versionMismatch",
             Self::LockoutPrevented { .. } => "lockoutPrevented",
