@@ -982,7 +982,9 @@ pub const API_TOKEN_TYPE: &str = "apiToken";
 /// An API token to create: its `name`, and its `expiresAt` as sent (RFC 3339), with
 /// the pointer to it.
 #[cfg(feature = "api-tokens")]
-pub(crate) fn api_token_draft(root: &Value) -> Result<(String, Option<(String, String)>), ApiError> {
+pub(crate) fn api_token_draft(
+    root: &Value,
+) -> Result<(String, Option<(String, String)>), ApiError> {
     let data = data(root, API_TOKEN_TYPE, None)?;
     data.only(&["type", "attributes", "meta"])?;
     let attributes = data.get("attributes")?;

@@ -32,7 +32,10 @@ pub(crate) enum Context {
     /// No request body.
     NoBody,
     /// An `apiToken` document.
-    #[cfg_attr(not(feature = "api-tokens"), allow(dead_code, reason = "only the token routes use it"))]
+    #[cfg_attr(
+        not(feature = "api-tokens"),
+        allow(dead_code, reason = "only the token routes use it")
+    )]
     ApiToken,
 }
 

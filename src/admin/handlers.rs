@@ -101,19 +101,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
 impl Caller {
     /// The authenticated caller.
-    #[cfg_attr(not(feature = "api-tokens"), allow(dead_code, reason = "only the token routes read it"))]
+    #[cfg_attr(
+        not(feature = "api-tokens"),
+        allow(dead_code, reason = "only the token routes read it")
+    )]
     pub(super) fn principal(&self) -> &Principal {
         &self.principal
     }
 
     /// The organization: the request's tenant.
-    #[cfg_attr(not(feature = "api-tokens"), allow(dead_code, reason = "only the token routes read it"))]
+    #[cfg_attr(
+        not(feature = "api-tokens"),
+        allow(dead_code, reason = "only the token routes read it")
+    )]
     pub(super) fn org(&self) -> &OrgId {
         &self.org
     }
 
     /// The caller as the store's audit records name it.
-    #[cfg_attr(not(feature = "api-tokens"), allow(dead_code, reason = "only the token routes read it"))]
+    #[cfg_attr(
+        not(feature = "api-tokens"),
+        allow(dead_code, reason = "only the token routes read it")
+    )]
     pub(super) fn actor(&self) -> Actor {
         match &self.client {
             Ok(ip) => Actor::new(&self.principal, Some(ip.addr)),

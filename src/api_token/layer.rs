@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::ApiTokenAuth;
 use crate::body::ResponseBody;
-use crate::client_ip::ClientIpOutcome;
+use crate::client_ip::resolve_once;
 use crate::grpc;
 use crate::policy::OrgId;
 use crate::principal::Principal;
@@ -278,8 +278,10 @@ where
         let store = self.store.clone();
         let config = Arc::clone(&self.config);
         let grpc = grpc::is_grpc(request.headers());
-        let client_ip = ClientIpOutcome::of(request.extensions())
-            .and_then(|outcome| outcome.result().ok())
+        // The outcome a `ClientIpLayer` recorded, or the peer, recorded now as the
+        // allowlist would: for the audit record of the token's use.
+        let client_ip = resolve_once(&mut request, None)
+            .ok()
             .map(|client| client.addr);
         let future = async move {
             let verified = store
@@ -337,12 +339,36 @@ mod tests {
             want: Option<&'static str>,
         }
         let cases = [
-            Case { name: "none", header: None, want: None },
-            Case { name: "jwt", header: Some("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"), want: None },
-            Case { name: "token", header: Some("Bearer tia_abc"), want: Some("tia_abc") },
-            Case { name: "scheme case", header: Some("bearer tia_abc"), want: Some("tia_abc") },
-            Case { name: "basic", header: Some("Basic tia_abc"), want: None },
-            Case { name: "no credential", header: Some("Bearer"), want: None },
+            Case {
+                name: "none",
+                header: None,
+                want: None,
+            },
+            Case {
+                name: "jwt",
+                header: Some("Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"),
+                want: None,
+            },
+            Case {
+                name: "token",
+                header: Some("Bearer tia_abc"),
+                want: Some("tia_abc"),
+            },
+            Case {
+                name: "scheme case",
+                header: Some("bearer tia_abc"),
+                want: Some("tia_abc"),
+            },
+            Case {
+                name: "basic",
+                header: Some("Basic tia_abc"),
+                want: None,
+            },
+            Case {
+                name: "no credential",
+                header: Some("Bearer"),
+                want: None,
+            },
         ];
         for case in cases {
             let mut headers = HeaderMap::new();

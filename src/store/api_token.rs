@@ -590,9 +590,13 @@ mod store_methods {
                     .touch_api_token(&token.org, &token.id, now, stale_before, &audit)
                     .await
                 {
-                    Ok(true) => tracing::debug!(token_id = %token.id, "allowlist: API token last use recorded"),
+                    Ok(true) => {
+                        tracing::debug!(token_id = %token.id, "allowlist: API token last use recorded")
+                    }
                     Ok(false) => {}
-                    Err(err) => tracing::warn!(token_id = %token.id, error = %err, "allowlist: could not record an API token's last use; the token is accepted"),
+                    Err(err) => {
+                        tracing::warn!(token_id = %token.id, error = %err, "allowlist: could not record an API token's last use; the token is accepted")
+                    }
                 }
             }
             Ok(token)

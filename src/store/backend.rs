@@ -248,7 +248,11 @@ impl MemoryBackend {
         trail.last_id += 1;
         let mut record = record.clone();
         record.id = trail.last_id;
-        trail.records.entry(record.org.clone()).or_default().push(record);
+        trail
+            .records
+            .entry(record.org.clone())
+            .or_default()
+            .push(record);
         Ok(())
     }
 
@@ -345,7 +349,9 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let mut tokens = self.lock_tokens()?;
             if tokens.contains_key(&token.hash) || tokens.values().any(|t| t.id == token.id) {
-                return Err(BackendError::refused("an API token with this id or hash exists"));
+                return Err(BackendError::refused(
+                    "an API token with this id or hash exists",
+                ));
             }
             self.append_audit(audit)?;
             tokens.insert(token.hash, token.clone());

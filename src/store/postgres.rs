@@ -71,7 +71,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-const TOKEN_COLUMNS: &str = "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us";
+const TOKEN_COLUMNS: &str =
+    "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us";
 
 /// Inserts an audit record.
 const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
@@ -547,9 +548,8 @@ impl PostgresBackend {
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
         record: &AuditRecord,
     ) -> Result<(), BackendError> {
-        let version = |v: u64| {
-            i64::try_from(v).map_err(|_| BackendError::new("data version overflow"))
-        };
+        let version =
+            |v: u64| i64::try_from(v).map_err(|_| BackendError::new("data version overflow"));
         sqlx::query(INSERT_AUDIT)
             .bind(record.org.as_str())
             .bind(record.time_micros())

@@ -67,7 +67,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-const TOKEN_COLUMNS: &str = "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us";
+const TOKEN_COLUMNS: &str =
+    "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us";
 
 /// Inserts an audit record.
 const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
