@@ -33,6 +33,15 @@ pub(crate) const TOKEN_LEN: usize = API_TOKEN_PREFIX.len() + 2 * SECRET_BYTES;
 /// One API token as a backend stores it: everything but the secret, of which only the
 /// SHA-256 [`hash`](Self::hash) is kept. Not `#[non_exhaustive]`: a custom
 /// [`Backend`](super::Backend) builds it from what it stored.
+///
+/// The secret is `tia_` ([`API_TOKEN_PREFIX`]) followed by 64 hexadecimal digits: 256
+/// bits from the operating system's random source. The prefix makes a token
+/// recognisable in logs and to secret scanners, and tells it from a JWT in an
+/// `Authorization` header.
+///
+/// SHA-256, not a password hash (Argon2, bcrypt): the secret is 256 random bits, so
+/// nothing finds it faster than trying about 2^255 candidates, and a slow hash would
+/// only slow every request. A leaked table gives no usable token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiTokenRecord {
     /// The token's public id (16 hexadecimal digits): what lists, revocation and the
@@ -369,7 +378,7 @@ mod store_methods {
         /// Creates an API token for `owner` in `org`, recording the owner's current
         /// groups and permissions with it, and returns it with its secret: the only
         /// time the secret is known. The creation is an audit event
-        /// (`createApiToken`). See the [module docs](super) for what is stored.
+        /// (`createApiToken`). See [`ApiTokenRecord`] for what is stored.
         ///
         /// ```
         /// use tower_ip_allowlist::policy::OrgId;
