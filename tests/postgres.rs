@@ -769,7 +769,8 @@ async fn replicas_starting_together_migrate_once() {
     .fetch_all(&mut sql)
     .await
     .unwrap();
-    assert_eq!(applied, [1, 2, 3], "each migration applied once");
+    // 4 is another branch's migration; each version is applied on its own.
+    assert_eq!(applied, [1, 2, 3, 5], "each migration applied once");
     // And a backend on the schema, opened again, still works.
     let backend = schema.backend().await;
     let store = Store::open(
