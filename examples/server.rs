@@ -21,13 +21,14 @@
 //!
 //! Routes:
 //! - `GET /health`: 200, never authenticated nor gated;
-//! - `GET /api/v1/profile`: the caller's user, organization, tenant and address (401
+//! - `GET /api/v1/profile`: the caller's user, organization, tenant, address and, for a
+//!   caller using an API token, the token's id (401
 //!   without a valid token or with one of another organization, 403 when the allowlist
 //!   denies);
 //! - `GET /api/v1/projects/{project}/media/{file}`: a small body, guarded by the
 //!   project's resource allowlist (`/api/v1/entities/resourceAllowlists/{project}`);
 //! - the admin API of `tower_ip_allowlist::admin` (`/api/v1/entities/ipAllowlistPolicies`,
-//!   `siteAllowlist`, `resourceAllowlists`, `evaluate`, `myAccess`, ...);
+//!   `siteAllowlist`, `resourceAllowlists`, `evaluate`, `myAccess`, `apiTokens`, ...);
 //! - `GET /console/`: the administrator's console (`tower_ip_allowlist::console`), a
 //!   client of the admin API; open it in a browser;
 //! - `POST /dev/token` with `{"user": "alice"}`, in development mode only (the fixed
@@ -37,8 +38,9 @@
 //!
 //! Stack, outermost first: trace, the request deadlines, client address (resolved
 //! once, with `--trusted-proxy`), tenant (from the host with `--tenant-domain`, else
-//! the default organization), site allowlist (before authentication), JWT
-//! authentication, allowlist (which also refuses tokens of another organization than
+//! the default organization), site allowlist (before authentication), API tokens
+//! (`Authorization: Bearer tia_...`, created with `POST /api/v1/entities/apiTokens`;
+//! off with `--no-api-tokens`), JWT authentication, allowlist (which also refuses tokens of another organization than
 //! the tenant), routes. `/health` belongs to no tenant and is never gated.
 //!
 //! At the edge (`serving`): a deadline for each request head (`--header-timeout`,
@@ -69,6 +71,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 use tower_ip_allowlist::admin;
+use tower_ip_allowlist::api_token::{ApiTokenAuth, ApiTokenLayer};
 use tower_ip_allowlist::client_ip::{ClientIp, ClientIpLayer, ClientIpResolver, ForwardedHeader};
 use tower_ip_allowlist::console::Console;
 use tower_ip_allowlist::jwt::{
@@ -145,6 +148,9 @@ struct Cli {
     /// Require this `aud` in tokens.
     #[arg(long, value_name = "AUDIENCE")]
     audience: Option<String>,
+    /// Do not accept API tokens (`Authorization: Bearer tia_...`): JWTs only.
+    #[arg(long)]
+    no_api_tokens: bool,
     /// Seconds a client has to send a request head, from connecting or from the end
     /// of the previous response: also how long an idle keep-alive connection is kept.
     #[arg(long, value_name = "SECONDS", default_value = "20", value_parser = seconds)]
@@ -307,7 +313,15 @@ async fn serve(cli: Cli, secret: String, dev_secret: bool) -> Result<(), String>
         // Anonymous requests go on (the OpenAPI document and media are public; the lists
         // still apply to them); `/api/v1/profile` requires a caller itself.
         .layer(AllowlistLayer::new(handle.clone()).allow_anonymous())
-        .layer(authentication(&cli, &secret).await?)
+        .layer(authentication(&cli, &secret).await?);
+    // API tokens before JWTs: a `tia_` bearer credential is looked up in the store and
+    // removed from the request; anything else goes on to the JWT layer.
+    let gated = if cli.no_api_tokens {
+        gated
+    } else {
+        gated.layer(ApiTokenLayer::new(store.clone()))
+    };
+    let gated = gated
         .layer(SiteAllowlistLayer::new(handle))
         // The tenant, from the host, before authentication: the lists are the tenant's,
         // and a token of another organization is refused.
@@ -454,15 +468,20 @@ async fn media(Path((project, file)): Path<(String, String)>) -> String {
 
 async fn profile(
     Extension(principal): Extension<Principal>,
+    token: Option<Extension<ApiTokenAuth>>,
     tenant: Tenant,
     ip: ClientIp,
 ) -> Json<Value> {
-    Json(json!({
+    let mut profile = json!({
         "user": principal.user.as_str(),
         "organization": principal.organization_or_default().as_str(),
         "tenant": tenant.org().as_str(),
         "clientIp": ip.addr.to_string(),
-    }))
+    });
+    if let Some(Extension(token)) = token {
+        profile["apiToken"] = json!(token.id);
+    }
+    Json(profile)
 }
 
 fn resolver(cli: &Cli) -> Result<ClientIpResolver, String> {

@@ -28,6 +28,7 @@
 //! | `jwt` | optional JWT bearer authentication: tokens to a [`Principal`](principal::Principal) (feature `jwt`) |
 //! | `admin` | the JSON:API admin router and its OpenAPI document (feature `admin`) |
 //! | `console` | an administrator's console in the browser, a client of the admin API (feature `console`) |
+//! | `api_token` | user-owned API tokens as credentials, beside JWTs: the owner's policies apply to the token (feature `api-tokens`) |
 //! | `proxy_protocol` | the client address behind layer-4 load balancers: a listener that reads PROXY protocol v1/v2 headers (feature `proxy-protocol`) |
 //!
 //! # Example
@@ -58,6 +59,7 @@
 //! | `jwks` | `jwt::RemoteKeys`: keys from a JWK set URL or OpenID Connect discovery, refreshed in the background, for `JwtAuthLayer::remote` (implies `jwt`) |
 //! | `sqlite` | `store::SqliteBackend`: the store in one local SQLite file |
 //! | `postgres` | `store::PostgresBackend` and `store::Replicator`: one PostgreSQL database shared by several replicas, each change enforced by every replica within moments |
+//! | `api-tokens` | user-owned API tokens: the store keeps their SHA-256 hashes, `api_token::ApiTokenLayer` verifies `Authorization: Bearer tia_...` into the owner's `Principal`, and the admin router gains the `apiTokens` routes |
 //! | `admin` | `admin::router`: the JSON:API admin API over the store, with its OpenAPI document |
 //! | `console` | `console::router`: an administrator's console (HTML, CSS and JavaScript embedded in the binary, no build step) to serve at `/console` beside the admin API; implies `admin` |
 //! | `metrics` | counters of allowed, denied and would-deny requests through the `metrics` facade |
@@ -99,6 +101,9 @@ macro_rules! inner_service_accessors {
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+#[cfg(feature = "api-tokens")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api-tokens")))]
+pub mod api_token;
 mod body;
 pub mod client_ip;
 #[cfg(feature = "console")]

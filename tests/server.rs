@@ -331,3 +331,89 @@ async fn sigterm_lets_the_request_in_flight_finish() {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// The README's API-token walk-through against the real demo: a restricted service
+/// account's token from an allowed and a refused address, then revoked.
+#[tokio::test]
+async fn a_service_accounts_api_token_from_an_allowed_and_a_refused_address() {
+    let server = demo::start_with(
+        "memory",
+        SECRET,
+        &["--trusted-proxy", "127.0.0.1", "--proxy-without-header"],
+    );
+    let addr = server.addr;
+    let admin = token("alice", &["MANAGE"]);
+    let bot = token("deploy-bot", &[]);
+    let (status, _) = send(
+        addr,
+        Method::POST,
+        POLICIES,
+        Some(&admin),
+        Some(policy("ci-network", &["203.0.113.0/24"], &["deploy-bot"])),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let allowed = [("x-forwarded-for", "203.0.113.9")];
+    let refused = [("x-forwarded-for", "198.51.100.4")];
+    let (status, created) = demo::send_with(
+        addr,
+        Method::POST,
+        "/api/v1/entities/apiTokens",
+        Some(&bot),
+        Some(json!({"data": {"type": "apiToken", "attributes": {"name": "deploys"}}})),
+        &allowed,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let api_token = created["data"]["attributes"]["bearerToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = created["data"]["id"].as_str().unwrap().to_owned();
+
+    let (status, profile) = demo::send_with(
+        addr,
+        Method::GET,
+        "/api/v1/profile",
+        Some(&api_token),
+        None,
+        &allowed,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+    assert_eq!(profile["user"], "deploy-bot");
+    assert_eq!(profile["apiToken"], json!(id));
+    assert_eq!(profile["clientIp"], "203.0.113.9");
+    let (status, body) = demo::send_with(
+        addr,
+        Method::GET,
+        "/api/v1/profile",
+        Some(&api_token),
+        None,
+        &refused,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["errors"][0]["code"], "ipNotAllowed");
+
+    let (status, _) = send(
+        addr,
+        Method::DELETE,
+        &format!("/api/v1/entities/apiTokens/{id}"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = demo::send_with(
+        addr,
+        Method::GET,
+        "/api/v1/profile",
+        Some(&api_token),
+        None,
+        &allowed,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["errors"][0]["code"], "invalidApiToken");
+}

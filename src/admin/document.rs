@@ -989,6 +989,28 @@ fn policy_fields(data: &At<'_>) -> Result<PolicyFields, ApiError> {
 
 /// A policy to create (`POST`, `path_id` `None`) or replace (`PUT`): `allowedSources`
 /// is required, absent relationships mean no targets.
+/// The type of an API token resource.
+#[cfg(feature = "api-tokens")]
+pub const API_TOKEN_TYPE: &str = "apiToken";
+
+/// An API token to create: its `name`, and its `expiresAt` as sent (RFC 3339), with
+/// the pointer to it.
+#[cfg(feature = "api-tokens")]
+pub(crate) fn api_token_draft(
+    root: &Value,
+) -> Result<(String, Option<(String, String)>), ApiError> {
+    let data = data(root, API_TOKEN_TYPE, None)?;
+    data.only(&["type", "attributes", "meta"])?;
+    let attributes = data.get("attributes")?;
+    attributes.only(&["name", "expiresAt"])?;
+    let name = attributes.get("name")?.string()?.to_owned();
+    let expires = attributes
+        .optional("expiresAt")?
+        .map(|at| Ok::<_, ApiError>((at.string()?.to_owned(), at.shown())))
+        .transpose()?;
+    Ok((name, expires))
+}
+
 pub(crate) fn policy_draft(root: &Value, path_id: Option<&str>) -> Result<PolicyDraft, ApiError> {
     let data = data(root, POLICY_TYPE, path_id)?;
     let id = match path_id {

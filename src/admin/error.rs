@@ -31,6 +31,12 @@ pub(crate) enum Context {
     List,
     /// No request body.
     NoBody,
+    /// An `apiToken` document.
+    #[cfg_attr(
+        not(feature = "api-tokens"),
+        allow(dead_code, reason = "only the token routes use it")
+    )]
+    ApiToken,
 }
 
 impl ApiError {
@@ -169,6 +175,9 @@ impl ApiError {
                 | StoreError::DepthLimitExceeded { .. },
                 Context::Group,
             ) => Some("/data/relationships/parents".to_owned()),
+            (StoreError::InvalidApiToken { .. }, Context::ApiToken) => {
+                Some("/data/attributes".to_owned())
+            }
             (StoreError::Conflict { .. } | StoreError::InvalidId { .. }, Context::Policy) => {
                 Some("/data/id".to_owned())
             }
@@ -211,6 +220,7 @@ fn title(code: &str) -> &'static str {
         "organizationMismatch" => "Credentials of another organization",
         "forbidden" => "Forbidden",
         "backendError" => "Store unavailable",
+        "apiTokenRefused" => "API token refused",
         _ => "Error",
     }
 }

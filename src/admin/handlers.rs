@@ -100,6 +100,38 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+impl Caller {
+    /// The authenticated caller.
+    #[cfg_attr(
+        not(feature = "api-tokens"),
+        allow(dead_code, reason = "only the token routes read it")
+    )]
+    pub(super) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The organization: the request's tenant.
+    #[cfg_attr(
+        not(feature = "api-tokens"),
+        allow(dead_code, reason = "only the token routes read it")
+    )]
+    pub(super) fn org(&self) -> &OrgId {
+        &self.org
+    }
+
+    /// The caller as the store's audit records name it.
+    #[cfg_attr(
+        not(feature = "api-tokens"),
+        allow(dead_code, reason = "only the token routes read it")
+    )]
+    pub(super) fn actor(&self) -> Actor {
+        match &self.client {
+            Ok(ip) => Actor::new(&self.principal, Some(ip.addr)),
+            Err(unknown) => Actor::unknown_address(&self.principal, unknown),
+        }
+    }
+}
+
 /// `?force=true` skips the lockout guard.
 fn force(parts: &Parts) -> Result<bool, ApiError> {
     let mut force = false;
@@ -151,7 +183,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 
 /// A JSON:API request body: an accepted media type, at most [`MAX_BODY_BYTES`], and
 /// valid JSON.
-pub(super) struct Body(Value);
+pub(super) struct Body(pub(super) Value);
 
 impl<S: Send + Sync> FromRequest<S> for Body {
     type Rejection = ApiError;

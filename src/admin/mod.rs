@@ -20,6 +20,9 @@
 //! | `GET`, `PUT`, `DELETE /api/v1/entities/resourceAllowlists/{id}` | a resource's allowlist | 200 / 200 / 204 |
 //! | `GET /api/v1/actions/ipAllowlistPolicies/{id}/wouldDeny`, `GET /api/v1/actions/siteAllowlist/wouldDeny`, `GET /api/v1/actions/resourceAllowlists/{id}/wouldDeny` | whom a report-only rule would have refused since it entered report mode | 200 |
 //! | `GET /api/v1/entities/auditEvents` | the organization's audit trail, newest first: `page[size]` (1 to 500, default 50), `page[cursor]` from `links.next`, `filter[entityId]`, `filter[actor]`, `filter[since]`, `filter[until]` (RFC 3339; a bad value is 400 naming the parameter) | 200 |
+//! | `POST /api/v1/entities/apiTokens` | create an API token for the caller (any authenticated caller, not one using a token); the answer holds the token, shown once (feature `api-tokens`) | 201 + `Location` |
+//! | `GET /api/v1/entities/apiTokens` | the caller's tokens; with the manage permission, the organization's (`filter[owner]` for one user's) | 200 |
+//! | `DELETE /api/v1/entities/apiTokens/{id}` | revoke one of the caller's tokens; with the manage permission, any of the organization's | 204 |
 //! | `GET /api/v1/openapi.json` | the OpenAPI 3.1 document, generated from this code | 200 |
 //!
 //! Documents are JSON:API as in the [`document`] types; bodies may be sent as
@@ -137,6 +140,8 @@
 //! # }
 //! ```
 
+#[cfg(feature = "api-tokens")]
+mod api_tokens;
 mod audit;
 pub mod document;
 mod error;
@@ -212,7 +217,7 @@ impl Admin {
     /// The router, with every route at its absolute path (merge it into your app).
     pub fn into_router(self) -> Router {
         use handlers::*;
-        Router::new()
+        let router = Router::new()
             .route(POLICIES_PATH, get(list_policies).post(create_policy))
             .route(
                 "/api/v1/entities/ipAllowlistPolicies/{id}",
@@ -268,16 +273,32 @@ impl Admin {
                 "/api/v1/actions/resourceAllowlists/{id}/wouldDeny",
                 get(would_deny::resource_would_deny),
             )
-            .route(audit::AUDIT_EVENTS_PATH, get(audit::list_audit_events))
+            .route(audit::AUDIT_EVENTS_PATH, get(audit::list_audit_events));
+        #[cfg(feature = "api-tokens")]
+        let router = router
+            .route(
+                api_tokens::API_TOKENS_PATH,
+                get(api_tokens::list_api_tokens).post(api_tokens::create_api_token),
+            )
+            .route(
+                "/api/v1/entities/apiTokens/{id}",
+                axum::routing::delete(api_tokens::revoke_api_token),
+            );
+        router
             .route("/api/v1/openapi.json", get(handlers::openapi))
             .with_state(self.state)
     }
 }
 
-/// The OpenAPI 3.1 document of the admin API, generated from the route definitions.
+/// The OpenAPI 3.1 document of the admin API, generated from the route definitions
+/// (with the `apiTokens` routes when the feature `api-tokens` is on).
 #[must_use]
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    #[cfg_attr(not(feature = "api-tokens"), allow(unused_mut))]
+    let mut doc = ApiDoc::openapi();
+    #[cfg(feature = "api-tokens")]
+    doc.merge(api_tokens::ApiTokensDoc::openapi());
+    doc
 }
 
 #[derive(OpenApi)]

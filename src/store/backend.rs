@@ -3,10 +3,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
+use std::time::SystemTime;
 
+use super::api_token::ApiTokenRecord;
 use super::audit::{AuditDraft, AuditQuery, AuditRecord};
 use super::{BackendError, StoreError};
-use crate::policy::{OrgId, OrgPolicies, PolicyId};
+use crate::policy::{OrgId, OrgPolicies, PolicyId, UserId};
 use crate::report::{NamedSummary, RuleKind, RuleSummary};
 
 /// A boxed future, so [`Backend`] stays object safe.
@@ -161,6 +163,87 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         let _ = (org, kind, rule);
         Box::pin(async { Ok(()) })
     }
+
+    // ---- API tokens (see `api_token`): the default is a backend without them -----
+
+    /// Stores a new API token, and `audit`, its record, in the same transaction.
+    /// Token ids and hashes are unique; a duplicate is a
+    /// [refused](BackendError::refused) error.
+    ///
+    /// The default refuses: the backend does not store API tokens.
+    fn insert_api_token<'a>(
+        &'a self,
+        token: &'a ApiTokenRecord,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        let _ = (token, audit);
+        Box::pin(async { Err(no_api_tokens()) })
+    }
+
+    /// The token whose hash is `hash`, if there is one: one indexed look-up, on every
+    /// request that presents a token, so that a revocation holds on every replica
+    /// from the moment it is committed.
+    ///
+    /// The default finds none.
+    fn api_token_by_hash<'a>(
+        &'a self,
+        hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<ApiTokenRecord>, BackendError>> {
+        let _ = hash;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// `org`'s tokens (only `owner`'s, when given), oldest first.
+    ///
+    /// The default has none.
+    fn api_tokens<'a>(
+        &'a self,
+        org: &'a OrgId,
+        owner: Option<&'a UserId>,
+    ) -> BoxFuture<'a, Result<Vec<ApiTokenRecord>, BackendError>> {
+        let _ = (org, owner);
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// Deletes `org`'s token `id` (only if `owner` owns it, when given) and writes
+    /// `audit` in the same transaction; returns whether there was such a token
+    /// (nothing is written when there was not).
+    ///
+    /// The default finds none.
+    fn delete_api_token<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a str,
+        owner: Option<&'a UserId>,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        let _ = (org, id, owner, audit);
+        Box::pin(async { Ok(false) })
+    }
+
+    /// Sets `org`'s token `id`'s last use to `at` if its stored last use is unset or before
+    /// `stale_before`, and then only, writes `audit` in the same transaction; returns
+    /// whether it wrote. The condition is checked by the database, so replicas that
+    /// see the same token at once write it once.
+    ///
+    /// The default writes nothing.
+    fn touch_api_token<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a str,
+        at: SystemTime,
+        stale_before: SystemTime,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        let _ = (org, id, at, stale_before, audit);
+        Box::pin(async { Ok(false) })
+    }
+}
+
+fn no_api_tokens() -> BackendError {
+    BackendError::refused(
+        "this store backend does not keep API tokens: use the memory, SQLite or PostgreSQL backend, or implement the token methods of `Backend`",
+    )
 }
 
 /// Keeps everything in memory: for tests, and for applications that rebuild their
@@ -169,6 +252,8 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 pub struct MemoryBackend {
     orgs: Mutex<HashMap<OrgId, OrgRecord>>,
     audit: Mutex<MemoryAudit>,
+    /// API tokens by hash.
+    tokens: Mutex<HashMap<[u8; 32], ApiTokenRecord>>,
 }
 
 #[derive(Debug, Default)]
@@ -191,6 +276,30 @@ impl MemoryBackend {
                 "the in-memory backend's audit lock was poisoned by a panic in another thread",
             )
         })
+    }
+
+    fn lock_tokens(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<[u8; 32], ApiTokenRecord>>, BackendError> {
+        self.tokens.lock().map_err(|_| {
+            BackendError::new(
+                "the in-memory backend's token lock was poisoned by a panic in another thread",
+            )
+        })
+    }
+
+    /// Appends `record` to the audit trail (no pruning: the next policy change prunes).
+    fn append_audit(&self, record: &AuditRecord) -> Result<(), BackendError> {
+        let mut trail = self.lock_audit()?;
+        trail.last_id += 1;
+        let mut record = record.clone();
+        record.id = trail.last_id;
+        trail
+            .records
+            .entry(record.org.clone())
+            .or_default()
+            .push(record);
+        Ok(())
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, HashMap<OrgId, OrgRecord>>, BackendError> {
@@ -275,6 +384,94 @@ impl Backend for MemoryBackend {
                     .cloned()
                     .collect()
             }))
+        })
+    }
+
+    fn insert_api_token<'a>(
+        &'a self,
+        token: &'a ApiTokenRecord,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            let mut tokens = self.lock_tokens()?;
+            if tokens.contains_key(&token.hash) || tokens.values().any(|t| t.id == token.id) {
+                return Err(BackendError::refused(
+                    "an API token with this id or hash exists",
+                ));
+            }
+            self.append_audit(audit)?;
+            tokens.insert(token.hash, token.clone());
+            Ok(())
+        })
+    }
+
+    fn api_token_by_hash<'a>(
+        &'a self,
+        hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<ApiTokenRecord>, BackendError>> {
+        Box::pin(async move { Ok(self.lock_tokens()?.get(hash).cloned()) })
+    }
+
+    fn api_tokens<'a>(
+        &'a self,
+        org: &'a OrgId,
+        owner: Option<&'a UserId>,
+    ) -> BoxFuture<'a, Result<Vec<ApiTokenRecord>, BackendError>> {
+        Box::pin(async move {
+            let mut found: Vec<ApiTokenRecord> = self
+                .lock_tokens()?
+                .values()
+                .filter(|t| t.org == *org && owner.is_none_or(|owner| t.owner == *owner))
+                .cloned()
+                .collect();
+            found.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
+            Ok(found)
+        })
+    }
+
+    fn delete_api_token<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a str,
+        owner: Option<&'a UserId>,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let mut tokens = self.lock_tokens()?;
+            let Some(hash) = tokens
+                .values()
+                .find(|t| {
+                    t.org == *org && t.id == id && owner.is_none_or(|owner| t.owner == *owner)
+                })
+                .map(|t| t.hash)
+            else {
+                return Ok(false);
+            };
+            self.append_audit(audit)?;
+            tokens.remove(&hash);
+            Ok(true)
+        })
+    }
+
+    fn touch_api_token<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a str,
+        at: SystemTime,
+        stale_before: SystemTime,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let mut tokens = self.lock_tokens()?;
+            let Some(token) = tokens.values_mut().find(|t| t.org == *org && t.id == id) else {
+                return Ok(false);
+            };
+            if token.last_used.is_some_and(|last| last >= stale_before) {
+                return Ok(false);
+            }
+            self.append_audit(audit)?;
+            token.last_used = Some(at);
+            Ok(true)
         })
     }
 }

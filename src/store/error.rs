@@ -121,6 +121,12 @@ pub enum StoreError {
         /// Every request the rule would have refused, listed callers' and others'.
         requests: u64,
     },
+    /// An API token cannot be created as asked (its name, its expiry, or the owner's
+    /// token count); the reason says which.
+    InvalidApiToken {
+        /// What is wrong, and what to do.
+        reason: String,
+    },
     /// The backend failed.
     Backend(BackendError),
 }
@@ -146,6 +152,7 @@ impl StoreError {
             Self::ParentLimitExceeded { .. } => "parentLimitExceeded",
             Self::DepthLimitExceeded { .. } => "depthLimitExceeded",
             Self::Conflict { .. } => "conflict",
+            Self::InvalidApiToken { .. } => "apiTokenRefused",
             Self::NotFound { .. } => "notFound",
             Self::VersionMismatch { .. } => "versionMismatch",
             Self::LockoutPrevented { .. } => "lockoutPrevented",
@@ -201,6 +208,7 @@ impl fmt::Display for StoreError {
             ),
             Self::Conflict { id } => write!(f, "a policy with id `{id}` already exists: choose another id, or replace it"),
             Self::NotFound { kind, id } => write!(f, "no {kind} `{id}` in this organization"),
+            Self::InvalidApiToken { reason } => write!(f, "API token refused: {reason}"),
             Self::VersionMismatch { expected, actual } => write!(
                 f,
                 "the policy changed since version {expected} (it is now at version {actual}): fetch it again and retry"

@@ -32,6 +32,12 @@
 //!   (see [`AuditRecord`] for what it holds), read back with
 //!   [`Store::audit_events`]; [`Limits::audit_retention`] bounds how many are kept.
 //!
+//! With the `api-tokens` feature the store also keeps user-owned API tokens
+//! ([`ApiTokenRecord`]; `Store::create_api_token`, `api_tokens`, `revoke_api_token`,
+//! `verify_api_token`): only their SHA-256 hashes, one look-up per use so that a
+//! revocation holds on every replica at once, and an audit record for each creation,
+//! revocation and (at most once per interval) use.
+//!
 //! [`MemoryBackend`] keeps everything in memory; `SqliteBackend` (feature `sqlite`)
 //! keeps it in one local SQLite file; `PostgresBackend` (feature `postgres`) keeps it in
 //! a PostgreSQL database shared by several replicas, and its `Replicator` brings every
@@ -79,6 +85,7 @@
 //! # }).unwrap();
 //! ```
 
+mod api_token;
 mod audit;
 mod backend;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -96,6 +103,12 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+pub use self::api_token::{is_api_token, ApiTokenRecord, API_TOKEN_PREFIX};
+#[cfg(feature = "api-tokens")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api-tokens")))]
+pub use self::api_token::{
+    ApiTokenDraft, ApiTokenRejection, ApiTokenSecret, MAX_API_TOKENS_PER_USER,
+};
 pub use self::audit::{AuditDraft, AuditQuery, AuditRecord, AuditRetention, PRUNE_BATCH};
 pub use self::backend::{Backend, BoxFuture, Change, MemoryBackend, OrgRecord, Updated};
 pub use self::error::{BackendError, StoreError};

@@ -9,11 +9,14 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{Acquire, Row};
 use tokio::sync::OnceCell;
 
-use super::audit::{from_micros, AuditDraft, AuditQuery, AuditRecord, AuditRetention, PRUNE_BATCH};
+use super::api_token::ApiTokenRecord;
+use super::audit::{
+    from_micros, micros, AuditDraft, AuditQuery, AuditRecord, AuditRetention, PRUNE_BATCH,
+};
 use super::backend::{BoxFuture, Change, Updated};
 use super::replicator::{self, ReplicationOptions, Replicator};
 use super::{document, Backend, BackendError, OrgRecord, Store, StoreError};
-use crate::policy::OrgId;
+use crate::policy::{OrgId, UserId};
 use crate::report::{NamedSummary, RuleKind, RuleSummary, WouldDenyCaller};
 
 /// Schema migrations, applied in order by the first replica that connects; each runs
@@ -64,6 +67,23 @@ const MIGRATIONS: &[(i64, &str)] = &[
         PRIMARY KEY (org_id, rule_kind, rule_id, replica)
     )",
     ),
+    // Only the SHA-256 of a token is kept.
+    (
+        5,
+        "CREATE TABLE allowlist_api_tokens (
+        org_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        hash BYTEA NOT NULL UNIQUE CHECK (length(hash) = 32),
+        owner TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        permissions TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_us BIGINT NOT NULL,
+        expires_us BIGINT,
+        last_used_us BIGINT,
+        PRIMARY KEY (org_id, id)
+    )",
+    ),
 ];
 
 /// Writes a replica's would-deny summaries, one row per rule, its callers as JSON.
@@ -72,6 +92,8 @@ const INSERT_WOULD_DENY: &str = "INSERT INTO allowlist_would_deny
     SELECT $1, o, k, r, s, ot, t, c::jsonb
     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])
         AS u(o, k, r, s, ot, t, c)";
+const TOKEN_COLUMNS: &str =
+    "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us";
 
 /// Inserts an audit record.
 const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
@@ -546,6 +568,61 @@ impl PostgresBackend {
         })
     }
 
+    /// Inserts `record` (a token's audit record, outside any organization change).
+    async fn insert_audit(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+        record: &AuditRecord,
+    ) -> Result<(), BackendError> {
+        let version =
+            |v: u64| i64::try_from(v).map_err(|_| BackendError::new("data version overflow"));
+        sqlx::query(INSERT_AUDIT)
+            .bind(record.org.as_str())
+            .bind(record.time_micros())
+            .bind(&record.actor)
+            .bind(record.client_ip.map(|ip| ip.to_string()))
+            .bind(record.forced)
+            .bind(&record.operation)
+            .bind(&record.entity_type)
+            .bind(&record.entity_id)
+            .bind(version(record.version_before)?)
+            .bind(version(record.version_after)?)
+            .bind(record.before.as_ref().map(ToString::to_string))
+            .bind(record.after.as_ref().map(ToString::to_string))
+            .execute(&mut **tx)
+            .await
+            .map_err(|err| self.error(err))?;
+        Ok(())
+    }
+
+    fn token_row(&self, row: &PgRow) -> Result<ApiTokenRecord, BackendError> {
+        let corrupt =
+            |what: &str| BackendError::new(format!("PostgreSQL: corrupt API token record: {what}"));
+        let get_text = |column: &str| -> Result<String, BackendError> {
+            row.try_get(column).map_err(|err| self.error(err))
+        };
+        let list = |column: &str| -> Result<Vec<String>, BackendError> {
+            serde_json::from_str(&get_text(column)?).map_err(|_| corrupt(column))
+        };
+        let time = |column: &str| -> Result<Option<std::time::SystemTime>, BackendError> {
+            let value: Option<i64> = row.try_get(column).map_err(|err| self.error(err))?;
+            Ok(value.map(from_micros))
+        };
+        let hash: Vec<u8> = row.try_get("hash").map_err(|err| self.error(err))?;
+        Ok(ApiTokenRecord {
+            id: get_text("id")?,
+            org: OrgId::from(get_text("org_id")?),
+            owner: UserId::from(get_text("owner")?),
+            groups: list("groups")?.into_iter().map(Into::into).collect(),
+            permissions: list("permissions")?,
+            name: get_text("name")?,
+            hash: hash.try_into().map_err(|_| corrupt("hash"))?,
+            created: time("created_us")?.ok_or_else(|| corrupt("created_us"))?,
+            expires: time("expires_us")?,
+            last_used: time("last_used_us")?,
+        })
+    }
+
     fn record(&self, org: &OrgId, row: &PgRow) -> Result<OrgRecord, BackendError> {
         let text: String = row.try_get("document").map_err(|err| self.error(err))?;
         document::decode(org, self.version_of(row)?, &text)
@@ -892,6 +969,141 @@ impl Backend for PostgresBackend {
                 .await
                 .map_err(|err| self.error(err))?;
             rows.iter().map(|row| self.audit_row(row)).collect()
+        })
+    }
+
+    fn insert_api_token<'a>(
+        &'a self,
+        token: &'a ApiTokenRecord,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let db = |err| self.error(err);
+            let list = |items: Vec<&str>| serde_json::Value::from(items).to_string();
+            let mut tx = self.inner.pool.begin().await.map_err(db)?;
+            sqlx::query(&format!(
+                "INSERT INTO allowlist_api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ))
+            .bind(token.org.as_str())
+            .bind(&token.id)
+            .bind(&token.hash[..])
+            .bind(token.owner.as_str())
+            .bind(list(token.groups.iter().map(|g| g.as_str()).collect()))
+            .bind(list(token.permissions.iter().map(String::as_str).collect()))
+            .bind(&token.name)
+            .bind(micros(token.created))
+            .bind(token.expires.map(micros))
+            .bind(token.last_used.map(micros))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            self.insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(db)
+        })
+    }
+
+    fn api_token_by_hash<'a>(
+        &'a self,
+        hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<ApiTokenRecord>, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let row = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM allowlist_api_tokens WHERE hash = $1"
+            ))
+            .bind(&hash[..])
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+            row.map(|row| self.token_row(&row)).transpose()
+        })
+    }
+
+    fn api_tokens<'a>(
+        &'a self,
+        org: &'a OrgId,
+        owner: Option<&'a UserId>,
+    ) -> BoxFuture<'a, Result<Vec<ApiTokenRecord>, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let rows = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM allowlist_api_tokens
+                 WHERE org_id = $1 AND ($2::text IS NULL OR owner = $2::text)
+                 ORDER BY created_us, id"
+            ))
+            .bind(org.as_str())
+            .bind(owner.map(UserId::as_str))
+            .fetch_all(&self.inner.pool)
+            .await
+            .map_err(|err| self.error(err))?;
+            rows.iter().map(|row| self.token_row(row)).collect()
+        })
+    }
+
+    fn delete_api_token<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a str,
+        owner: Option<&'a UserId>,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let db = |err| self.error(err);
+            let mut tx = self.inner.pool.begin().await.map_err(db)?;
+            let deleted = sqlx::query(
+                "DELETE FROM allowlist_api_tokens
+                 WHERE org_id = $1 AND id = $2 AND ($3::text IS NULL OR owner = $3::text)",
+            )
+            .bind(org.as_str())
+            .bind(id)
+            .bind(owner.map(UserId::as_str))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if deleted == 0 {
+                tx.rollback().await.map_err(db)?;
+                return Ok(false);
+            }
+            self.insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(true)
+        })
+    }
+
+    fn touch_api_token<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a str,
+        at: std::time::SystemTime,
+        stale_before: std::time::SystemTime,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            self.ready().await?;
+            let db = |err| self.error(err);
+            let mut tx = self.inner.pool.begin().await.map_err(db)?;
+            let touched = sqlx::query(
+                "UPDATE allowlist_api_tokens SET last_used_us = $3
+                 WHERE org_id = $1 AND id = $2 AND (last_used_us IS NULL OR last_used_us < $4)",
+            )
+            .bind(org.as_str())
+            .bind(id)
+            .bind(micros(at))
+            .bind(micros(stale_before))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if touched == 0 {
+                tx.rollback().await.map_err(db)?;
+                return Ok(false);
+            }
+            self.insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(true)
         })
     }
 }

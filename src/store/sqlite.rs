@@ -8,10 +8,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{Acquire, Connection, Row};
 
+use super::api_token::ApiTokenRecord;
 use super::audit::{self, AuditDraft, AuditQuery, AuditRecord};
 use super::backend::{BoxFuture, Change, Updated};
 use super::{document, Backend, BackendError, OrgRecord, StoreError};
-use crate::policy::OrgId;
+use crate::policy::{OrgId, UserId};
 
 /// Schema migrations, applied in order at open; each runs once.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -46,7 +47,28 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "CREATE INDEX allowlist_audit_org ON allowlist_audit (org_id, id)",
     ),
+    // 4 is another branch's. Each version is checked on its own, so a database that
+    // has 5 before 4 gets 4 on the next start. Only the SHA-256 of a token is kept.
+    (
+        5,
+        "CREATE TABLE allowlist_api_tokens (
+        org_id TEXT NOT NULL,
+        id TEXT NOT NULL,
+        hash BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+        owner TEXT NOT NULL,
+        groups TEXT NOT NULL,
+        permissions TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_us INTEGER NOT NULL,
+        expires_us INTEGER,
+        last_used_us INTEGER,
+        PRIMARY KEY (org_id, id)
+    )",
+    ),
 ];
+
+const TOKEN_COLUMNS: &str =
+    "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us";
 
 /// Inserts an audit record.
 const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
@@ -276,6 +298,164 @@ impl Backend for SqliteBackend {
             rows.iter().map(audit_row).collect()
         })
     }
+
+    fn insert_api_token<'a>(
+        &'a self,
+        token: &'a ApiTokenRecord,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<(), BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+            sqlx::query(&format!(
+                "INSERT INTO allowlist_api_tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ))
+            .bind(token.org.as_str())
+            .bind(&token.id)
+            .bind(&token.hash[..])
+            .bind(token.owner.as_str())
+            .bind(json_list(token.groups.iter().map(|g| g.as_str())))
+            .bind(json_list(token.permissions.iter().map(String::as_str)))
+            .bind(&token.name)
+            .bind(audit::micros(token.created))
+            .bind(token.expires.map(audit::micros))
+            .bind(token.last_used.map(audit::micros))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(db)
+        })
+    }
+
+    fn api_token_by_hash<'a>(
+        &'a self,
+        hash: &'a [u8; 32],
+    ) -> BoxFuture<'a, Result<Option<ApiTokenRecord>, BackendError>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM allowlist_api_tokens WHERE hash = ?"
+            ))
+            .bind(&hash[..])
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+            row.as_ref().map(token_row).transpose()
+        })
+    }
+
+    fn api_tokens<'a>(
+        &'a self,
+        org: &'a OrgId,
+        owner: Option<&'a UserId>,
+    ) -> BoxFuture<'a, Result<Vec<ApiTokenRecord>, BackendError>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM allowlist_api_tokens
+                 WHERE org_id = ?1 AND (?2 IS NULL OR owner = ?2)
+                 ORDER BY created_us, id"
+            ))
+            .bind(org.as_str())
+            .bind(owner.map(UserId::as_str))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            rows.iter().map(token_row).collect()
+        })
+    }
+
+    fn delete_api_token<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a str,
+        owner: Option<&'a UserId>,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+            let deleted = sqlx::query(
+                "DELETE FROM allowlist_api_tokens
+                 WHERE org_id = ?1 AND id = ?2 AND (?3 IS NULL OR owner = ?3)",
+            )
+            .bind(org.as_str())
+            .bind(id)
+            .bind(owner.map(UserId::as_str))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if deleted == 0 {
+                return Ok(false);
+            }
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(true)
+        })
+    }
+
+    fn touch_api_token<'a>(
+        &'a self,
+        org: &'a OrgId,
+        id: &'a str,
+        at: std::time::SystemTime,
+        stale_before: std::time::SystemTime,
+        audit: &'a AuditRecord,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.acquire().await.map_err(db)?;
+            let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+            let touched = sqlx::query(
+                "UPDATE allowlist_api_tokens SET last_used_us = ?3
+                 WHERE org_id = ?1 AND id = ?2 AND (last_used_us IS NULL OR last_used_us < ?4)",
+            )
+            .bind(org.as_str())
+            .bind(id)
+            .bind(audit::micros(at))
+            .bind(audit::micros(stale_before))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+            if touched == 0 {
+                return Ok(false);
+            }
+            insert_audit(&mut tx, audit).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(true)
+        })
+    }
+}
+
+/// A list of ids as a JSON array.
+fn json_list<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    serde_json::Value::from(items.collect::<Vec<_>>()).to_string()
+}
+
+fn token_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiTokenRecord, BackendError> {
+    let corrupt =
+        |what: &str| BackendError::new(format!("SQLite: corrupt API token record: {what}"));
+    let hash: Vec<u8> = row.try_get("hash").map_err(db)?;
+    let list = |column: &str| -> Result<Vec<String>, BackendError> {
+        let text: String = row.try_get(column).map_err(db)?;
+        serde_json::from_str(&text).map_err(|_| corrupt(column))
+    };
+    let time = |column: &str| -> Result<Option<std::time::SystemTime>, BackendError> {
+        let micros: Option<i64> = row.try_get(column).map_err(db)?;
+        Ok(micros.map(audit::from_micros))
+    };
+    Ok(ApiTokenRecord {
+        id: row.try_get("id").map_err(db)?,
+        org: OrgId::from(row.try_get::<String, _>("org_id").map_err(db)?),
+        owner: UserId::from(row.try_get::<String, _>("owner").map_err(db)?),
+        groups: list("groups")?.into_iter().map(Into::into).collect(),
+        permissions: list("permissions")?,
+        name: row.try_get("name").map_err(db)?,
+        hash: hash.try_into().map_err(|_| corrupt("hash"))?,
+        created: time("created_us")?.ok_or_else(|| corrupt("created_us"))?,
+        expires: time("expires_us")?,
+        last_used: time("last_used_us")?,
+    })
 }
 
 fn to_i64(value: u64) -> Result<i64, BackendError> {
