@@ -62,7 +62,8 @@ fn layer(c: &mut Criterion) {
     let bob = Principal::new("bob");
     let inside = IpAddr::from([203, 0, 113, 7]);
     let outside = IpAddr::from([192, 0, 2, 7]);
-    let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let inner =
+        service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
     let mut enforced = AllowlistLayer::new(handle(Enforcement::Enforce)).layer(inner);
     let mut reported = AllowlistLayer::new(handle(Enforcement::Report)).layer(inner);
 

@@ -102,7 +102,8 @@ fn recording_allocates_only_for_a_new_caller() {
     );
 
     // Through the layer: the request and its response are built outside the count.
-    let inner = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let inner =
+        service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
     let request = |from: &str| {
         let mut request = Request::new(());
         request.extensions_mut().insert(Principal::new("bob"));

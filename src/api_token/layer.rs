@@ -13,7 +13,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::ApiTokenAuth;
-use crate::body::ResponseBody;
+use crate::body::RefusalBody;
 use crate::client_ip::resolve_once;
 use crate::grpc;
 use crate::policy::OrgId;
@@ -203,7 +203,7 @@ fn reject(reason: ApiTokenRejection, grpc: bool) -> Response<Bytes> {
     response
 }
 
-type Verifying<B, E> = Pin<Box<dyn Future<Output = Result<Response<ResponseBody<B>>, E>> + Send>>;
+type Verifying<B, E> = Pin<Box<dyn Future<Output = Result<Response<B>, E>> + Send>>;
 
 pin_project! {
     /// The response future of [`ApiTokenService`]: the inner service's future, unboxed,
@@ -236,13 +236,11 @@ impl<F, B, E> Future for ResponseFuture<F, B, E>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+    type Output = Result<Response<B>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Inner { future } => future
-                .poll(cx)
-                .map(|result| result.map(|response| response.map(ResponseBody::inner))),
+            KindProj::Inner { future } => future.poll(cx),
             KindProj::Verifying { future } => future.as_mut().poll(cx),
         }
     }
@@ -253,9 +251,9 @@ where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     ReqBody: Send + 'static,
-    ResBody: 'static,
+    ResBody: RefusalBody + 'static,
 {
-    type Response = Response<ResponseBody<ResBody>>;
+    type Response = Response<ResBody>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future, ResBody, S::Error>;
 
@@ -308,14 +306,11 @@ where
                         id: token.id,
                         name: token.name,
                     });
-                    inner
-                        .call(request)
-                        .await
-                        .map(|response| response.map(ResponseBody::inner))
+                    inner.call(request).await
                 }
                 Err(reason) => {
                     tracing::debug!(reason = reason.code(), grpc, "api tokens: request rejected");
-                    Ok(reject(reason, grpc).map(ResponseBody::full))
+                    Ok(reject(reason, grpc).map(ResBody::from_refusal))
                 }
             }
         };
