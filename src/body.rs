@@ -20,8 +20,9 @@ use pin_project_lite::pin_project;
 /// (`axum::body::Body`) and tonic (`tonic::body::Body`), for `http-body-util`'s
 /// [`Full<Bytes>`], [`BoxBody`] and [`UnsyncBoxBody`], for `String`, and for
 /// [`ResponseBody`], which wraps any other body type: a service whose body type is none
-/// of these gets it with `ServiceBuilder::map_response_body(ResponseBody::inner)` (or
-/// tower-http's `MapResponseBodyLayer`) inside the layer.
+/// of these gets it by mapping its responses with `ResponseBody::inner` inside the
+/// layer (tower's `ServiceBuilder::map_response`, or tower-http's
+/// `MapResponseBodyLayer`).
 ///
 /// ```
 /// use tower::ServiceBuilder;
@@ -40,7 +41,7 @@ use pin_project_lite::pin_project;
 /// let service = ServiceBuilder::new()
 ///     .layer(AllowlistLayer::new(SnapshotHandle::default()))
 ///     // The allowlist answers refusals in `ResponseBody<MyBody>`.
-///     .map_response_body(ResponseBody::inner)
+///     .map_response(|response: http::Response<MyBody>| response.map(ResponseBody::inner))
 ///     .service_fn(|_request: http::Request<()>| async {
 ///         Ok::<_, std::convert::Infallible>(http::Response::new(MyBody))
 ///     });
