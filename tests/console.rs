@@ -541,6 +541,69 @@ async fn enabling_a_site_list_that_locks_the_administrator_out_warns_first() {
 }
 
 #[tokio::test]
+async fn a_report_only_policy_shows_whom_it_would_deny_and_warns_before_enforcing() {
+    run("would_deny", (1280, 800), |page| async move {
+        // carol calls from loopback, outside the rollout policy, which only reports.
+        let mut rollout = policy("rollout", Some("Rollout"), &["198.51.100.0/24"], &[]);
+        rollout["data"]["attributes"]["enforcement"] = json!("report");
+        rollout["data"]["relationships"]["users"] =
+            json!({"data": [{"id": "carol", "type": "user"}]});
+        let (status, body) = page.api(Method::POST, POLICIES, Some(rollout)).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let carol = token("carol", &[], &[]);
+        let profile = |page: &Page| {
+            let (addr, carol) = (page.addr, carol.clone());
+            async move {
+                demo::send(addr, Method::GET, "/api/v1/profile", Some(&carol), None)
+                    .await
+                    .0
+            }
+        };
+        assert_eq!(
+            profile(&page).await,
+            StatusCode::OK,
+            "report only refuses nothing"
+        );
+
+        page.sign_in("admin").await;
+        page.open("/console/#policies/edit/rollout").await;
+        let row = page
+            .text("#would-deny tr[data-user=carol]", "127.0.0.1")
+            .await;
+        assert!(row.contains('1'), "{row}");
+        page.text(
+            "#would-deny .would-deny-totals",
+            "1 request would have been refused",
+        )
+        .await;
+        page.text("#would-deny .would-deny-scope", "thisProcess")
+            .await;
+
+        page.find("#policy-form select")
+            .await
+            .select_by_value("enforce")
+            .await
+            .unwrap();
+        page.click("#save-policy").await;
+        page.text(".notice.warning", "would refuse callers").await;
+        let (_, body) = page
+            .api(Method::GET, &format!("{POLICIES}/rollout"), None)
+            .await;
+        assert_eq!(
+            body["data"]["attributes"]["enforcement"], "report",
+            "nothing applied yet"
+        );
+        assert_eq!(profile(&page).await, StatusCode::OK);
+
+        page.click(".notice.warning .apply-anyway").await;
+        page.text(".notice.success", "Saved policy rollout").await;
+        page.gone("#would-deny").await;
+        assert_eq!(profile(&page).await, StatusCode::FORBIDDEN, "enforced");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn evaluating_a_caller_names_the_chain_of_groups_and_the_deciding_rule() {
     run("evaluate", (1280, 800), |page| async move {
         let (status, body) = page

@@ -17,6 +17,10 @@
 //! - edits the site allowlist and resource allowlists, including report-only; a
 //!   change the lockout guard refuses (409) is shown as a warning with an explicit
 //!   "apply anyway" step (`?force=true`);
+//! - sees whom a report-only policy, site list or resource list would have refused
+//!   (callers with user, address, count, first and last seen; total and other
+//!   requests; the summary's scope), and is warned, with the same "apply anyway"
+//!   step, before enforcing one that would refuse them (409 `wouldDenyCallers`);
 //! - checks access: `evaluate` for a user, groups and address, and "my access";
 //! - reads the audit trail.
 //!
@@ -116,6 +120,11 @@ const ASSETS: &[Asset] = &[
         name: "dom.js",
         media_type: JS,
         bytes: include_bytes!("assets/dom.js"),
+    },
+    Asset {
+        name: "would-deny.js",
+        media_type: JS,
+        bytes: include_bytes!("assets/would-deny.js"),
     },
     Asset {
         name: "sources.js",

@@ -9,6 +9,8 @@ export const ACTIONS = '/api/v1/actions/ipAllowlistPolicies';
 export const GROUPS = '/api/v1/entities/userGroups';
 export const SITE = '/api/v1/entities/siteAllowlist';
 export const RESOURCES = '/api/v1/entities/resourceAllowlists';
+export const SITE_ACTIONS = '/api/v1/actions/siteAllowlist';
+export const RESOURCE_ACTIONS = '/api/v1/actions/resourceAllowlists';
 export const AUDIT = '/api/v1/entities/auditEvents';
 
 // The token lives in this tab's session storage (it survives a reload, not the tab),

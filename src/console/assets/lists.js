@@ -1,9 +1,10 @@
 // The site allowlist (every request of the organization) and resource allowlists
 // (one resource's requests, such as a project's media).
 
-import {RESOURCES, SITE, call, segment} from './api.js';
+import {RESOURCES, RESOURCE_ACTIONS, SITE, SITE_ACTIONS, call, segment} from './api.js';
 import {announce, button, field, h, list, notice, replace, select, table} from './dom.js';
 import {explainFailure, sourceBox} from './sources.js';
+import {wouldDenySection} from './would-deny.js';
 
 const ENFORCEMENT = [['enforce', 'Enforce: refuse other addresses'], ['report', 'Report only: log what it would refuse']];
 const HINT = 'One per line: an address, a CIDR range or a range first-last.';
@@ -36,6 +37,7 @@ export async function renderSite(view) {
     }}};
     try {
       const saved = (await call('PUT', SITE, {body, force})).body.data;
+      showWouldDeny(saved);
       replace(formMessages, notice('success', saved.attributes.enabled
         ? 'Saved: the site allowlist is enabled.' : 'Saved: the site allowlist is disabled.'));
       announce('Saved the site allowlist.');
@@ -44,11 +46,22 @@ export async function renderSite(view) {
         fields: {'/data/attributes/enforcement': enforcement}, force: () => save(true)});
     }
   };
+  // While the list reports, whom it would have refused; gone once it enforces.
+  const wouldDeny = h('div');
+  const showWouldDeny = (data) => {
+    if (data.attributes.enabled && data.attributes.enforcement === 'report') {
+      replace(wouldDeny, wouldDenySection(`${SITE_ACTIONS}/wouldDeny`, 'the site allowlist').element);
+    } else {
+      replace(wouldDeny);
+    }
+  };
   view.append(h('form', {class: 'stack', id: 'site-form', novalidate: true,
     onsubmit: (event) => { event.preventDefault(); save(false); }},
   h('div', {class: 'field inline'}, enabled, h('label', {for: 'site-enabled', text: 'Enabled'})),
   enforcement.element, allowed.element, blocked.element, formMessages,
-  h('div', {class: 'actions'}, h('button', {type: 'submit', class: 'primary', id: 'save-site'}, 'Save the site allowlist'))));
+  h('div', {class: 'actions'}, h('button', {type: 'submit', class: 'primary', id: 'save-site'}, 'Save the site allowlist'))),
+  wouldDeny);
+  showWouldDeny(site);
 }
 
 /** The resources that have an allowlist, and an editor for one. */
@@ -108,24 +121,27 @@ export async function renderResources(view, id) {
   const blocked = sourceBox('Blocked sources', existing?.attributes.blockedSources || [],
     'Optional, one per line.', 'blockedSources');
   const formMessages = h('div', {class: 'messages'});
-  const save = async () => {
+  const save = async (force) => {
     const resource = idField.control.value.trim();
     const document = {data: {id: resource, type: 'resourceAllowlist', attributes: {
       allowedSources: allowed.values(), blockedSources: blocked.values(), enforcement: enforcement.control.value}}};
     try {
-      await call('PUT', `${RESOURCES}/${segment(resource)}`, {body: document});
+      await call('PUT', `${RESOURCES}/${segment(resource)}`, {body: document, force});
       announce(`Saved the allowlist of ${resource}.`);
       window.location.hash = '#resources';
     } catch (error) {
       explainFailure(error, {messages: formMessages, boxes: {allowedSources: allowed, blockedSources: blocked},
-        fields: {'/data/id': idField, '/data/attributes/enforcement': enforcement}});
+        fields: {'/data/id': idField, '/data/attributes/enforcement': enforcement}, force: () => save(true)});
     }
   };
   replace(editor, h('h3', {text: existing ? `Allowlist of ${existing.id}` : 'New resource allowlist'}),
     h('form', {class: 'stack', id: 'resource-form', novalidate: true,
-      onsubmit: (event) => { event.preventDefault(); save(); }},
+      onsubmit: (event) => { event.preventDefault(); save(false); }},
     idField.element, enforcement.element, allowed.element, blocked.element, formMessages,
     h('div', {class: 'actions'}, h('button', {type: 'submit', class: 'primary'}, 'Save'),
-      h('a', {href: '#resources'}, 'Cancel'))));
+      h('a', {href: '#resources'}, 'Cancel'))),
+    existing?.attributes.enforcement === 'report'
+      ? wouldDenySection(`${RESOURCE_ACTIONS}/${segment(existing.id)}/wouldDeny`, `the allowlist of ${existing.id}`).element
+      : null);
   (existing ? enforcement.control : idField.control).focus();
 }

@@ -3,6 +3,7 @@
 import {ACTIONS, POLICIES, call, segment} from './api.js';
 import {announce, button, field, h, list, notice, replace, select, table} from './dom.js';
 import {explainFailure, lines, sourceBox} from './sources.js';
+import {wouldDenySection} from './would-deny.js';
 
 const ENFORCEMENT = [['enforce', 'Enforce: refuse other addresses'], ['report', 'Report only: log what it would refuse']];
 
@@ -132,6 +133,15 @@ export async function renderEditor(view, id) {
       explainFailure(error, {messages});
     }
   };
+  // A report-only policy's would-deny summary, below the form; gone once it enforces.
+  const wouldDeny = h('div');
+  const showWouldDeny = () => {
+    if (current?.attributes.enforcement === 'report') {
+      replace(wouldDeny, wouldDenySection(`${ACTIONS}/${segment(id)}/wouldDeny`, 'this policy').element);
+    } else {
+      replace(wouldDeny);
+    }
+  };
   const fields = {'/data/id': idField, '/data/attributes/name': nameField, '/data/attributes/enforcement': enforcementField};
   const boxes = {allowedSources: allowed, blockedSources: blocked};
 
@@ -154,6 +164,7 @@ export async function renderEditor(view, id) {
         const response = await call('PATCH', `${POLICIES}/${segment(id)}`, {force, ifMatch: current.meta?.version,
           body: {data: {id, type: 'ipAllowlistPolicy', attributes}}});
         fill(response.body.data);
+        showWouldDeny();
         replace(messages, notice('success', `Saved policy ${id} (version ${response.body.data.meta?.version}).`));
       }
     } catch (error) {
@@ -173,7 +184,8 @@ export async function renderEditor(view, id) {
       current = {...current, meta: data.meta, relationships: data.relationships};
       version.textContent = `Version ${data.meta?.version ?? '?'}; state: ${STATE_LABELS[stateOf(data)]}.`;
     });
-    view.append(targets.element);
+    view.append(targets.element, wouldDeny);
+    showWouldDeny();
   } else {
     view.append(h('p', {class: 'hint', text: 'Users and groups are assigned once the policy exists.'}));
   }

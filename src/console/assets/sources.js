@@ -95,7 +95,8 @@ export function sourceBox(label, values, hint, name) {
 /**
  * Explains a failed call in a form. `messages` holds what belongs to no field; `boxes`
  * maps attribute names (`allowedSources`) to source boxes and `fields` JSON pointers to
- * fields. `force` (a function) turns the lockout guard's 409 into a warning with an
+ * fields. `force` (a function) turns a guard's 409 (`lockoutPrevented`, or
+ * `wouldDenyCallers` when enforcing a report-only rule) into a warning with an
  * "Apply anyway" step; `reload` turns a 412 into an explanation with a reload offer.
  */
 export function explainFailure(error, options) {
@@ -104,6 +105,18 @@ export function explainFailure(error, options) {
   const shown = options.messages.querySelector('.notice');
   if (shown && typeof shown.scrollIntoView === 'function') shown.scrollIntoView({block: 'nearest'});
 }
+
+// The 409s a change may be applied through anyway (`?force=true`), once warned.
+const GUARDS = {
+  lockoutPrevented: {
+    title: 'This change would lock you out',
+    consequence: 'Applied anyway, it takes effect at once: your next request from this address may be refused, and only another administrator (or a change from an allowed address) can undo it.',
+  },
+  wouldDenyCallers: {
+    title: 'Enforcing this would refuse callers it only reported',
+    consequence: 'Applied anyway, it takes effect at once: the callers listed under \u201cWould deny\u201d are refused from their next request.',
+  },
+};
 
 function explain(error, {messages, boxes = {}, fields = {}, force, reload}) {
   for (const box of Object.values(boxes)) box.clear();
@@ -119,10 +132,10 @@ function explain(error, {messages, boxes = {}, fields = {}, force, reload}) {
       [button('Sign in again', () => window.dispatchEvent(new Event('console:sign-out')), 'primary')]));
     return;
   }
-  if (first.code === 'lockoutPrevented' && force) {
-    messages.append(notice('warning', 'This change would lock you out', [first.detail,
-      'Applied anyway, it takes effect at once: your next request from this address may be refused, and only another administrator (or a change from an allowed address) can undo it.'],
-    [button('Apply anyway', force, 'danger apply-anyway'), button('Cancel', () => replace(messages))]));
+  const guard = GUARDS[first.code];
+  if (guard && force) {
+    messages.append(notice('warning', guard.title, [first.detail, guard.consequence],
+      [button('Apply anyway', force, 'danger apply-anyway'), button('Cancel', () => replace(messages))]));
     return;
   }
   if (error.status === 412 && reload) {
