@@ -87,27 +87,37 @@ fn free_port() -> u16 {
 }
 
 async fn start_chromedriver(binary: &Path) -> Chromedriver {
-    let port = free_port();
-    let child = Command::new(binary)
-        .arg(format!("--port={port}"))
-        .arg("--allowed-ips=127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver does not start");
-    let driver = Chromedriver { child, port };
-    let deadline = Instant::now() + PATIENCE;
-    while tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver did not listen on {port}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // The free port can be taken between our probe and chromedriver's bind (the other
+    // tests start demo servers meanwhile): chromedriver then exits, and we try another.
+    for _ in 0..5 {
+        let port = free_port();
+        let child = Command::new(binary)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver does not start");
+        let mut driver = Chromedriver { child, port };
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return driver;
+            }
+            if driver.child.try_wait().ok().flatten().is_some() {
+                break; // exited: most likely the port was taken
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    driver
+    panic!("chromedriver exited at once five times: is the port range exhausted?");
 }
 
 /// What a scenario gets: the browser and the demo server's address.
