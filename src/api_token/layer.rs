@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::ApiTokenAuth;
 use crate::body::RefusalBody;
-use crate::client_ip::resolve_once;
+use crate::client_ip::resolve_addr_once;
 use crate::grpc;
 use crate::policy::OrgId;
 use crate::principal::Principal;
@@ -278,9 +278,7 @@ where
         let grpc = grpc::is_grpc(request.headers());
         // The outcome a `ClientIpLayer` recorded, or the peer, recorded now as the
         // allowlist would: for the audit record of the token's use.
-        let client_ip = resolve_once(&mut request, None)
-            .ok()
-            .map(|client| client.addr);
+        let client_ip = resolve_addr_once(&mut request, None);
         let future = async move {
             let verified = store
                 .verify_api_token(&presented, client_ip, config.last_used_interval)

@@ -6,7 +6,7 @@ use http::Request;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{resolve_once, ClientIpResolver};
+use super::{resolve_addr_once, ClientIpResolver};
 
 /// Resolves each request's client address with one resolver and records the
 /// [`ClientIpOutcome`](super::ClientIpOutcome) in its extensions, for every layer,
@@ -73,7 +73,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // Recorded in the extensions; the value is for the layers that decide.
-        let _ = resolve_once(&mut request, Some(&self.resolver));
+        resolve_addr_once(&mut request, Some(&self.resolver));
         self.inner.call(request)
     }
 }

@@ -365,24 +365,12 @@ impl ClientIpOutcome {
     }
 }
 
-/// The request's client address as every layer must see it: the recorded outcome,
-/// reconciled with the layer's `own` resolver if it has one, or else resolved now with
-/// `own` (the peer when `None`) and recorded. See the [module docs](self#resolve-once).
-pub(crate) fn resolve_once<B>(
-    request: &mut Request<B>,
-    own: Option<&ClientIpResolver>,
-) -> Result<ClientIp, ClientIpError> {
-    resolve_addr_once(request, own);
-    match ClientIpOutcome::of(request.extensions()) {
-        Some(outcome) => outcome.result.clone(),
-        // `resolve_addr_once` always records an outcome.
-        None => Err(ClientIpError::NoPeerAddress),
-    }
-}
-
-/// [`resolve_once`] for the layers' hot path: the address only (`None`: unknown),
-/// without cloning the outcome, which stays recorded in the extensions for whoever
-/// needs its details (a refusal, a log line, the handlers).
+/// The request's client address as every layer must see it (`None`: unknown): the
+/// recorded outcome, reconciled with the layer's `own` resolver if it has one, or else
+/// resolved now with `own` (the peer when `None`) and recorded. See the
+/// [module docs](self#resolve-once). Only the address is returned, nothing cloned: the
+/// outcome stays recorded in the extensions for whoever needs its details (a refusal,
+/// a log line, the handlers).
 pub(crate) fn resolve_addr_once<B>(
     request: &mut Request<B>,
     own: Option<&ClientIpResolver>,

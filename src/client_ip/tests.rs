@@ -5,6 +5,19 @@ use proptest::prelude::*;
 
 use super::*;
 
+/// The whole recorded outcome after [`resolve_addr_once`], as the handlers see it.
+fn resolve_once<B>(
+    request: &mut Request<B>,
+    own: Option<&ClientIpResolver>,
+) -> Result<ClientIp, ClientIpError> {
+    resolve_addr_once(request, own);
+    ClientIpOutcome::of(request.extensions())
+        .expect("resolving records an outcome")
+        .result()
+        .cloned()
+        .map_err(Clone::clone)
+}
+
 /// Resolves with `resolver` a request from `peer` carrying `headers`: the address and
 /// how it was found (`peer`, or `header-name#hop`), or the error's variant name.
 fn run(
