@@ -275,8 +275,8 @@ async fn shared_identities_and_the_generic_guard() {
     assert_eq!(app.oneshot(bob).await.unwrap().status(), StatusCode::OK);
 }
 
-/// The demo's whole stack (client address, tenant, site list, JWT, allowlist, resource
-/// list, handlers reading both) decides where the request comes from and whose it is
+/// The demo's stack of deciding layers (client address, tenant, site list, JWT,
+/// allowlist, resource list, handlers reading both) decides where the request comes from and whose it is
 /// once: every later layer and extractor reads what was recorded.
 #[tokio::test]
 async fn the_full_stack_resolves_the_client_address_and_the_tenant_once() {

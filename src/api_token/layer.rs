@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use super::ApiTokenAuth;
 use crate::body::RefusalBody;
-use crate::client_ip::resolve_addr_once;
+use crate::client_ip::{peer_addr, ClientIpOutcome};
 use crate::grpc;
 use crate::policy::OrgId;
 use crate::principal::Principal;
@@ -177,13 +177,7 @@ fn reject(reason: ApiTokenRejection, grpc: bool) -> Response<Bytes> {
     } else {
         StatusCode::UNAUTHORIZED
     };
-    let body = format!(
-        r#"{{"errors":[{{"status":"{}","code":"{}","title":"{}","detail":"{}"}}]}}"#,
-        status.as_u16(),
-        reason.code(),
-        status.canonical_reason().unwrap_or_default(),
-        reason.description(),
-    );
+    let body = crate::layer::error_document(status, reason.code(), reason.description());
     let mut response = Response::new(Bytes::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -276,9 +270,12 @@ where
         let store = self.store.clone();
         let config = Arc::clone(&self.config);
         let grpc = grpc::is_grpc(request.headers());
-        // The outcome a `ClientIpLayer` recorded, or the peer, recorded now as the
-        // allowlist would: for the audit record of the token's use.
-        let client_ip = resolve_addr_once(&mut request, None);
+        // For the audit record of the token's use: the address a `ClientIpLayer`
+        // recorded, else the peer. Read, never recorded: deciding the client address is
+        // the job of the layers configured for it, and a peer recorded here would
+        // conflict with a later layer's own resolver (the address would become unknown).
+        let client_ip = ClientIpOutcome::of(request.extensions())
+            .map_or_else(|| peer_addr(request.extensions()), ClientIpOutcome::addr);
         let future = async move {
             let verified = store
                 .verify_api_token(&presented, client_ip, config.last_used_interval)

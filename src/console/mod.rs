@@ -211,7 +211,8 @@ impl Console {
                     async move { secured(StatusCode::OK, "application/json", config.into()) }
                 }),
             )
-            .route("/console/{file}", get(file))
+            // Any depth, so that every answer under the console carries its headers.
+            .route("/console/{*file}", get(file))
     }
 }
 
@@ -328,9 +329,7 @@ mod tests {
         ] {
             let (status, headers, _) = get(&app, missing).await;
             assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
-            if missing != "/console/a/b" {
-                assert_secured(&headers, missing);
-            }
+            assert_secured(&headers, missing);
         }
     }
 

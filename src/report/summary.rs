@@ -409,6 +409,15 @@ impl WouldDenySummaries {
             orgs,
             changed,
         } = &mut *state;
+        // The usual case: the rule is already tracked, one look-up each.
+        if let Some(summary) = orgs
+            .get_mut(organization)
+            .and_then(|rules| rules[kind.index()].get_mut(rule))
+        {
+            summary.add(user, address, now, limits.callers_per_rule);
+            *changed = true;
+            return;
+        }
         if !orgs.contains_key(organization) {
             if limits.rules_per_org == 0 {
                 return;
@@ -551,23 +560,29 @@ impl fmt::Debug for WouldDenySummaries {
     }
 }
 
-/// Whether the rule is in report mode in `policies`, for the rules that have it.
+/// How the rule enforces in `policies`: `None` when it does not exist, or is a site
+/// list that is not enabled.
 #[must_use]
-pub(crate) fn is_reporting(policies: &OrgPolicies, kind: RuleKind, rule: &str) -> bool {
+pub(crate) fn enforcement_of(
+    policies: &OrgPolicies,
+    kind: RuleKind,
+    rule: &str,
+) -> Option<Enforcement> {
     match kind {
-        RuleKind::Policy => policies
-            .policies
-            .get(rule)
-            .is_some_and(|p| p.enforcement() == Enforcement::Report),
+        RuleKind::Policy => policies.policies.get(rule).map(|p| p.enforcement()),
         RuleKind::SiteAllowlist => policies
             .site
             .as_ref()
-            .is_some_and(|site| site.enabled && site.list.enforcement() == Enforcement::Report),
-        RuleKind::ResourceAllowlist => policies
-            .resources
-            .get(rule)
-            .is_some_and(|list| list.enforcement() == Enforcement::Report),
+            .filter(|site| site.enabled)
+            .map(|site| site.list.enforcement()),
+        RuleKind::ResourceAllowlist => policies.resources.get(rule).map(|list| list.enforcement()),
     }
+}
+
+/// Whether the rule is in report mode in `policies`, for the rules that have it.
+#[must_use]
+pub(crate) fn is_reporting(policies: &OrgPolicies, kind: RuleKind, rule: &str) -> bool {
+    enforcement_of(policies, kind, rule) == Some(Enforcement::Report)
 }
 
 /// Every rule of `policies` in report mode.

@@ -127,23 +127,11 @@ impl CompiledOrg {
         let mut sources = 0;
         for (p, policy) in active.iter().enumerate() {
             sources += policy.sources().len();
-            if !policy.blocked_sources().is_empty() {
-                // Blocked sources are subtracted here, once: the index holds only what
-                // the policy admits, and a decision costs what it did without them.
-                let (v4, v6) = super::list::effective(policy.sources(), policy.blocked_sources());
-                v4_ranges.extend(v4.iter().map(|&(first, last)| (p, first, last)));
-                v6_ranges.extend(v6.iter().map(|&(first, last)| (p, first, last)));
-                continue;
-            }
-            for source in policy.sources() {
-                let (first, last) = source.bounds();
-                match (index::key(first), index::key(last)) {
-                    (Ok(first), Ok(last)) => v4_ranges.push((p, first, last)),
-                    (Err(first), Err(last)) => v6_ranges.push((p, first, last)),
-                    // Both ends of a source are of one family.
-                    _ => {}
-                }
-            }
+            // Blocked sources are subtracted here, once: the index holds only what the
+            // policy admits, and a decision costs what it did without them.
+            let (v4, v6) = super::list::effective(policy.sources(), policy.blocked_sources());
+            v4_ranges.extend(v4.iter().map(|&(first, last)| (p, first, last)));
+            v6_ranges.extend(v6.iter().map(|&(first, last)| (p, first, last)));
         }
         let v4 = index::build(v4_ranges.into_iter(), &mut sets);
         let v6 = index::build(v6_ranges.into_iter(), &mut sets);

@@ -128,7 +128,7 @@ use crate::policy::{
     SourceList, UserId,
 };
 use crate::principal::Principal;
-use crate::report::summary::is_reporting;
+use crate::report::summary::{enforcement_of, is_reporting};
 use crate::report::{RuleKind, RuleSummary};
 use crate::snapshot::{CompiledOrg, Decision, Snapshot, SnapshotHandle};
 use crate::source::{
@@ -746,11 +746,7 @@ impl Store {
         };
         if !exists {
             return Err(StoreError::NotFound {
-                kind: match kind {
-                    RuleKind::Policy => "policy",
-                    RuleKind::SiteAllowlist => "siteAllowlist",
-                    RuleKind::ResourceAllowlist => "resourceAllowlist",
-                },
+                kind: kind.as_str(),
                 id: rule.to_owned(),
             });
         }
@@ -1708,20 +1704,7 @@ fn check_would_deny(
     policies: &OrgPolicies,
     summary: Option<RuleSummary>,
 ) -> Result<(), StoreError> {
-    let enforcing = match kind {
-        RuleKind::Policy => policies
-            .policies
-            .get(rule)
-            .is_some_and(|policy| policy.enforcement() == Enforcement::Enforce),
-        RuleKind::SiteAllowlist => policies
-            .site
-            .as_ref()
-            .is_some_and(|site| site.enabled && site.list.enforcement() == Enforcement::Enforce),
-        RuleKind::ResourceAllowlist => policies
-            .resources
-            .get(rule)
-            .is_some_and(|list| list.enforcement() == Enforcement::Enforce),
-    };
+    let enforcing = enforcement_of(policies, kind, rule) == Some(Enforcement::Enforce);
     match summary {
         Some(summary) if enforcing && !summary.is_empty() => Err(StoreError::WouldDenyCallers {
             kind,

@@ -919,23 +919,8 @@ impl Backend for PostgresBackend {
                 .into());
             }
             // The change's record, in its transaction: both are committed, or neither.
-            let record = audit.record(org, &updated);
-            sqlx::query(INSERT_AUDIT)
-                .bind(record.org.as_str())
-                .bind(record.time_micros())
-                .bind(&record.actor)
-                .bind(record.client_ip.map(|ip| ip.to_string()))
-                .bind(record.forced)
-                .bind(&record.operation)
-                .bind(&record.entity_type)
-                .bind(&record.entity_id)
-                .bind(previous)
-                .bind(version)
-                .bind(record.before.as_ref().map(ToString::to_string))
-                .bind(record.after.as_ref().map(ToString::to_string))
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            self.insert_audit(&mut tx, &audit.record(org, &updated))
+                .await?;
             self.prune_audit(&mut tx, org, audit).await;
             // Delivered to every listener when, and only if, the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")
