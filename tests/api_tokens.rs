@@ -676,3 +676,52 @@ async fn postgres_two_replicas_create_use_refuse_revoke() {
         ["revokeApiToken", "useApiToken", "createApiToken"]
     );
 }
+
+/// Behind a proxy, with the client address resolved by the allowlist's own resolver
+/// (no `ClientIpLayer`), a token request meets the same address as a JWT request: the
+/// token layer reads the address for its audit record and records none, which would
+/// have made the allowlist's resolver conflict with it (the address unknown, 403).
+#[tokio::test]
+async fn behind_a_proxy_a_token_meets_the_address_the_allowlist_resolves() {
+    use tower_ip_allowlist::client_ip::ClientIpResolver;
+
+    let store = Store::memory();
+    office_policy(&store).await;
+    let (status, created) = call(
+        &app(&store, ApiTokenLayer::new(store.clone())),
+        Method::POST,
+        "/api/v1/entities/apiTokens",
+        OFFICE,
+        &jwt("carol", &["ci"], &[]),
+        Some(create_body("build", None)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["data"]["attributes"]["bearerToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let proxy = ClientIpResolver::trusted_proxies(["10.0.0.1"])
+        .unwrap()
+        .build();
+    let proxied = Router::new()
+        .route("/whoami", get(|| async { "ok" }))
+        .layer(AllowlistLayer::new(store.handle().clone()).client_ip(proxy))
+        .layer(JwtAuthLayer::hs256(SECRET))
+        .layer(ApiTokenLayer::new(store.clone()));
+    for (client, want) in [(OFFICE, StatusCode::OK), (CAFE, StatusCode::FORBIDDEN)] {
+        let request = Request::get("/whoami")
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header("x-forwarded-for", client)
+            .body(Body::empty())
+            .unwrap()
+            .with_peer("10.0.0.1");
+        let response = proxied.clone().oneshot(request).await.unwrap();
+        assert_eq!(
+            response.status(),
+            want,
+            "a token from {client} via the proxy"
+        );
+    }
+}
