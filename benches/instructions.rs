@@ -156,6 +156,33 @@ fn allowlist_layer_denied() -> Fixture<Router> {
     fixture(bare().layer(layer), denied(), StatusCode::FORBIDDEN)
 }
 
+/// The forms above, as `axum::serve` runs them: `into_make_service` calls
+/// `with_state(())`, which turns every handler into a route once ("rather than doing
+/// that per request", in axum's words). Without it, as in the issue's measurement,
+/// axum converts the handler and applies the route's layers on every request.
+fn served(router: Router) -> Router {
+    router.with_state(())
+}
+
+fn bare_served() -> Fixture<Router> {
+    fixture(served(bare()), allowed(), StatusCode::OK)
+}
+
+fn noop_layer_served() -> Fixture<Router> {
+    let noop = tower::layer::layer_fn(|inner| inner);
+    fixture(served(bare().layer(noop)), allowed(), StatusCode::OK)
+}
+
+fn allowlist_layer_served() -> Fixture<Router> {
+    let layer = AllowlistLayer::new(handle(100, 100));
+    fixture(served(bare().layer(layer)), allowed(), StatusCode::OK)
+}
+
+fn allowlist_around_served() -> Fixture<Around<AllowlistLayer>> {
+    let layer = AllowlistLayer::new(handle(100, 100));
+    fixture(layer.layer(served(bare())), allowed(), StatusCode::OK)
+}
+
 type Around<L> = <L as Layer<Router>>::Service;
 
 #[allow(deprecated)]
@@ -183,6 +210,9 @@ fn allowlist_around_denied() -> Fixture<Around<AllowlistLayer>> {
 #[bench::validate_layer(setup = validate_layer)]
 #[bench::allowlist_layer(setup = allowlist_layer)]
 #[bench::allowlist_layer_denied(setup = allowlist_layer_denied)]
+#[bench::bare_served(setup = bare_served)]
+#[bench::noop_layer_served(setup = noop_layer_served)]
+#[bench::allowlist_layer_served(setup = allowlist_layer_served)]
 fn router((service, request): Fixture<Router>) -> StatusCode {
     black_box(call(service, request)).status()
 }
@@ -196,6 +226,7 @@ fn validate((service, request): Fixture<Around<Validate>>) -> StatusCode {
 #[library_benchmark]
 #[bench::allowlist_around(setup = allowlist_around)]
 #[bench::allowlist_around_denied(setup = allowlist_around_denied)]
+#[bench::allowlist_around_served(setup = allowlist_around_served)]
 fn around((service, request): Fixture<Around<AllowlistLayer>>) -> StatusCode {
     black_box(call(service, request)).status()
 }

@@ -24,6 +24,11 @@ OVERHEADS = [
     ("allowlist_around", "bare_router", "allowlist around the router, over the bare router"),
     ("allowlist_layer_denied", "allowlist_layer", "a refusal with Router::layer, over an allowed request"),
     ("allowlist_around_denied", "allowlist_around", "a refusal around the router, over an allowed request"),
+    # As `axum::serve` runs a router: handlers turned into routes once (`with_state(())`).
+    ("noop_layer_served", "bare_served", "served: a do-nothing layer with Router::layer, over the bare router"),
+    ("allowlist_layer_served", "noop_layer_served", "served: allowlist with Router::layer, over the do-nothing layer"),
+    ("allowlist_layer_served", "bare_served", "served: allowlist with Router::layer, over the bare router"),
+    ("allowlist_around_served", "bare_served", "served: allowlist around the router, over the bare router"),
 ]
 
 

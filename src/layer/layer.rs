@@ -20,12 +20,10 @@ use crate::warn::RateLimited;
 /// requests. Cloning is cheap. See the [module docs](super) for an example.
 #[must_use]
 pub struct AllowlistLayer<I = Principal, R = DefaultRejection> {
-    pub(super) handle: SnapshotHandle,
-    pub(super) client_ip: Option<ClientIpResolver>,
-    pub(super) exempt: Exempt,
-    pub(super) anonymous: Anonymous,
-    pub(super) rejection: R,
-    pub(super) identity: PhantomData<fn() -> I>,
+    /// Shared with every service the layer makes: applying the layer (which axum does
+    /// per request for a router whose state was never set) costs one reference count.
+    config: Arc<Config<R>>,
+    identity: PhantomData<fn() -> I>,
 }
 
 /// What the layer does with a request that carries no identity, and how it recognises
@@ -55,17 +53,19 @@ impl AllowlistLayer {
     /// [`ClientIpLayer`](crate::client_ip::ClientIpLayer) (the TCP peer when none is).
     pub fn new(handle: SnapshotHandle) -> Self {
         Self {
-            handle,
-            client_ip: None,
-            exempt: Exempt::default(),
-            anonymous: Anonymous::default(),
-            rejection: DefaultRejection,
+            config: Arc::new(Config {
+                handle,
+                client_ip: None,
+                exempt: Exempt::default(),
+                anonymous: Anonymous::default(),
+                rejection: DefaultRejection,
+            }),
             identity: PhantomData,
         }
     }
 }
 
-impl<I, R> AllowlistLayer<I, R> {
+impl<I, R: Clone> AllowlistLayer<I, R> {
     /// A resolver of this layer's own, for stacks without a
     /// [`ClientIpLayer`](crate::client_ip::ClientIpLayer). Prefer configuring the
     /// resolver once, in `ClientIpLayer`: where both are configured differently and
@@ -76,7 +76,7 @@ impl<I, R> AllowlistLayer<I, R> {
     /// Trust forwarded headers only from your own proxies: see
     /// [`client_ip`](crate::client_ip#security).
     pub fn client_ip(mut self, resolver: impl Into<ClientIpResolver>) -> Self {
-        self.client_ip = Some(resolver.into());
+        self.config_mut().client_ip = Some(resolver.into());
         self
     }
 
@@ -84,7 +84,7 @@ impl<I, R> AllowlistLayer<I, R> {
     /// with a trailing `*` (`/webhooks/*`). See [`lists`](crate::lists#exempt-routes)
     /// for how this interacts with axum's `route_layer`.
     pub fn exempt(mut self, path: &str) -> Self {
-        self.exempt.add(path);
+        self.config_mut().exempt.add(path);
         self
     }
 
@@ -102,14 +102,14 @@ impl<I, R> AllowlistLayer<I, R> {
     /// no identity is logged at WARN (at most once a minute) with the fix: it is the
     /// signature of a layer-order or identity-type mistake.
     pub fn allow_anonymous(mut self) -> Self {
-        self.anonymous.allow = true;
+        self.config_mut().anonymous.allow = true;
         self
     }
 
     /// Refuses requests without an identity with 401 (the default): see
     /// [`allow_anonymous`](Self::allow_anonymous).
     pub fn refuse_anonymous(mut self) -> Self {
-        self.anonymous.allow = false;
+        self.config_mut().anonymous.allow = false;
         self
     }
 
@@ -117,66 +117,61 @@ impl<I, R> AllowlistLayer<I, R> {
     /// identity is logged as a likely layer-order mistake, like one carrying an
     /// `Authorization` header.
     pub fn credentials_cookie(mut self, name: &str) -> Self {
-        self.anonymous.cookie = Some(Arc::from(name));
+        self.config_mut().anonymous.cookie = Some(Arc::from(name));
         self
     }
 
     /// Reads the caller as the application's own type `J` instead of [`Principal`].
     pub fn with_identity<J: Identity>(self) -> AllowlistLayer<J, R> {
         AllowlistLayer {
-            handle: self.handle,
-            client_ip: self.client_ip,
-            exempt: self.exempt,
-            anonymous: self.anonymous,
-            rejection: self.rejection,
+            config: self.config,
             identity: PhantomData,
         }
     }
 
     /// Replaces the response sent for refused requests.
     pub fn rejection<R2: Rejection>(self, rejection: R2) -> AllowlistLayer<I, R2> {
+        let config = Arc::unwrap_or_clone(self.config);
         AllowlistLayer {
-            handle: self.handle,
-            client_ip: self.client_ip,
-            exempt: self.exempt,
-            anonymous: self.anonymous,
-            rejection,
+            config: Arc::new(Config {
+                handle: config.handle,
+                client_ip: config.client_ip,
+                exempt: config.exempt,
+                anonymous: config.anonymous,
+                rejection,
+            }),
             identity: PhantomData,
         }
     }
 
     /// The snapshot handle the layer decides with.
     pub fn handle(&self) -> &SnapshotHandle {
-        &self.handle
+        &self.config.handle
+    }
+
+    /// The configuration to change: this layer's own, or a copy if a clone of the
+    /// layer shares it.
+    fn config_mut(&mut self) -> &mut Config<R> {
+        Arc::make_mut(&mut self.config)
     }
 }
 
-impl<S, I, R: Clone> Layer<S> for AllowlistLayer<I, R> {
+impl<S, I, R> Layer<S> for AllowlistLayer<I, R> {
     type Service = AllowlistService<S, I, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
         AllowlistService {
             inner,
-            config: Arc::new(Config {
-                handle: self.handle.clone(),
-                client_ip: self.client_ip.clone(),
-                exempt: self.exempt.clone(),
-                anonymous: self.anonymous.clone(),
-                rejection: self.rejection.clone(),
-            }),
+            config: Arc::clone(&self.config),
             identity: PhantomData,
         }
     }
 }
 
-impl<I, R: Clone> Clone for AllowlistLayer<I, R> {
+impl<I, R> Clone for AllowlistLayer<I, R> {
     fn clone(&self) -> Self {
         Self {
-            handle: self.handle.clone(),
-            client_ip: self.client_ip.clone(),
-            exempt: self.exempt.clone(),
-            anonymous: self.anonymous.clone(),
-            rejection: self.rejection.clone(),
+            config: Arc::clone(&self.config),
             identity: PhantomData,
         }
     }
@@ -185,11 +180,11 @@ impl<I, R: Clone> Clone for AllowlistLayer<I, R> {
 impl<I, R: fmt::Debug> fmt::Debug for AllowlistLayer<I, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AllowlistLayer")
-            .field("handle", &self.handle)
-            .field("client_ip", &self.client_ip)
-            .field("exempt", &self.exempt)
-            .field("anonymous", &self.anonymous)
-            .field("rejection", &self.rejection)
+            .field("handle", &self.config.handle)
+            .field("client_ip", &self.config.client_ip)
+            .field("exempt", &self.config.exempt)
+            .field("anonymous", &self.config.anonymous)
+            .field("rejection", &self.config.rejection)
             .field("identity", &std::any::type_name::<I>())
             .finish()
     }

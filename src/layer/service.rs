@@ -31,7 +31,7 @@ pub struct AllowlistService<S, I, R> {
 }
 
 /// What the layer was configured with.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Config<R> {
     pub(super) handle: SnapshotHandle,
     pub(super) client_ip: Option<ClientIpResolver>,

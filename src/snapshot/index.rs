@@ -112,6 +112,11 @@ impl<K: Key> RangeIndex<K> {
         }
     }
 
+    /// The ids of the sets a look-up can return, one per interval.
+    pub(crate) fn set_ids(&self) -> &[u32] {
+        &self.set_ids
+    }
+
     pub(crate) fn bytes(&self) -> usize {
         self.starts.len() * std::mem::size_of::<K>()
             + self.set_ids.len() * 4

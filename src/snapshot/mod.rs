@@ -148,6 +148,9 @@ pub struct Snapshot {
     /// its policies as they were published (inactive ones included), to read back and
     /// edit; the latter are not used by decisions.
     orgs: OrgMap,
+    /// The default organization's compiled form, also in `orgs`: a single-tenant
+    /// service decides without hashing an organization id.
+    default: Option<Arc<CompiledOrg>>,
     /// Not loaded yet: every decision is denied (see the module docs).
     pending: bool,
 }
@@ -203,7 +206,19 @@ impl Snapshot {
     pub fn without_org(&self, id: &str) -> Self {
         let mut next = self.clone();
         next.orgs.remove(id);
+        next.changed(id == OrgId::DEFAULT);
         next
+    }
+
+    /// Keeps the default organization's shortcut in step with the map after a change
+    /// to it.
+    fn changed(&mut self, default: bool) {
+        if default {
+            self.default = self
+                .orgs
+                .get(OrgId::DEFAULT)
+                .and_then(|slot| slot.compiled.clone());
+        }
     }
 
     /// Sets an organization's compiled form (compiled elsewhere, or shared with
@@ -212,7 +227,9 @@ impl Snapshot {
     pub fn insert_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
         // Nothing can apply to an empty one: keep the look-up a miss.
         let compiled = (!org.is_empty()).then_some(org);
+        let default = id.as_str() == OrgId::DEFAULT;
         self.orgs.set(id, compiled, None);
+        self.changed(default);
     }
 
     /// Sets an organization's policies and their compiled form.
@@ -223,7 +240,9 @@ impl Snapshot {
         org: Arc<CompiledOrg>,
     ) {
         let compiled = (!org.is_empty()).then_some(org);
+        let default = id.as_str() == OrgId::DEFAULT;
         self.orgs.set(id, compiled, Some(source));
+        self.changed(default);
     }
 
     fn insert(&mut self, id: OrgId, org: &OrgPolicies) {
@@ -243,6 +262,9 @@ impl Snapshot {
     #[must_use]
     #[inline]
     pub fn org(&self, id: &str) -> Option<&Arc<CompiledOrg>> {
+        if id == OrgId::DEFAULT {
+            return self.default.as_ref();
+        }
         self.orgs.get(id)?.compiled.as_ref()
     }
 

@@ -15,14 +15,31 @@ type FastMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
 /// Bitset words kept on the stack while deciding: 256 policies before a heap allocation.
 type Bits = SmallVec<[u64; 4]>;
 
+/// Most names the policies covering an address may be reached through for a decision
+/// to compare the caller's names with them one by one. Past it, the decision looks up
+/// the caller's sets of policies instead.
+const ADMITTING_NAMES: usize = 16;
+
+/// Caller groups kept on the stack for looking up if no name admits the caller; past
+/// this many, a group is looked up at once.
+const DEFERRED_GROUPS: usize = 8;
+
 /// The compiled, immutable decision structure of one organization.
 ///
 /// Active policies get dense indexes; users and groups map straight to the set of
 /// policies that apply through them (for groups, through every ancestor, resolved at
 /// compile time); addresses map through a range index per family to the set of
 /// policies whose sources cover them. A policy's blocked sources are subtracted from its
-/// allowed ones before they enter the index, so they add nothing to a decision. A decision is a few hash look-ups, two binary
-/// searches at most, and a bitwise AND, whatever the number of policies.
+/// allowed ones before they enter the index, so they add nothing to a decision.
+///
+/// A decision looks the address up first. The policies covering it are usually one or
+/// two, reached through a handful of names: the caller's user and groups are compared
+/// with those names, and one that matches allows the request without hashing
+/// anything. Only a caller none admits is looked up in the user and group maps (to
+/// tell a refusal from no policy at all), and a 256-bit filter rules out most names
+/// the maps do not hold before they are hashed. When the covering policies are reached
+/// through many names, the caller's sets are looked up and tested against them. Either
+/// way the work does not grow with the number of policies or sources.
 #[derive(Debug)]
 pub struct CompiledOrg {
     policy_ids: Box<[PolicyId]>,
@@ -35,6 +52,14 @@ pub struct CompiledOrg {
     members: Box<[u32]>,
     users: FastMap<u32>,
     groups: FastMap<u32>,
+    /// Rules out most names `users` and `groups` do not hold before they are hashed.
+    user_filter: NameFilter,
+    group_filter: NameFilter,
+    /// For each set the address index can return, the names its policies are reached
+    /// through (`None` for other sets, and for covering sets reached through more than
+    /// [`ADMITTING_NAMES`] names).
+    admitting: Box<[Option<Admitting>]>,
+    admitting_names: Box<[Box<str>]>,
     v4: RangeIndex<u32>,
     v6: RangeIndex<u128>,
     sources: usize,
@@ -52,15 +77,22 @@ impl CompiledOrg {
     /// lists.
     #[must_use]
     pub fn compile(org: &OrgPolicies) -> Self {
+        Self::compile_with(org, ADMITTING_NAMES)
+    }
+
+    /// [`compile`](Self::compile), comparing names one by one only where the policies
+    /// covering an address are reached through at most `admitting_names` names (the
+    /// tests take both ways of deciding with it).
+    pub(super) fn compile_with(org: &OrgPolicies, admitting_names: usize) -> Self {
         let active: Vec<&Policy> = org.policies.values().filter(|p| p.is_active()).collect();
         let enforced: Vec<&Policy> = active
             .iter()
             .copied()
             .filter(|p| p.enforcement() == Enforcement::Enforce)
             .collect();
-        let mut compiled = Self::policies(&enforced, org);
+        let mut compiled = Self::policies(&enforced, org, admitting_names);
         if enforced.len() < active.len() {
-            compiled.report = Some(Box::new(Self::policies(&active, org)));
+            compiled.report = Some(Box::new(Self::policies(&active, org, admitting_names)));
         }
         compiled.site = org
             .site
@@ -76,7 +108,7 @@ impl CompiledOrg {
     }
 
     /// Compiles `active` policies over the organization's group hierarchy.
-    fn policies(active: &[&Policy], org: &OrgPolicies) -> Self {
+    fn policies(active: &[&Policy], org: &OrgPolicies, admitting_names: usize) -> Self {
         let mut sets = SetTable::new(active.len());
         let words = sets.words();
         let bit = |bits: &mut [u64], p: usize| bits[p / 64] |= 1 << (p % 64);
@@ -138,12 +170,24 @@ impl CompiledOrg {
 
         let sets = sets.finish();
         let (member_starts, members) = members_of(&sets, words);
+        let (admitting, admitting_names) = admitting_of(
+            v4.set_ids().iter().chain(v6.set_ids()).copied(),
+            member_starts.len().saturating_sub(1),
+            |id| members_in(&member_starts, &members, id),
+            &users,
+            &groups,
+            admitting_names,
+        );
         Self {
             policy_ids: active.iter().map(|p| p.id().clone()).collect(),
             words,
             sets,
             member_starts,
             members,
+            user_filter: users.keys().map(AsRef::as_ref).collect(),
+            group_filter: groups.keys().map(AsRef::as_ref).collect(),
+            admitting,
+            admitting_names,
             users,
             groups,
             v4,
@@ -225,10 +269,73 @@ impl CompiledOrg {
         groups: impl IntoIterator<Item = &'a str>,
         addr: Option<IpAddr>,
     ) -> Decision {
-        // The caller's sets of applicable policies, user first, then each group (already
-        // closed over its ancestors at compile time). The address is looked up when the
-        // first one is found, and the first set meeting the policies covering it allows:
-        // the rest of the caller's groups are not even looked up.
+        let Some(addr) = addr else {
+            return if self.applies(user, groups) {
+                Decision::Denied(DenyReason::ClientIpUnknown)
+            } else {
+                Decision::NoPolicy
+            };
+        };
+        let covering = self.covering(addr);
+        match self.admitting.get(covering as usize).copied().flatten() {
+            Some(admitting) => self.decide_by_names(admitting, user, groups),
+            None => self.decide_by_sets(covering, user, groups),
+        }
+    }
+
+    /// Compares the caller's names with the few through which the policies covering
+    /// the address are reached; a caller none admits is refused if any policy applies
+    /// to them at all.
+    #[inline]
+    fn decide_by_names<'a>(
+        &self,
+        admitting: Admitting,
+        user: &str,
+        groups: impl IntoIterator<Item = &'a str>,
+    ) -> Decision {
+        let (admitting_users, admitting_groups) = self.names(admitting);
+        if admitting_users.iter().any(|name| same_name(name, user)) {
+            return Decision::Allowed;
+        }
+        // Whether a policy applies is asked only if no group admits the caller: the
+        // first groups wait for that here, on the stack; later ones are looked up at
+        // once, until one is found.
+        let mut deferred = [""; DEFERRED_GROUPS];
+        let mut waiting = 0;
+        let mut applies = false;
+        for group in groups {
+            if admitting_groups.iter().any(|name| same_name(name, group)) {
+                return Decision::Allowed;
+            }
+            if let Some(slot) = deferred.get_mut(waiting) {
+                *slot = group;
+                waiting += 1;
+            } else if !applies {
+                applies = self.holds_group(group);
+            }
+        }
+        let applies = applies
+            || self.holds_user(user)
+            || deferred[..waiting]
+                .iter()
+                .any(|group| self.holds_group(group));
+        if applies {
+            Decision::Denied(DenyReason::IpNotAllowed)
+        } else {
+            Decision::NoPolicy
+        }
+    }
+
+    /// Looks up the caller's sets of applicable policies, user first, then each group
+    /// (already closed over its ancestors at compile time), and tests them against the
+    /// policies covering the address: the first set meeting them allows, and the rest
+    /// of the caller's groups are not even looked up.
+    fn decide_by_sets<'a>(
+        &self,
+        covering: u32,
+        user: &str,
+        groups: impl IntoIterator<Item = &'a str>,
+    ) -> Decision {
         let user = self.users.get(user).copied();
         let mut sets = user.into_iter().chain(
             groups
@@ -238,10 +345,6 @@ impl CompiledOrg {
         let Some(first) = sets.next() else {
             return Decision::NoPolicy;
         };
-        let Some(addr) = addr else {
-            return Decision::Denied(DenyReason::ClientIpUnknown);
-        };
-        let covering = self.covering(addr);
         let members = self.members(covering);
         // The policies covering an address are usually one or two: test the caller's set
         // for those alone rather than reading all its words.
@@ -262,6 +365,36 @@ impl CompiledOrg {
             Decision::Allowed
         } else {
             Decision::Denied(DenyReason::IpNotAllowed)
+        }
+    }
+
+    /// Whether any active policy applies to the caller.
+    fn applies<'a>(&self, user: &str, groups: impl IntoIterator<Item = &'a str>) -> bool {
+        self.holds_user(user) || groups.into_iter().any(|group| self.holds_group(group))
+    }
+
+    #[inline]
+    fn holds_user(&self, user: &str) -> bool {
+        self.user_filter.may_hold(user) && self.users.contains_key(user)
+    }
+
+    #[inline]
+    fn holds_group(&self, group: &str) -> bool {
+        self.group_filter.may_hold(group) && self.groups.contains_key(group)
+    }
+
+    /// The user and group names of `admitting`.
+    #[inline]
+    fn names(&self, admitting: Admitting) -> (&[Box<str>], &[Box<str>]) {
+        let start = admitting.start as usize;
+        let users = start + admitting.users as usize;
+        let groups = users + admitting.groups as usize;
+        match (
+            self.admitting_names.get(start..users),
+            self.admitting_names.get(users..groups),
+        ) {
+            (Some(users), Some(groups)) => (users, groups),
+            _ => (&[], &[]),
         }
     }
 
@@ -340,14 +473,7 @@ impl CompiledOrg {
 
     #[inline]
     fn members(&self, id: u32) -> &[u32] {
-        let id = id as usize;
-        match self.member_starts.get(id..id + 2) {
-            Some(&[start, end]) => self
-                .members
-                .get(start as usize..end as usize)
-                .unwrap_or(&[]),
-            _ => &[],
-        }
+        members_in(&self.member_starts, &self.members, id)
     }
 
     #[inline]
@@ -377,6 +503,16 @@ fn members_of(sets: &[u64], words: usize) -> (Box<[u32]>, Box<[u32]>) {
         starts.push(u32::try_from(members.len()).unwrap_or(u32::MAX));
     }
     (starts.into_boxed_slice(), members.into_boxed_slice())
+}
+
+/// The members of set `id` in the lists [`members_of`] builds.
+#[inline]
+fn members_in<'m>(starts: &[u32], members: &'m [u32], id: u32) -> &'m [u32] {
+    let id = id as usize;
+    match starts.get(id..id + 2) {
+        Some(&[start, end]) => members.get(start as usize..end as usize).unwrap_or(&[]),
+        _ => &[],
+    }
 }
 
 /// For each candidate group, the union of the policies naming it or any ancestor.
@@ -424,4 +560,154 @@ fn close_groups<'a>(
         }
     }
     closure
+}
+
+/// The names through which the policies of one covering set are reached:
+/// `admitting_names[start..start + users]` are users naming one of them, the next
+/// `groups` are groups whose closure holds one.
+#[derive(Debug, Clone, Copy)]
+struct Admitting {
+    start: u32,
+    users: u32,
+    groups: u32,
+}
+
+/// For each set id below `set_count` that the address index can return (`covering`),
+/// the names its policies are reached through, if there are at most `limit` of them.
+fn admitting_of<'m>(
+    covering: impl Iterator<Item = u32>,
+    set_count: usize,
+    members: impl Fn(u32) -> &'m [u32],
+    users: &FastMap<u32>,
+    groups: &FastMap<u32>,
+    limit: usize,
+) -> (Box<[Option<Admitting>]>, Box<[Box<str>]>) {
+    // The names reaching each policy covering some address.
+    let mut reaching: HashMap<u32, (Vec<&str>, Vec<&str>)> = HashMap::new();
+    let mut admitting = vec![None; set_count];
+    let mut names: Vec<Box<str>> = Vec::new();
+    let mut wanted: HashSet<u32> = HashSet::new();
+    for id in covering {
+        if !wanted.insert(id) {
+            continue;
+        }
+        for &p in members(id) {
+            reaching.entry(p).or_default();
+        }
+    }
+    for (user, &id) in users {
+        for p in members(id) {
+            if let Some((users, _)) = reaching.get_mut(p) {
+                users.push(user);
+            }
+        }
+    }
+    for (group, &id) in groups {
+        for p in members(id) {
+            if let Some((_, groups)) = reaching.get_mut(p) {
+                groups.push(group);
+            }
+        }
+    }
+    for id in wanted {
+        let mut set_users: Vec<&str> = Vec::new();
+        let mut set_groups: Vec<&str> = Vec::new();
+        // Past a few times the limit, give up rather than sort a long list: the
+        // caller's sets decide there.
+        let bound = limit.saturating_mul(4);
+        let mut complete = true;
+        for p in members(id) {
+            if let Some((users, groups)) = reaching.get(p) {
+                set_users.extend(users);
+                set_groups.extend(groups);
+            }
+            if set_users.len() + set_groups.len() > bound {
+                complete = false;
+                break;
+            }
+        }
+        set_users.sort_unstable();
+        set_users.dedup();
+        set_groups.sort_unstable();
+        set_groups.dedup();
+        if !complete || set_users.len() + set_groups.len() > limit {
+            continue;
+        }
+        let (Ok(start), Ok(users), Ok(groups), Some(slot)) = (
+            u32::try_from(names.len()),
+            u32::try_from(set_users.len()),
+            u32::try_from(set_groups.len()),
+            admitting.get_mut(id as usize),
+        ) else {
+            continue;
+        };
+        *slot = Some(Admitting {
+            start,
+            users,
+            groups,
+        });
+        names.extend(set_users.into_iter().chain(set_groups).map(Box::from));
+    }
+    (admitting.into_boxed_slice(), names.into_boxed_slice())
+}
+
+/// Whether two names are equal, the last bytes compared first: names of one
+/// organization often share a length and a prefix (`team-1`, `team-2`), rarely their
+/// last byte.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b
+}
+
+/// A 256-bit filter of a set of names, keyed by a cheap mix of a name's length and
+/// its first and last eight bytes: a name whose bit is clear is certainly not in the
+/// set, known for a dozen instructions instead of a hash and a probe. A set bit only
+/// means "look it up". Not a defence against chosen names, and it need not be: a name
+/// that passes costs one look-up, as every name did without the filter.
+#[derive(Debug, Default, Clone)]
+pub(super) struct NameFilter([u64; 4]);
+
+impl NameFilter {
+    #[inline]
+    fn bit(name: &str) -> usize {
+        let bytes = name.as_bytes();
+        let len = bytes.len();
+        let read = |at: usize| -> u64 {
+            bytes
+                .get(at..at + 8)
+                .and_then(|word| word.try_into().ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let read4 = |at: usize| -> u64 {
+            bytes
+                .get(at..at + 4)
+                .and_then(|word| word.try_into().ok())
+                .map_or(0, |word| u64::from(u32::from_le_bytes(word)))
+        };
+        let byte = |at: usize| u64::from(bytes.get(at).copied().unwrap_or(0));
+        let word = match len {
+            8.. => read(0) ^ read(len - 8).rotate_left(29),
+            4..=7 => read4(0) << 32 | read4(len - 4),
+            _ => byte(0) << 16 | byte(len / 2) << 8 | byte(len.wrapping_sub(1)),
+        };
+        // The top byte of a multiplicative hash.
+        ((word ^ len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize
+    }
+
+    #[inline]
+    pub(super) fn may_hold(&self, name: &str) -> bool {
+        let bit = Self::bit(name);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
+}
+
+impl<'a> FromIterator<&'a str> for NameFilter {
+    fn from_iter<T: IntoIterator<Item = &'a str>>(names: T) -> Self {
+        let mut filter = Self::default();
+        for name in names {
+            let bit = Self::bit(name);
+            filter.0[bit / 64] |= 1 << (bit % 64);
+        }
+        filter
+    }
 }

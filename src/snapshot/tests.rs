@@ -408,7 +408,9 @@ proptest! {
         ),
         more in prop::collection::vec(source_strategy(), 0..4),
     ) {
-        let compiled = CompiledOrg::compile(&org);
+        // Both ways of deciding: by names where they fit (16), by sets everywhere (0),
+        // and a mix (1).
+        let compiled = [16, 0, 1].map(|limit| CompiledOrg::compile_with(&org, limit));
         // Query addresses include the edges of every source.
         let mut addrs: Vec<Option<IpAddr>> = queries.iter().map(|q| q.2).collect();
         for policy in org.policies.values() {
@@ -436,8 +438,11 @@ proptest! {
             let groups: Vec<String> = groups.iter().map(|g| format!("g{g}")).collect();
             for addr in addrs.iter().skip(i % 3).step_by(3) {
                 let want = naive(&org, user.as_str(), &groups, *addr);
-                let got = compiled.decide(user.as_str(), groups.iter().map(String::as_str), *addr);
-                prop_assert_eq!(got, want, "user {} groups {:?} addr {:?}", user, groups, addr);
+                for (compiled, limit) in compiled.iter().zip([16, 0, 1]) {
+                    let got = compiled.decide(user.as_str(), groups.iter().map(String::as_str), *addr);
+                    prop_assert_eq!(got, want, "user {} groups {:?} addr {:?} limit {}", user, groups, addr, limit);
+                }
+                let compiled = &compiled[0];
                 // Report-only: the compiled "would deny" agrees with the explanation.
                 let why = crate::explain::explain(&org, user.as_str(), groups.iter().map(String::as_str), *addr);
                 prop_assert_eq!(why.decision, want);
@@ -628,5 +633,147 @@ fn policies_read_back_and_edited_in_place_without_losing_concurrent_edits() {
         ),
         Decision::Denied(DenyReason::IpNotAllowed),
         "still restricted"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// The two ways of deciding, and the name filter.
+
+/// One policy covering 198.51.100.0/24 for `groups` targeted groups (`t0`, `t1`, ...),
+/// and another covering 192.0.2.0/24 for group `elsewhere`.
+fn many_groups(groups: usize, admitting_names: usize) -> CompiledOrg {
+    let targeted: Vec<String> = (0..groups).map(|g| format!("t{g}")).collect();
+    let targeted: Vec<&str> = targeted.iter().map(String::as_str).collect();
+    let mut org = OrgPolicies::default();
+    org.insert_policy(policy("wide", &["198.51.100.0/24"], &[], &targeted));
+    org.insert_policy(policy("other", &["192.0.2.0/24"], &[], &["elsewhere"]));
+    CompiledOrg::compile_with(&org, admitting_names)
+}
+
+fn names(list: &[String], take: usize) -> Vec<&str> {
+    list.iter().take(take).map(String::as_str).collect()
+}
+
+#[test]
+fn both_ways_of_deciding_agree_past_the_deferred_groups() {
+    let inside: Option<IpAddr> = Some("198.51.100.7".parse().unwrap());
+    let outside: Option<IpAddr> = Some("192.0.2.7".parse().unwrap());
+    let untargeted: Vec<String> = (0..40).map(|g| format!("u{g}")).collect();
+    let targeted: Vec<String> = (0..40).map(|g| format!("t{g}")).collect();
+    // By names (3 names fit), by sets (40 do not fit in 16), by sets (limit 0).
+    for (groups, limit) in [(3, 16), (40, 16), (40, 0), (3, 0)] {
+        let org = many_groups(groups, limit);
+        // More untargeted groups than are deferred, then the last targeted one.
+        let mut caller = names(&untargeted, 20);
+        caller.push(targeted[groups - 1].as_str());
+        assert_eq!(
+            org.decide("x", caller.iter().copied(), inside),
+            Decision::Allowed
+        );
+        assert_eq!(
+            org.decide("x", caller.iter().copied(), outside),
+            Decision::Denied(DenyReason::IpNotAllowed),
+            "{groups} groups, limit {limit}"
+        );
+        assert_eq!(
+            org.decide("x", caller.iter().copied(), None),
+            Decision::Denied(DenyReason::ClientIpUnknown)
+        );
+        // Only untargeted groups: no policy, wherever the caller is.
+        let caller = names(&untargeted, 40);
+        for addr in [inside, outside, None] {
+            assert_eq!(
+                org.decide("x", caller.iter().copied(), addr),
+                Decision::NoPolicy
+            );
+        }
+        // Many targeted groups of the policy elsewhere: refused here.
+        let mut caller = vec!["elsewhere"; 12];
+        caller.extend(names(&untargeted, 12));
+        assert_eq!(
+            org.decide("x", caller.iter().copied(), inside),
+            Decision::Denied(DenyReason::IpNotAllowed)
+        );
+    }
+}
+
+#[test]
+fn users_and_groups_are_told_apart() {
+    let mut org = OrgPolicies::default();
+    org.insert_policy(policy("p", &["198.51.100.0/24"], &["ann"], &["staff"]));
+    let inside: Option<IpAddr> = Some("198.51.100.7".parse().unwrap());
+    for limit in [0, 16] {
+        let org = CompiledOrg::compile_with(&org, limit);
+        // A user named like the group, a group named like the user: neither applies.
+        assert_eq!(org.decide("staff", ["ann"], inside), Decision::NoPolicy);
+        assert_eq!(org.decide("ann", ["ann"], inside), Decision::Allowed);
+        assert_eq!(org.decide("bob", ["staff"], inside), Decision::Allowed);
+    }
+}
+
+#[test]
+fn the_name_filter_holds_every_name_and_rules_out_most_others() {
+    for held in [
+        (0..20).map(|g| format!("g{g}")).collect::<Vec<_>>(),
+        (0..20).map(|g| format!("team-{g:04}")).collect(),
+        (0..20)
+            .map(|g| format!("{g:08x}-0000-4000-8000-{:012x}", g * 7919))
+            .collect(),
+    ] {
+        let filter: org::NameFilter = held.iter().map(String::as_str).collect();
+        assert!(held.iter().all(|name| filter.may_hold(name)));
+        let others: Vec<String> = (0..1000)
+            .map(|i| format!("{:x}-user-{i}", i * 31))
+            .chain((100..1100).map(|g| format!("g{g}")))
+            .chain((100..1100).map(|g| format!("team-{g:04}")))
+            .collect();
+        let passed = others.iter().filter(|name| filter.may_hold(name)).count();
+        // 20 names set at most 20 of 256 bits: about 8 % of other names pass.
+        assert!(
+            passed * 4 < others.len(),
+            "{passed} of {} unheld names passed the filter of {:?}",
+            others.len(),
+            &held[..2]
+        );
+    }
+}
+
+#[test]
+fn the_default_organization_shortcut_follows_every_change() {
+    let inside: Option<IpAddr> = Some("198.51.100.7".parse().unwrap());
+    let mut org = OrgPolicies::default();
+    org.insert_policy(policy("p", &["198.51.100.0/24"], &["ann"], &[]));
+    let mut moved = OrgPolicies::default();
+    moved.insert_policy(policy("p", &["192.0.2.0/24"], &["ann"], &[]));
+
+    let one = Snapshot::empty().with_org(OrgId::default(), &org);
+    assert_eq!(one.decide(None, "ann", [], inside), Decision::Allowed);
+    let two = one.with_org(OrgId::default(), &moved);
+    assert_eq!(two.decide(None, "ann", [], inside), NOT_ALLOWED);
+    assert_eq!(one.decide(None, "ann", [], inside), Decision::Allowed);
+    let gone = two.without_org(OrgId::DEFAULT);
+    assert_eq!(gone.decide(None, "ann", [], inside), NO_POLICY);
+    assert!(gone.org(OrgId::DEFAULT).is_none());
+
+    let mut compiled = gone.clone();
+    compiled.insert_compiled(OrgId::default(), Arc::new(CompiledOrg::compile(&org)));
+    assert_eq!(
+        compiled.decide(Some(OrgId::DEFAULT), "ann", [], inside),
+        Decision::Allowed
+    );
+    // An organization with nothing to enforce leaves no compiled form behind.
+    compiled.insert_compiled(
+        OrgId::default(),
+        Arc::new(CompiledOrg::compile(&OrgPolicies::default())),
+    );
+    assert_eq!(compiled.decide(None, "ann", [], inside), NO_POLICY);
+    // Built at once, and another organization changing does not touch it.
+    let at_once = Snapshot::from_orgs([(OrgId::default(), &org), (OrgId::from("acme"), &moved)]);
+    assert_eq!(at_once.decide(None, "ann", [], inside), Decision::Allowed);
+    let other = at_once.with_org(OrgId::from("acme"), &org);
+    assert_eq!(other.decide(None, "ann", [], inside), Decision::Allowed);
+    assert_eq!(
+        other.decide(Some("acme"), "ann", [], inside),
+        Decision::Allowed
     );
 }
