@@ -4,9 +4,11 @@
 //! same run. Instruction counts do not drift with the machine's speed, as wall-clock
 //! times do here by ±30 %.
 //!
-//! Each bench builds its service and request in a setup that is not counted, then
-//! sends the request through a clone of the service (as a server does per request) and
-//! drops the response: what is counted is what a server pays per request.
+//! Each bench builds its service and requests in a setup that is not counted, then
+//! sends each request through a clone of the service (as a server does per request)
+//! and drops the response: what is counted is what a server pays per request. The
+//! layer benches send [`REQUESTS`] requests in a row and `overheads.py` prints the
+//! mean; the decision benches decide once.
 //!
 //! Needs valgrind and the runner of the same version as the `gungraun` dev-dependency:
 //!
@@ -118,17 +120,39 @@ where
     }
 }
 
-/// A service and the request to send through it, checked to answer `expect` once
+/// Requests sent per layer bench; `overheads.py` divides the count by it. A single
+/// request's count moves by a few hundred instructions from one run of the same binary
+/// to the next (the heap's state after a setup whose hash maps are seeded at random
+/// decides which path `malloc` takes); the mean of several requests in a row, after a
+/// first one outside the count, is steady, and closer to what a busy server pays.
+const REQUESTS: usize = 16;
+
+/// A service and the requests to send through it, checked to answer `expect` once
 /// outside the count.
-fn fixture<S, B>(service: S, peer: SocketAddr, expect: StatusCode) -> (&'static S, Request<Body>)
+fn fixture<S, B>(service: S, peer: SocketAddr, expect: StatusCode) -> Fixture<S>
 where
     S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
 {
     assert_eq!(call(&service, request(peer)).status(), expect);
-    (leak(service), request(peer))
+    (
+        leak(service),
+        (0..REQUESTS).map(|_| request(peer)).collect(),
+    )
 }
 
-type Fixture<S> = (&'static S, Request<Body>);
+type Fixture<S> = (&'static S, Vec<Request<Body>>);
+
+/// Sends every request through a clone of `service`, one after the other.
+fn send_all<S, B>(service: &S, requests: Vec<Request<Body>>) -> StatusCode
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    let mut status = StatusCode::OK;
+    for request in requests {
+        status = black_box(call(service, request)).status();
+    }
+    status
+}
 
 fn bare_router() -> Fixture<Router> {
     fixture(bare(), allowed(), StatusCode::OK)
@@ -213,22 +237,22 @@ fn allowlist_around_denied() -> Fixture<Around<AllowlistLayer>> {
 #[bench::bare_served(setup = bare_served)]
 #[bench::noop_layer_served(setup = noop_layer_served)]
 #[bench::allowlist_layer_served(setup = allowlist_layer_served)]
-fn router((service, request): Fixture<Router>) -> StatusCode {
-    black_box(call(service, request)).status()
+fn router((service, requests): Fixture<Router>) -> StatusCode {
+    send_all(service, requests)
 }
 
 #[library_benchmark]
 #[bench::validate_around(setup = validate_around)]
-fn validate((service, request): Fixture<Around<Validate>>) -> StatusCode {
-    black_box(call(service, request)).status()
+fn validate((service, requests): Fixture<Around<Validate>>) -> StatusCode {
+    send_all(service, requests)
 }
 
 #[library_benchmark]
 #[bench::allowlist_around(setup = allowlist_around)]
 #[bench::allowlist_around_denied(setup = allowlist_around_denied)]
 #[bench::allowlist_around_served(setup = allowlist_around_served)]
-fn around((service, request): Fixture<Around<AllowlistLayer>>) -> StatusCode {
-    black_box(call(service, request)).status()
+fn around((service, requests): Fixture<Around<AllowlistLayer>>) -> StatusCode {
+    send_all(service, requests)
 }
 
 /// The decision alone, snapshot load included: a caller with five groups, allowed
@@ -246,7 +270,24 @@ fn decision((handle, addr): (&'static SnapshotHandle, IpAddr)) -> bool {
     black_box(snapshot.decide(None, black_box("alice"), black_box(GROUPS), Some(addr))).is_allowed()
 }
 
-library_benchmark_group!(name = decide; benchmarks = decision);
+/// The decision's other outcomes at 100 × 100: a caller of five targeted groups from an
+/// address none of their policies covers (refused), and a caller of five groups no
+/// policy names (no policy: every name is ruled out or looked up).
+fn other_outcomes_setup(groups: [&'static str; 5], addr: IpAddr) -> DecisionCase {
+    (leak(handle(100, 100)), groups, addr)
+}
+
+type DecisionCase = (&'static SnapshotHandle, [&'static str; 5], IpAddr);
+
+#[library_benchmark]
+#[bench::refused(setup = other_outcomes_setup, args = (GROUPS, denied().ip()))]
+#[bench::no_policy(setup = other_outcomes_setup, args = (["x1", "x2", "x3", "x4", "x5"], allowed().ip()))]
+fn decision_outcomes((handle, groups, addr): DecisionCase) -> bool {
+    let snapshot = handle.load();
+    black_box(snapshot.decide(None, black_box("alice"), black_box(groups), Some(addr))).is_allowed()
+}
+
+library_benchmark_group!(name = decide; benchmarks = decision, decision_outcomes);
 library_benchmark_group!(name = layer; benchmarks = router, validate, around);
 
 main!(library_benchmark_groups = decide, layer);

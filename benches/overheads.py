@@ -11,7 +11,9 @@ from the file given, or from standard input.
 import re
 import sys
 
-HEADER = re.compile(r"^instructions::\w+::(\w+) (\w+):")
+HEADER = re.compile(r"^instructions::(\w+)::(\w+) (\w+):")
+# The layer benches send this many requests in a row (`REQUESTS` in instructions.rs).
+REQUESTS = 16
 INSTRUCTIONS = re.compile(r"^\s+Instructions:\s+([\d,]+)")
 
 # (bench, the baseline it is compared with, what the difference means)
@@ -38,11 +40,12 @@ def read(lines):
     for line in lines:
         header = HEADER.match(line)
         if header:
-            bench = header.group(2)
+            group, bench = header.group(1), header.group(3)
             continue
         instructions = INSTRUCTIONS.match(line)
         if instructions and bench is not None:
-            counts[bench] = int(instructions.group(1).replace(",", ""))
+            count = int(instructions.group(1).replace(",", ""))
+            counts[bench] = round(count / REQUESTS) if group == "layer" else count
             bench = None
     return counts
 
@@ -52,7 +55,7 @@ def main():
     counts = read(source)
     if not counts:
         sys.exit("no gungraun results found: pipe in the output of `cargo bench --bench instructions`")
-    print("instructions per request:")
+    print("instructions per request (layer benches: the mean of %d requests):" % REQUESTS)
     for bench, count in counts.items():
         print(f"  {bench:28} {count:8,}")
     print("overheads:")

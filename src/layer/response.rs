@@ -80,8 +80,7 @@ impl Rejection for DefaultRejection {
         if denial.grpc {
             return grpc::status_response(grpc_code, detail(denial.reason));
         }
-        let body = error_document(status, denial.reason.code(), detail(denial.reason));
-        let mut response = Response::new(Bytes::from(body));
+        let mut response = Response::new(document(denial.reason, status));
         *response.status_mut() = status;
         response
             .headers_mut()
@@ -122,6 +121,41 @@ pub(crate) fn error_document(status: StatusCode, code: &str, detail: &str) -> St
         status.as_str(),
         status.canonical_reason().unwrap_or("Error"),
     )
+}
+
+/// The default refusal's body for `reason`: built once per reason and process, so that
+/// refusing a request (what a flood of unwanted callers costs) formats nothing.
+fn document(reason: DenyReason, status: StatusCode) -> Bytes {
+    use std::sync::LazyLock;
+    use DenyReason::{
+        ClientIpUnknown, IpNotAllowed, OrganizationMismatch, PoliciesUnavailable, Unauthenticated,
+    };
+    static DOCUMENTS: LazyLock<Vec<(DenyReason, StatusCode, Bytes)>> = LazyLock::new(|| {
+        [
+            (IpNotAllowed, StatusCode::FORBIDDEN),
+            (ClientIpUnknown, StatusCode::FORBIDDEN),
+            (PoliciesUnavailable, StatusCode::SERVICE_UNAVAILABLE),
+            (OrganizationMismatch, StatusCode::UNAUTHORIZED),
+            (Unauthenticated, StatusCode::UNAUTHORIZED),
+        ]
+        .into_iter()
+        .map(|(reason, status)| {
+            let body = error_document(status, reason.code(), detail(reason));
+            (
+                reason,
+                status,
+                Bytes::from_static(Box::leak(body.into_boxed_str()).as_bytes()),
+            )
+        })
+        .collect()
+    });
+    DOCUMENTS
+        .iter()
+        .find(|(known, known_status, _)| *known == reason && *known_status == status)
+        .map_or_else(
+            || Bytes::from(error_document(status, reason.code(), detail(reason))),
+            |(_, _, body)| body.clone(),
+        )
 }
 
 fn detail(reason: DenyReason) -> &'static str {
@@ -210,5 +244,32 @@ mod tests {
             );
             assert_eq!(response.body(), case.want_body, "{}", case.name);
         }
+    }
+
+    #[test]
+    fn every_reason_answers_the_document_it_would_have_formatted() {
+        for reason in [
+            DenyReason::IpNotAllowed,
+            DenyReason::ClientIpUnknown,
+            DenyReason::PoliciesUnavailable,
+            DenyReason::OrganizationMismatch,
+            DenyReason::Unauthenticated,
+        ] {
+            let response = DefaultRejection.reject(&denial(reason, false));
+            let status = response.status();
+            let want = error_document(status, reason.code(), detail(reason));
+            assert_eq!(response.body(), want.as_bytes(), "{reason:?}");
+            // Twice: the second answer is the same document.
+            let again = DefaultRejection.reject(&denial(reason, false));
+            assert_eq!(again.body(), response.body());
+            let json: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+            assert_eq!(json["errors"][0]["code"], reason.code());
+            assert_eq!(json["errors"][0]["status"], status.as_str());
+        }
+        // A status no reason is built with is formatted on the spot.
+        let odd = document(DenyReason::IpNotAllowed, StatusCode::IM_A_TEAPOT);
+        assert!(std::str::from_utf8(&odd)
+            .unwrap()
+            .contains(r#""status":"418""#));
     }
 }
