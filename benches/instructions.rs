@@ -41,7 +41,7 @@ use tower_http::validate_request::ValidateRequestHeaderLayer;
 use tower_ip_allowlist::layer::AllowlistLayer;
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
 use tower_ip_allowlist::principal::Principal;
-use tower_ip_allowlist::snapshot::SnapshotHandle;
+use tower_ip_allowlist::snapshot::{CompiledOrg, SnapshotHandle};
 
 /// The caller's groups: the allowed address is in a policy of the last one, so every
 /// group is looked up.
@@ -287,7 +287,21 @@ fn decision_outcomes((handle, groups, addr): DecisionCase) -> bool {
     black_box(snapshot.decide(None, black_box("alice"), black_box(groups), Some(addr))).is_allowed()
 }
 
-library_benchmark_group!(name = decide; benchmarks = decision, decision_outcomes);
+/// Compiling an organization (what publishing a change and a replica's cold start pay
+/// per organization): one policy of five sources, as most organizations of a large
+/// deployment have, and 100 × 100.
+fn compile_setup(policies: u32, sources: u32) -> &'static OrgPolicies {
+    leak(org(policies, sources))
+}
+
+#[library_benchmark]
+#[bench::p1_s5(setup = compile_setup, args = (1, 5))]
+#[bench::p100_s100(setup = compile_setup, args = (100, 100))]
+fn compile(org: &'static OrgPolicies) -> usize {
+    black_box(CompiledOrg::compile(org)).active_policies()
+}
+
+library_benchmark_group!(name = decide; benchmarks = decision, decision_outcomes, compile);
 library_benchmark_group!(name = layer; benchmarks = router, validate, around);
 
 main!(library_benchmark_groups = decide, layer);

@@ -55,11 +55,9 @@ pub struct CompiledOrg {
     /// Rules out most names `users` and `groups` do not hold before they are hashed.
     user_filter: NameFilter,
     group_filter: NameFilter,
-    /// For each set the address index can return, the names its policies are reached
-    /// through (`None` for other sets, and for covering sets reached through more than
-    /// [`ADMITTING_NAMES`] names).
-    admitting: Box<[Option<Admitting>]>,
-    admitting_names: Box<[Box<str>]>,
+    /// The names reaching the policies of each covering set (at most
+    /// [`ADMITTING_NAMES`] by default).
+    admitting: AdmittingNames,
     v4: RangeIndex<u32>,
     v6: RangeIndex<u128>,
     sources: usize,
@@ -170,9 +168,10 @@ impl CompiledOrg {
 
         let sets = sets.finish();
         let (member_starts, members) = members_of(&sets, words);
-        let (admitting, admitting_names) = admitting_of(
+        let admitting = admitting_of(
             v4.set_ids().iter().chain(v6.set_ids()).copied(),
             member_starts.len().saturating_sub(1),
+            active.len(),
             |id| members_in(&member_starts, &members, id),
             &users,
             &groups,
@@ -187,7 +186,6 @@ impl CompiledOrg {
             user_filter: users.keys().map(AsRef::as_ref).collect(),
             group_filter: groups.keys().map(AsRef::as_ref).collect(),
             admitting,
-            admitting_names,
             users,
             groups,
             v4,
@@ -277,7 +275,13 @@ impl CompiledOrg {
             };
         };
         let covering = self.covering(addr);
-        match self.admitting.get(covering as usize).copied().flatten() {
+        match self
+            .admitting
+            .sets
+            .get(covering as usize)
+            .copied()
+            .flatten()
+        {
             Some(admitting) => self.decide_by_names(admitting, user, groups),
             None => self.decide_by_sets(covering, user, groups),
         }
@@ -390,8 +394,8 @@ impl CompiledOrg {
         let users = start + admitting.users as usize;
         let groups = users + admitting.groups as usize;
         match (
-            self.admitting_names.get(start..users),
-            self.admitting_names.get(users..groups),
+            self.admitting.names.get(start..users),
+            self.admitting.names.get(users..groups),
         ) {
             (Some(users), Some(groups)) => (users, groups),
             _ => (&[], &[]),
@@ -562,6 +566,15 @@ fn close_groups<'a>(
     closure
 }
 
+/// For each set the address index can return, the names its policies are reached
+/// through (`None` for other sets, and for covering sets reached through more names
+/// than the limit); the names of all sets in one list.
+#[derive(Debug)]
+struct AdmittingNames {
+    sets: Box<[Option<Admitting>]>,
+    names: Box<[Box<str>]>,
+}
+
 /// The names through which the policies of one covering set are reached:
 /// `admitting_names[start..start + users]` are users naming one of them, the next
 /// `groups` are groups whose closure holds one.
@@ -577,47 +590,57 @@ struct Admitting {
 fn admitting_of<'m>(
     covering: impl Iterator<Item = u32>,
     set_count: usize,
+    policies: usize,
     members: impl Fn(u32) -> &'m [u32],
     users: &FastMap<u32>,
     groups: &FastMap<u32>,
     limit: usize,
-) -> (Box<[Option<Admitting>]>, Box<[Box<str>]>) {
-    // The names reaching each policy covering some address.
-    let mut reaching: HashMap<u32, (Vec<&str>, Vec<&str>)> = HashMap::new();
-    let mut admitting = vec![None; set_count];
-    let mut names: Vec<Box<str>> = Vec::new();
-    let mut wanted: HashSet<u32> = HashSet::new();
+) -> AdmittingNames {
+    // Which sets the index returns, and which policies they hold.
+    let mut wanted = vec![false; set_count];
+    let mut covers = vec![false; policies];
     for id in covering {
-        if !wanted.insert(id) {
-            continue;
-        }
-        for &p in members(id) {
-            reaching.entry(p).or_default();
+        if let Some(seen) = wanted.get_mut(id as usize).filter(|seen| !**seen) {
+            *seen = true;
+            for &p in members(id) {
+                if let Some(covered) = covers.get_mut(p as usize) {
+                    *covered = true;
+                }
+            }
         }
     }
+    // The names reaching each policy that covers some address.
+    let mut reaching: Vec<(Vec<&str>, Vec<&str>)> = vec![(Vec::new(), Vec::new()); policies];
     for (user, &id) in users {
-        for p in members(id) {
-            if let Some((users, _)) = reaching.get_mut(p) {
-                users.push(user);
+        for &p in members(id) {
+            if covers.get(p as usize) == Some(&true) {
+                reaching[p as usize].0.push(user);
             }
         }
     }
     for (group, &id) in groups {
-        for p in members(id) {
-            if let Some((_, groups)) = reaching.get_mut(p) {
-                groups.push(group);
+        for &p in members(id) {
+            if covers.get(p as usize) == Some(&true) {
+                reaching[p as usize].1.push(group);
             }
         }
     }
-    for id in wanted {
-        let mut set_users: Vec<&str> = Vec::new();
-        let mut set_groups: Vec<&str> = Vec::new();
+    let mut admitting = vec![None; set_count];
+    let mut names: Vec<Box<str>> = Vec::new();
+    let mut set_users: Vec<&str> = Vec::new();
+    let mut set_groups: Vec<&str> = Vec::new();
+    for (id, slot) in (0u32..).zip(admitting.iter_mut()) {
+        if !wanted[id as usize] {
+            continue;
+        }
+        set_users.clear();
+        set_groups.clear();
         // Past a few times the limit, give up rather than sort a long list: the
         // caller's sets decide there.
         let bound = limit.saturating_mul(4);
         let mut complete = true;
-        for p in members(id) {
-            if let Some((users, groups)) = reaching.get(p) {
+        for &p in members(id) {
+            if let Some((users, groups)) = reaching.get(p as usize) {
                 set_users.extend(users);
                 set_groups.extend(groups);
             }
@@ -633,11 +656,10 @@ fn admitting_of<'m>(
         if !complete || set_users.len() + set_groups.len() > limit {
             continue;
         }
-        let (Ok(start), Ok(users), Ok(groups), Some(slot)) = (
+        let (Ok(start), Ok(users), Ok(groups)) = (
             u32::try_from(names.len()),
             u32::try_from(set_users.len()),
             u32::try_from(set_groups.len()),
-            admitting.get_mut(id as usize),
         ) else {
             continue;
         };
@@ -646,9 +668,17 @@ fn admitting_of<'m>(
             users,
             groups,
         });
-        names.extend(set_users.into_iter().chain(set_groups).map(Box::from));
+        names.extend(
+            set_users
+                .iter()
+                .chain(&set_groups)
+                .map(|name| Box::from(*name)),
+        );
     }
-    (admitting.into_boxed_slice(), names.into_boxed_slice())
+    AdmittingNames {
+        sets: admitting.into_boxed_slice(),
+        names: names.into_boxed_slice(),
+    }
 }
 
 /// Whether two names are equal, the last bytes compared first: names of one
