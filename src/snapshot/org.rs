@@ -575,9 +575,9 @@ struct AdmittingNames {
     names: Box<[Box<str>]>,
 }
 
-/// The names through which the policies of one covering set are reached:
-/// `admitting_names[start..start + users]` are users naming one of them, the next
-/// `groups` are groups whose closure holds one.
+/// The names through which the policies of one covering set are reached, in
+/// [`AdmittingNames::names`]: `names[start..start + users]` are users naming one of
+/// them, the next `groups` are groups whose closure holds one.
 #[derive(Debug, Clone, Copy)]
 struct Admitting {
     start: u32,
