@@ -40,6 +40,10 @@ impl_key!(u128);
 /// Most bucket bits: 65,536 buckets, 256 KiB, for indexes of 128K intervals and more.
 const MAX_BUCKET_BITS: u32 = 16;
 
+/// Indexes of fewer starts than this have no bucket table: a binary search of them is
+/// as short as one inside a bucket.
+const BUCKETS_FROM: usize = 16;
+
 /// Sorted interval starts; `set_ids[i]` is the policy set covering
 /// `starts[i]..starts[i + 1]`. Addresses before the first start are covered by nothing.
 ///
@@ -48,7 +52,7 @@ const MAX_BUCKET_BITS: u32 = 16;
 /// last, not the whole address space, so that sources packed into one corner of it
 /// (an organization's ranges usually are) still spread over all the buckets. The table
 /// has about one bucket per two intervals (at most 65,536), so it costs about two
-/// bytes per interval.
+/// bytes per interval. Small indexes (fewer than [`BUCKETS_FROM`] starts) have none.
 #[derive(Debug, Clone)]
 pub(crate) struct RangeIndex<K> {
     starts: Box<[K]>,
@@ -63,6 +67,17 @@ pub(crate) struct RangeIndex<K> {
 
 impl<K: Key> RangeIndex<K> {
     fn new(starts: Vec<K>, set_ids: Vec<u32>) -> Self {
+        if starts.len() < BUCKETS_FROM {
+            // A search of a few starts needs no table (nor its allocation, for the many
+            // small organizations).
+            return Self {
+                starts: starts.into_boxed_slice(),
+                set_ids: set_ids.into_boxed_slice(),
+                base: K::default(),
+                shift: 0,
+                buckets: Box::default(),
+            };
+        }
         let bucket_bits = (starts.len() / 2)
             .checked_ilog2()
             .unwrap_or(0)
@@ -96,6 +111,13 @@ impl<K: Key> RangeIndex<K> {
     /// The id of the policy set covering `key` (0, the empty set, when none does).
     #[inline]
     pub(crate) fn lookup(&self, key: K) -> u32 {
+        if self.buckets.is_empty() {
+            let i = self.starts.partition_point(|start| *start <= key);
+            return match i.checked_sub(1) {
+                Some(i) => self.set_ids[i],
+                None => 0,
+            };
+        }
         let Some(offset) = key.checked_sub(self.base) else {
             return 0; // before the first start
         };

@@ -61,6 +61,14 @@ pub struct CompiledOrg {
     v4: RangeIndex<u32>,
     v6: RangeIndex<u128>,
     sources: usize,
+    /// The site list, resource lists and report-only policies, which most
+    /// organizations do not have: boxed, so that they cost one pointer when absent.
+    extras: Option<Box<Extras>>,
+}
+
+/// The parts of an organization beyond its enforced policies.
+#[derive(Debug)]
+struct Extras {
     /// The enabled site list.
     site: Option<CompiledList>,
     /// Resources' lists.
@@ -89,19 +97,22 @@ impl CompiledOrg {
             .filter(|p| p.enforcement() == Enforcement::Enforce)
             .collect();
         let mut compiled = Self::policies(&enforced, org, admitting_names);
-        if enforced.len() < active.len() {
-            compiled.report = Some(Box::new(Self::policies(&active, org, admitting_names)));
-        }
-        compiled.site = org
-            .site
-            .as_ref()
-            .filter(|site| site.enabled)
-            .map(|site| CompiledList::compile(&site.list));
-        compiled.resources = org
-            .resources
-            .iter()
-            .map(|(id, list)| (id.as_str().into(), CompiledList::compile(list)))
-            .collect();
+        let extras = Extras {
+            report: (enforced.len() < active.len())
+                .then(|| Box::new(Self::policies(&active, org, admitting_names))),
+            site: org
+                .site
+                .as_ref()
+                .filter(|site| site.enabled)
+                .map(|site| CompiledList::compile(&site.list)),
+            resources: org
+                .resources
+                .iter()
+                .map(|(id, list)| (id.as_str().into(), CompiledList::compile(list)))
+                .collect(),
+        };
+        let any = extras.report.is_some() || extras.site.is_some() || !extras.resources.is_empty();
+        compiled.extras = any.then(|| Box::new(extras));
         compiled
     }
 
@@ -191,9 +202,7 @@ impl CompiledOrg {
             v4,
             v6,
             sources,
-            site: None,
-            resources: FastMap::default(),
-            report: None,
+            extras: None,
         }
     }
 
@@ -208,7 +217,7 @@ impl CompiledOrg {
         groups: impl IntoIterator<Item = &'a str> + Clone,
         addr: Option<IpAddr>,
     ) -> Option<Vec<PolicyId>> {
-        let report = self.report.as_deref()?;
+        let report = self.extras.as_ref()?.report.as_deref()?;
         if !matches!(
             report.decide(user, groups.clone(), addr),
             Decision::Denied(_)
@@ -231,10 +240,8 @@ impl CompiledOrg {
     /// report-only), no enabled site list, no resource list.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.policy_ids.is_empty()
-            && self.report.is_none()
-            && self.site.is_none()
-            && self.resources.is_empty()
+        // Extras are kept only when there are some.
+        self.policy_ids.is_empty() && self.extras.is_none()
     }
 
     /// Whether some active policies only report (and [`would_deny`](Self::would_deny)
@@ -242,19 +249,21 @@ impl CompiledOrg {
     #[must_use]
     #[inline]
     pub fn has_report_policies(&self) -> bool {
-        self.report.is_some()
+        self.extras
+            .as_ref()
+            .is_some_and(|extras| extras.report.is_some())
     }
 
     /// The enabled site list, if any.
     #[must_use]
     pub fn site(&self) -> Option<&CompiledList> {
-        self.site.as_ref()
+        self.extras.as_ref()?.site.as_ref()
     }
 
     /// The list of `resource`, if it has one.
     #[must_use]
     pub fn resource(&self, resource: &str) -> Option<&CompiledList> {
-        self.resources.get(resource)
+        self.extras.as_ref()?.resources.get(resource)
     }
 
     /// Decides for a caller and a client address (`None`: it could not be determined).
