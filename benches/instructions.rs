@@ -295,8 +295,8 @@ fn compile_setup(policies: u32, sources: u32) -> &'static OrgPolicies {
 }
 
 #[library_benchmark]
-#[bench::p1_s5(setup = compile_setup, args = (1, 5))]
-#[bench::p100_s100(setup = compile_setup, args = (100, 100))]
+#[bench::compile_p1_s5(setup = compile_setup, args = (1, 5))]
+#[bench::compile_p100_s100(setup = compile_setup, args = (100, 100))]
 fn compile(org: &'static OrgPolicies) -> usize {
     black_box(CompiledOrg::compile(org)).active_policies()
 }
