@@ -1031,10 +1031,12 @@ impl Store {
                             })?;
                     }
                     if let Some(users) = &patch.users {
-                        policy.set_targets(users.clone(), policy.groups().clone());
+                        let groups = policy.groups().to_vec();
+                        policy.set_targets(users.iter().cloned(), groups);
                     }
                     if let Some(groups) = &patch.groups {
-                        policy.set_targets(policy.users().clone(), groups.clone());
+                        let users = policy.users().to_vec();
+                        policy.set_targets(users, groups.iter().cloned());
                     }
                     if let Some(enforcement) = patch.enforcement {
                         policy.set_enforcement(enforcement);
