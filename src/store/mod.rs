@@ -525,7 +525,38 @@ struct Inner {
     /// This process's name among the replicas sharing would-deny summaries.
     replica: Box<str>,
     /// What was last published, per organization: reads come from here.
-    cache: Mutex<HashMap<OrgId, Arc<OrgRecord>>>,
+    cache: Mutex<HashMap<OrgId, Arc<Published>>>,
+}
+
+/// What the store last published for one organization. Its policies are the very
+/// `Arc` the snapshot holds ([`SnapshotHandle::set_org_shared`]), not a copy: a
+/// replica keeps each organization's policies once.
+#[derive(Default)]
+struct Published {
+    org: Arc<OrgPolicies>,
+    /// Each policy's version, sorted by id (a `BTreeMap` allocated a node of eleven
+    /// for one policy).
+    policy_versions: Box<[(PolicyId, u64)]>,
+    version: u64,
+}
+
+impl Published {
+    fn new(record: OrgRecord) -> Self {
+        Self {
+            org: Arc::new(record.org),
+            // A `BTreeMap` iterates in key order: sorted already.
+            policy_versions: record.policy_versions.into_iter().collect(),
+            version: record.version,
+        }
+    }
+
+    /// A policy's version (1 if none is recorded, as for records stored before
+    /// versions were).
+    fn policy_version(&self, id: &str) -> u64 {
+        self.policy_versions
+            .binary_search_by(|(policy, _)| policy.as_str().cmp(id))
+            .map_or(1, |at| self.policy_versions[at].1)
+    }
 }
 
 impl Store {
@@ -828,7 +859,7 @@ impl Store {
         ))
     }
 
-    fn cached(&self, org: &OrgId) -> Option<Arc<OrgRecord>> {
+    fn cached(&self, org: &OrgId) -> Option<Arc<Published>> {
         self.inner.cache.lock().ok()?.get(org).cloned()
     }
 
@@ -1482,7 +1513,7 @@ impl Store {
 
     fn lock_cache(
         &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<OrgId, Arc<OrgRecord>>>, BackendError> {
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<OrgId, Arc<Published>>>, BackendError> {
         self.inner.cache.lock().map_err(|_| {
             BackendError::new("the store's cache lock was poisoned by a panic in another thread")
         })
@@ -1497,11 +1528,14 @@ impl Store {
                 .get(&id)
                 .is_none_or(|cached| cached.version < record.version)
             {
-                cache.insert(id, Arc::new(record));
+                cache.insert(id, Arc::new(Published::new(record)));
             }
         }
-        let snapshot =
-            Snapshot::from_orgs(cache.iter().map(|(id, record)| (id.clone(), &record.org)));
+        let snapshot = Snapshot::from_shared_orgs(
+            cache
+                .iter()
+                .map(|(id, record)| (id.clone(), Arc::clone(&record.org))),
+        );
         self.inner.handle.publish(snapshot);
         for (id, record) in cache.iter() {
             self.inner
@@ -1522,7 +1556,10 @@ impl Store {
         {
             return Ok(());
         }
-        self.inner.handle.set_org(org.clone(), &record.org);
+        let record = Published::new(record);
+        self.inner
+            .handle
+            .set_org_shared(org.clone(), Arc::clone(&record.org));
         // Summaries start and end with report mode, whoever made the change.
         self.inner
             .handle
@@ -1535,9 +1572,17 @@ impl Store {
 
 /// The policy `id` as `record` (what a change committed) holds it.
 fn committed(record: &OrgRecord, id: &PolicyId) -> Result<StoredPolicy, StoreError> {
-    stored(record, id.as_str()).ok_or_else(|| StoreError::NotFound {
-        kind: "policy",
-        id: id.to_string(),
+    let policy = record
+        .org
+        .policies
+        .get(id)
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "policy",
+            id: id.to_string(),
+        })?;
+    Ok(StoredPolicy {
+        policy: policy.clone(),
+        version: record.policy_versions.get(id).copied().unwrap_or(1),
     })
 }
 
@@ -1628,11 +1673,11 @@ fn audit(actor: &Actor, org: &OrgId, operation: &str, subject: Subject<'_>, upda
     }
 }
 
-fn stored(record: &OrgRecord, id: &str) -> Option<StoredPolicy> {
+fn stored(record: &Published, id: &str) -> Option<StoredPolicy> {
     let policy = record.org.policies.get(id)?;
     Some(StoredPolicy {
         policy: policy.clone(),
-        version: record.policy_versions.get(id).copied().unwrap_or(1),
+        version: record.policy_version(id),
     })
 }
 
