@@ -1519,6 +1519,30 @@ impl Store {
         })
     }
 
+    /// Publishes every organization of a replicator's first load, as
+    /// [`resync`](Self::resync) does for an unloaded store, compiling on the blocking
+    /// pool so that the runtime's threads keep serving meanwhile. Returns how many
+    /// organizations were loaded.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn publish_first_load(
+        &self,
+        records: Vec<(OrgId, OrgRecord)>,
+    ) -> Result<usize, BackendError> {
+        let count = records.len();
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.publish_all(records)).await {
+            Ok(published) => published?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => {
+                return Err(BackendError::new(format!(
+                    "publishing the loaded organizations was cancelled ({err}): is the runtime shutting down?"
+                )))
+            }
+        }
+        tracing::info!(organizations = count, "allowlist policies loaded");
+        Ok(count)
+    }
+
     /// Publishes a whole snapshot of `records` (merged with anything newer published
     /// meanwhile), ending a pending state.
     fn publish_all(&self, records: Vec<(OrgId, OrgRecord)>) -> Result<(), BackendError> {
