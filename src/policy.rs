@@ -437,14 +437,15 @@ pub struct Policy(Box<PolicyFields>);
 #[derive(Clone, PartialEq, Eq)]
 struct PolicyFields {
     id: PolicyId,
-    name: Option<String>,
-    sources: Vec<AllowedSource>,
-    blocked: Vec<AllowedSource>,
+    // Boxed rather than `String` and `Vec`s: no spare room, 8 bytes less each.
+    name: Option<Box<str>>,
+    sources: Box<[AllowedSource]>,
+    blocked: Box<[AllowedSource]>,
     /// Sorted, without duplicates: a set, without a `BTreeSet`'s node of eleven
     /// (~200 bytes for one user).
-    users: Vec<UserId>,
+    users: Box<[UserId]>,
     /// Sorted, without duplicates.
-    groups: Vec<GroupId>,
+    groups: Box<[GroupId]>,
     enforcement: Enforcement,
 }
 
@@ -467,15 +468,13 @@ impl Policy {
     /// Starts a policy with the given id.
     pub fn builder(id: impl Into<PolicyId>) -> PolicyBuilder {
         PolicyBuilder {
-            policy: Policy(Box::new(PolicyFields {
-                id: id.into(),
-                name: None,
-                sources: Vec::new(),
-                blocked: Vec::new(),
-                users: Vec::new(),
-                groups: Vec::new(),
-                enforcement: Enforcement::Enforce,
-            })),
+            id: id.into(),
+            name: None,
+            sources: Vec::new(),
+            blocked: Vec::new(),
+            users: Vec::new(),
+            groups: Vec::new(),
+            enforcement: Enforcement::Enforce,
         }
     }
 
@@ -550,7 +549,7 @@ impl Policy {
 
     /// Renames the policy (`None` removes the name).
     pub fn set_name(&mut self, name: Option<String>) {
-        self.0.name = name;
+        self.0.name = name.map(String::into_boxed_str);
     }
 
     /// Replaces the allowed sources.
@@ -565,7 +564,7 @@ impl Policy {
             return Err(SourceError::Empty);
         }
         check_coverage(&sources)?;
-        self.0.sources = sources;
+        self.0.sources = sources.into_boxed_slice();
         Ok(())
     }
 
@@ -577,7 +576,7 @@ impl Policy {
     /// family; the policy is left unchanged.
     pub fn set_blocked_sources(&mut self, blocked: Vec<AllowedSource>) -> Result<(), SourceError> {
         check_blocked_coverage(&blocked)?;
-        self.0.blocked = blocked;
+        self.0.blocked = blocked.into_boxed_slice();
         Ok(())
     }
 
@@ -590,10 +589,12 @@ impl Policy {
     ) -> bool {
         let before = self.target_count();
         let fields = &mut *self.0;
-        fields.users.extend(users);
-        fields.users = into_set(std::mem::take(&mut fields.users));
-        fields.groups.extend(groups);
-        fields.groups = into_set(std::mem::take(&mut fields.groups));
+        let mut all_users = std::mem::take(&mut fields.users).into_vec();
+        all_users.extend(users);
+        fields.users = into_set(all_users);
+        let mut all_groups = std::mem::take(&mut fields.groups).into_vec();
+        all_groups.extend(groups);
+        fields.groups = into_set(all_groups);
         // Adding never removes: something changed exactly when there are more.
         self.target_count() != before
     }
@@ -609,10 +610,12 @@ impl Policy {
         let users: BTreeSet<&UserId> = users.into_iter().collect();
         let groups: BTreeSet<&GroupId> = groups.into_iter().collect();
         let fields = &mut *self.0;
-        fields.users.retain(|user| !users.contains(user));
-        fields.groups.retain(|group| !groups.contains(group));
-        fields.users.shrink_to_fit();
-        fields.groups.shrink_to_fit();
+        let mut kept_users = std::mem::take(&mut fields.users).into_vec();
+        kept_users.retain(|user| !users.contains(user));
+        fields.users = kept_users.into_boxed_slice();
+        let mut kept_groups = std::mem::take(&mut fields.groups).into_vec();
+        kept_groups.retain(|group| !groups.contains(group));
+        fields.groups = kept_groups.into_boxed_slice();
         // Removing never adds: something changed exactly when there are fewer.
         self.target_count() != before
     }
@@ -630,24 +633,29 @@ impl Policy {
 }
 
 /// `items` sorted, each once, without spare room: the form of a policy's targets.
-fn into_set<T: Ord>(mut items: Vec<T>) -> Vec<T> {
+fn into_set<T: Ord>(mut items: Vec<T>) -> Box<[T]> {
     items.sort_unstable();
     items.dedup();
-    items.shrink_to_fit();
-    items
+    items.into_boxed_slice()
 }
 
 /// Builds a [`Policy`]; created by [`Policy::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct PolicyBuilder {
-    policy: Policy,
+    id: PolicyId,
+    name: Option<String>,
+    sources: Vec<AllowedSource>,
+    blocked: Vec<AllowedSource>,
+    users: Vec<UserId>,
+    groups: Vec<GroupId>,
+    enforcement: Enforcement,
 }
 
 impl PolicyBuilder {
     /// Sets the human-readable name.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.policy.0.name = Some(name.into());
+        self.name = Some(name.into());
         self
     }
 
@@ -662,13 +670,13 @@ impl PolicyBuilder {
         S: AsRef<str>,
     {
         let parsed = parse_sources(sources)?;
-        self.policy.0.sources.extend(parsed);
+        self.sources.extend(parsed);
         Ok(self)
     }
 
     /// Adds an already validated source.
     pub fn source(mut self, source: AllowedSource) -> Self {
-        self.policy.0.sources.push(source);
+        self.sources.push(source);
         self
     }
 
@@ -685,31 +693,31 @@ impl PolicyBuilder {
         S: AsRef<str>,
     {
         let parsed = parse_blocked_sources(blocked)?;
-        self.policy.0.blocked.extend(parsed);
+        self.blocked.extend(parsed);
         Ok(self)
     }
 
     /// Adds an already validated blocked source.
     pub fn blocked_source(mut self, source: AllowedSource) -> Self {
-        self.policy.0.blocked.push(source);
+        self.blocked.push(source);
         self
     }
 
     /// Sets whether the policy enforces (the default) or only reports.
     pub fn enforcement(mut self, enforcement: Enforcement) -> Self {
-        self.policy.0.enforcement = enforcement;
+        self.enforcement = enforcement;
         self
     }
 
     /// Assigns a user.
     pub fn user(mut self, user: impl Into<UserId>) -> Self {
-        self.policy.0.users.push(user.into());
+        self.users.push(user.into());
         self
     }
 
     /// Assigns a group (and so its descendants).
     pub fn group(mut self, group: impl Into<GroupId>) -> Self {
-        self.policy.0.groups.push(group.into());
+        self.groups.push(group.into());
         self
     }
 
@@ -729,18 +737,21 @@ impl PolicyBuilder {
 
     /// Finishes a stored policy: a policy stored before the coverage check existed
     /// still loads.
-    pub(crate) fn build_stored(mut self) -> Result<Policy, SourceError> {
-        if self.policy.0.sources.is_empty() {
+    pub(crate) fn build_stored(self) -> Result<Policy, SourceError> {
+        if self.sources.is_empty() {
             return Err(SourceError::Empty);
         }
-        // Added one call at a time, the lists may have grown past their length; a
-        // policy lives as long as its organization, so the room is given back.
-        self.policy.0.sources.shrink_to_fit();
-        self.policy.0.blocked.shrink_to_fit();
-        let fields = &mut *self.policy.0;
-        fields.users = into_set(std::mem::take(&mut fields.users));
-        fields.groups = into_set(std::mem::take(&mut fields.groups));
-        Ok(self.policy)
+        // Boxed: the room the lists grew into, one call at a time, is given back (a
+        // policy lives as long as its organization).
+        Ok(Policy(Box::new(PolicyFields {
+            id: self.id,
+            name: self.name.map(String::into_boxed_str),
+            sources: self.sources.into_boxed_slice(),
+            blocked: self.blocked.into_boxed_slice(),
+            users: into_set(self.users),
+            groups: into_set(self.groups),
+            enforcement: self.enforcement,
+        })))
     }
 }
 
