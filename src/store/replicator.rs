@@ -375,10 +375,10 @@ async fn session(
 
 /// The first load of an unloaded store: every organization, published. Only each
 /// wait for PostgreSQL is bounded by `limit`, not the whole: reading, decoding and
-/// compiling take longer the more organizations there are (100,000: about a second
-/// on an idle machine of two cores, ten times that on a busy one), and a load bounded
-/// as a whole would be cut and retried forever once it outgrew the bound, leaving the
-/// replica refusing every request with 503.
+/// compiling take longer the more organizations there are (on a shared machine of two
+/// cores, 100,000 took 1 to 3 s, 12 s when it was very busy, and a million 33 s), and a
+/// load bounded as a whole would be cut and retried forever once it outgrew the bound,
+/// leaving the replica refusing every request with 503.
 async fn first_load(
     backend: &PostgresBackend,
     store: &Store,
