@@ -4,11 +4,13 @@
 //!
 //! A measurement program, not a criterion bench: `cargo bench --bench org_memory`
 //! (1,000,000 organizations), or `cargo bench --bench org_memory -- 100000`. Linux
-//! only (it reads `/proc/self/statm`). It prints the resident set before and after
-//! building the snapshot, with the policies it is built from already in memory, and
-//! the difference per organization (first for the compiled organizations alone, then
-//! for a snapshot as `from_orgs` builds it, with its copy of each organization's
-//! policies); then the time and memory of publishing changes one by one.
+//! only (it reads `/proc/self/statm`). It prints the growth of the resident set per
+//! organization while building, one after the other and each kept: the policies
+//! (once); the compiled organizations alone in the map; a snapshot sharing the
+//! policies (`from_shared_orgs`, as a store's replica builds it) and, with the
+//! policies, what a replica holds per organization; a snapshot with its own copy of
+//! the policies (`from_orgs`); then the time and memory of publishing changes one by
+//! one.
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -51,39 +53,60 @@ fn main() {
         );
         return;
     };
-    let orgs: Vec<(OrgId, OrgPolicies)> = (0..n)
-        .map(|i| (OrgId::from(format!("org-{i}")), org(i)))
+    let per_org = |from: usize, to: usize| to.saturating_sub(from) as f64 / n as f64;
+    // Everything measured stays alive to the end: each figure is the growth of the
+    // resident set while building one thing, with nothing freed to reuse meanwhile.
+    let orgs: Vec<(OrgId, Arc<OrgPolicies>)> = (0..n)
+        .map(|i| (OrgId::from(format!("org-{i}")), Arc::new(org(i))))
         .collect();
     let inputs = resident().unwrap_or(start);
+    let policies_once = per_org(start, inputs);
+    println!(
+        "{n} organizations of 1 policy x 5 sources: their policies (one `Arc<OrgPolicies>` and id each, in a Vec): {policies_once:.0} bytes per organization"
+    );
 
     // The compiled organizations alone, in the map (what decisions read).
+    let before = resident().unwrap_or(inputs);
     let mut compiled_only = Snapshot::empty();
     for (id, org) in &orgs {
         compiled_only.insert_compiled(id.clone(), Arc::new(CompiledOrg::compile(org)));
     }
-    let compiled = resident().unwrap_or(inputs);
+    let after = resident().unwrap_or(before);
     println!(
         "compiled organizations in the map, without their policies: {:.0} bytes per organization",
-        compiled.saturating_sub(inputs) as f64 / n as f64
+        per_org(before, after)
     );
-    let input_bytes = inputs.saturating_sub(start);
-    let inputs = compiled;
 
+    // A snapshot sharing the policies it is given (as a store's replica builds it).
+    let before = after;
     let began = Instant::now();
-    let snapshot = Snapshot::from_orgs(orgs.iter().map(|(id, org)| (id.clone(), org)));
+    let shared =
+        Snapshot::from_shared_orgs(orgs.iter().map(|(id, org)| (id.clone(), Arc::clone(org))));
     let built = began.elapsed();
-    let after = resident().unwrap_or(inputs);
-    let per_org = after.saturating_sub(inputs) as f64 / n as f64;
+    let after = resident().unwrap_or(before);
+    let shared_bytes = per_org(before, after);
     println!(
-        "{n} organizations of 1 policy x 5 sources: input policies {:.0} MB; snapshot built in {:.2} s, resident {:.0} MB more: {per_org:.0} bytes per organization",
-        input_bytes as f64 / 1e6,
+        "snapshot sharing the policies (`from_shared_orgs`: compiled + map), built in {:.2} s: {shared_bytes:.0} bytes per organization; with the policies once, what a replica holds: {:.0} bytes per organization",
         built.as_secs_f64(),
-        after.saturating_sub(inputs) as f64 / 1e6,
+        policies_once + shared_bytes,
     );
-    assert_eq!(snapshot.len(), n);
+    assert_eq!(shared.len(), n);
+
+    // A snapshot with its own copy of the policies (`from_orgs` from references).
+    let before = after;
+    let began = Instant::now();
+    let copied = Snapshot::from_orgs(orgs.iter().map(|(id, org)| (id.clone(), &**org)));
+    let built = began.elapsed();
+    let after = resident().unwrap_or(before);
+    println!(
+        "snapshot copying the policies (`from_orgs`: compiled + map + a copy), built in {:.2} s: {:.0} bytes per organization",
+        built.as_secs_f64(),
+        per_org(before, after),
+    );
+    assert_eq!(copied.len(), n);
 
     // One change published through a handle: copies a path of the map, not the map.
-    let handle = SnapshotHandle::new(snapshot);
+    let handle = SnapshotHandle::new(copied);
     let before = resident().unwrap_or(after);
     let began = Instant::now();
     let changes = 1000;
@@ -99,5 +122,5 @@ fn main() {
     );
     // Kept alive until here: freeing a million organizations first leaves the
     // allocator sorting a million free chunks during the changes timed above.
-    drop(compiled_only);
+    drop((compiled_only, shared));
 }

@@ -23,6 +23,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sqlx::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
@@ -32,8 +33,8 @@ use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::report::RuleKind;
 use tower_ip_allowlist::snapshot::{Decision, DenyReason, SnapshotHandle};
 use tower_ip_allowlist::store::{
-    Actor, Limits, PolicyDraft, PolicyPatch, PostgresBackend, PostgresOptions, ReplicationOptions,
-    Replicator, Store, StoreError,
+    Actor, Backend, Limits, PolicyDraft, PolicyPatch, PostgresBackend, PostgresOptions,
+    ReplicationOptions, Replicator, Store, StoreError,
 };
 use tower_ip_allowlist::tenant::Tenant;
 
@@ -437,8 +438,25 @@ struct Proxy {
     accept: JoinHandle<()>,
 }
 
+/// A slow link: after each read of at most `chunk` bytes from the database, the
+/// forwarder waits `pause` before reading on.
+#[derive(Clone, Copy)]
+struct Throttle {
+    chunk: usize,
+    pause: Duration,
+}
+
 impl Proxy {
     async fn start(upstream: String) -> Self {
+        Self::start_with(upstream, None).await
+    }
+
+    /// A proxy whose answers from the database come through a slow link.
+    async fn start_throttled(upstream: String, throttle: Throttle) -> Self {
+        Self::start_with(upstream, Some(throttle)).await
+    }
+
+    async fn start_with(upstream: String, throttle: Option<Throttle>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let up = Arc::new(AtomicBool::new(true));
@@ -453,8 +471,33 @@ impl Proxy {
                     }
                     let upstream = upstream.clone();
                     let task = tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(&upstream).await {
+                        let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                            return;
+                        };
+                        let Some(throttle) = throttle else {
                             let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                            return;
+                        };
+                        let (mut from_client, mut to_client) = client.into_split();
+                        let (mut from_server, mut to_server) = server.into_split();
+                        let requests = tokio::io::copy(&mut from_client, &mut to_server);
+                        let answers = async {
+                            let mut buffer = vec![0; throttle.chunk];
+                            loop {
+                                match from_server.read(&mut buffer).await {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => {
+                                        if to_client.write_all(&buffer[..n]).await.is_err() {
+                                            break;
+                                        }
+                                    }
+                                }
+                                tokio::time::sleep(throttle.pause).await;
+                            }
+                        };
+                        tokio::select! {
+                            _ = requests => {}
+                            () = answers => {}
                         }
                     });
                     connections.lock().unwrap().push(task);
@@ -693,6 +736,105 @@ async fn a_replica_that_never_loaded_fails_closed_until_the_database_answers() {
     assert!(replicator.status().loaded);
     let response = through_layer(store.handle(), Some("bob"), false).await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// `n` organizations, each with one policy for `alice` and two users, written
+/// straight into the table (as `benches/cold_start.rs` does, smaller).
+const FILL: &str = r#"
+INSERT INTO allowlist_orgs (org_id, version, document)
+SELECT 'org-' || g, 1, jsonb_build_object(
+    'policies', jsonb_build_array(jsonb_build_object(
+        'id', 'office',
+        'name', 'Office network',
+        'allowedSources', jsonb_build_array(format('10.%s.%s.0/24', g / 256 % 256, g % 256)),
+        'users', jsonb_build_array('alice', 'user-' || g),
+        'groups', jsonb_build_array('staff'),
+        'version', 1
+    )),
+    'groups', jsonb_build_object()
+)
+FROM generate_series(1, $1) AS g
+"#;
+
+/// A replica's first load is bounded per wait for the database, not as a whole: a
+/// load that takes longer than `io_timeout` (many organizations, a slow link, a busy
+/// machine) completes, where it used to be cut and retried forever, the replica
+/// answering 503 all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_load_longer_than_the_io_timeout_completes() {
+    let Some(url) = database_url("a_first_load_longer_than_the_io_timeout_completes") else {
+        return;
+    };
+    let schema = Schema::new(&url, "slow_first_load");
+    let _migrated = schema.backend().await;
+    let mut sql = schema.sql().await;
+    sqlx::query(&format!("SET search_path TO {}", schema.name))
+        .execute(&mut sql)
+        .await
+        .unwrap();
+    let orgs = 3000;
+    sqlx::query(FILL)
+        .bind(orgs)
+        .execute(&mut sql)
+        .await
+        .unwrap();
+
+    // Answers come 4 KiB at a time, 10 ms apart: each wait is short, the whole long.
+    let throttle = Throttle {
+        chunk: 4096,
+        pause: Duration::from_millis(10),
+    };
+    let proxy = Proxy::start_throttled(upstream(&url), throttle).await;
+    let backend = PostgresOptions::new(&proxy.url(&url))
+        .unwrap()
+        .schema(&schema.name)
+        .unwrap()
+        .connect_lazy();
+    let io_timeout = Duration::from_millis(300);
+    let began = Instant::now();
+    let loaded = backend.load_all().await.unwrap();
+    let whole = began.elapsed();
+    assert_eq!(loaded.len(), orgs as usize);
+    assert!(
+        whole > io_timeout * 2,
+        "the load took {whole:?}, not much longer than the timeout: the test proves nothing"
+    );
+
+    let store = Store::unloaded(
+        Arc::new(backend.clone()),
+        SnapshotHandle::default(),
+        Limits::default(),
+    );
+    let replicator = backend.replicate(
+        &store,
+        ReplicationOptions::default()
+            .io_timeout(io_timeout)
+            .backoff(Duration::from_millis(20), Duration::from_millis(100)),
+    );
+    tokio::time::timeout(Duration::from_secs(30), replicator.until_listening())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the first load never completed: {:?}",
+                replicator.status().last_error
+            )
+        });
+    assert!(store.is_loaded());
+    assert_eq!(store.handle().load().organizations(), orgs as usize);
+    assert_eq!(
+        store.handle().load().decide(
+            Some("org-7"),
+            "alice",
+            [],
+            Some("10.0.7.1".parse().unwrap())
+        ),
+        Decision::Allowed
+    );
+    // Losing the database afterwards is noticed as before.
+    proxy.cut();
+    until(Duration::from_secs(5), || !replicator.status().listening)
+        .await
+        .expect("the cut was not noticed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

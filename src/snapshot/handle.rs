@@ -75,8 +75,15 @@ impl SnapshotHandle {
     /// shared, not recompiled. Safe against concurrent calls for other organizations
     /// (read-copy-update: a lost race is retried on the newer snapshot).
     pub fn set_org(&self, id: OrgId, org: &OrgPolicies) {
-        let source = Arc::new(org.clone());
-        let compiled = Arc::new(super::CompiledOrg::compile(org));
+        self.set_org_shared(id, Arc::new(org.clone()));
+    }
+
+    /// [`set_org`](Self::set_org) for policies already behind an `Arc`, which the
+    /// snapshot keeps as they are instead of copying them (so that whoever keeps them
+    /// too, a store's cache say, holds the only other reference, not a second copy).
+    pub fn set_org_shared(&self, id: OrgId, org: Arc<OrgPolicies>) {
+        let compiled = Arc::new(super::CompiledOrg::compile(&org));
+        let source = org;
         self.current.rcu(|current| {
             let mut next = Snapshot::clone(current);
             next.insert_with_source(id.clone(), Arc::clone(&source), Arc::clone(&compiled));

@@ -183,10 +183,27 @@ impl Snapshot {
 
     /// Compiles every organization. Linear in their number; many organizations are
     /// compiled on several threads at once (up to the available parallelism).
+    ///
+    /// The snapshot keeps a copy of each organization's policies, to read back
+    /// ([`policies`](Self::policies)); [`from_shared_orgs`](Self::from_shared_orgs)
+    /// keeps the ones it is given instead.
     pub fn from_orgs<'a>(orgs: impl IntoIterator<Item = (OrgId, &'a OrgPolicies)>) -> Self {
-        let orgs: Vec<(OrgId, &OrgPolicies)> = orgs.into_iter().collect();
+        Self::from_compiled(compile_all(orgs.into_iter().collect(), |org| {
+            Arc::new(org.clone())
+        }))
+    }
+
+    /// [`from_orgs`](Self::from_orgs) for policies already behind an `Arc`, which the
+    /// snapshot shares rather than copies: whoever keeps them too (a store's cache,
+    /// say) does not hold a second copy. At a million organizations of one policy
+    /// that copy is most of a gigabyte.
+    pub fn from_shared_orgs(orgs: impl IntoIterator<Item = (OrgId, Arc<OrgPolicies>)>) -> Self {
+        Self::from_compiled(compile_all(orgs.into_iter().collect(), |org| org))
+    }
+
+    fn from_compiled(orgs: Vec<(OrgId, Arc<OrgPolicies>, Arc<CompiledOrg>)>) -> Self {
         let mut snapshot = Self::default();
-        for (id, source, compiled) in compile_all(orgs) {
+        for (id, source, compiled) in orgs {
             snapshot.insert_with_source(id, source, compiled);
         }
         snapshot
@@ -343,17 +360,17 @@ impl fmt::Debug for Snapshot {
 /// more than compiling a few small ones.
 const PARALLEL_FROM: usize = 256;
 
-/// Compiles `orgs` and copies their policies, on up to the available parallelism's
-/// threads when there are many, in the order given.
-fn compile_all(
-    orgs: Vec<(OrgId, &OrgPolicies)>,
+/// Compiles `orgs` and keeps their policies (`share` makes the snapshot's `Arc` of
+/// each: a copy, or the one given), on up to the available parallelism's threads
+/// when there are many, in the order given.
+fn compile_all<T: Send>(
+    orgs: Vec<(OrgId, T)>,
+    share: impl Fn(T) -> Arc<OrgPolicies> + Sync,
 ) -> Vec<(OrgId, Arc<OrgPolicies>, Arc<CompiledOrg>)> {
-    let compile = |(id, org): (OrgId, &OrgPolicies)| {
-        (
-            id,
-            Arc::new(org.clone()),
-            Arc::new(CompiledOrg::compile(org)),
-        )
+    let compile = |(id, org): (OrgId, T)| {
+        let org = share(org);
+        let compiled = Arc::new(CompiledOrg::compile(&org));
+        (id, org, compiled)
     };
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     if orgs.len() < PARALLEL_FROM || threads < 2 {
@@ -361,7 +378,7 @@ fn compile_all(
     }
     let chunk = orgs.len().div_ceil(threads);
     let mut orgs = orgs.into_iter();
-    let chunks: Vec<Vec<(OrgId, &OrgPolicies)>> = std::iter::from_fn(|| {
+    let chunks: Vec<Vec<(OrgId, T)>> = std::iter::from_fn(|| {
         let part: Vec<_> = orgs.by_ref().take(chunk).collect();
         (!part.is_empty()).then_some(part)
     })
@@ -369,7 +386,10 @@ fn compile_all(
     std::thread::scope(|scope| {
         let workers: Vec<_> = chunks
             .into_iter()
-            .map(|part| scope.spawn(move || part.into_iter().map(compile).collect::<Vec<_>>()))
+            .map(|part| {
+                let compile = &compile;
+                scope.spawn(move || part.into_iter().map(compile).collect::<Vec<_>>())
+            })
             .collect();
         workers
             .into_iter()

@@ -525,7 +525,38 @@ struct Inner {
     /// This process's name among the replicas sharing would-deny summaries.
     replica: Box<str>,
     /// What was last published, per organization: reads come from here.
-    cache: Mutex<HashMap<OrgId, Arc<OrgRecord>>>,
+    cache: Mutex<HashMap<OrgId, Arc<Published>>>,
+}
+
+/// What the store last published for one organization. Its policies are the very
+/// `Arc` the snapshot holds ([`SnapshotHandle::set_org_shared`]), not a copy: a
+/// replica keeps each organization's policies once.
+#[derive(Default)]
+struct Published {
+    org: Arc<OrgPolicies>,
+    /// Each policy's version, sorted by id (a `BTreeMap` allocated a node of eleven
+    /// for one policy).
+    policy_versions: Box<[(PolicyId, u64)]>,
+    version: u64,
+}
+
+impl Published {
+    fn new(record: OrgRecord) -> Self {
+        Self {
+            org: Arc::new(record.org),
+            // A `BTreeMap` iterates in key order: sorted already.
+            policy_versions: record.policy_versions.into_iter().collect(),
+            version: record.version,
+        }
+    }
+
+    /// A policy's version (1 if none is recorded, as for records stored before
+    /// versions were).
+    fn policy_version(&self, id: &str) -> u64 {
+        self.policy_versions
+            .binary_search_by(|(policy, _)| policy.as_str().cmp(id))
+            .map_or(1, |at| self.policy_versions[at].1)
+    }
 }
 
 impl Store {
@@ -828,7 +859,7 @@ impl Store {
         ))
     }
 
-    fn cached(&self, org: &OrgId) -> Option<Arc<OrgRecord>> {
+    fn cached(&self, org: &OrgId) -> Option<Arc<Published>> {
         self.inner.cache.lock().ok()?.get(org).cloned()
     }
 
@@ -1031,10 +1062,12 @@ impl Store {
                             })?;
                     }
                     if let Some(users) = &patch.users {
-                        policy.set_targets(users.clone(), policy.groups().clone());
+                        let groups = policy.groups().to_vec();
+                        policy.set_targets(users.iter().cloned(), groups);
                     }
                     if let Some(groups) = &patch.groups {
-                        policy.set_targets(policy.users().clone(), groups.clone());
+                        let users = policy.users().to_vec();
+                        policy.set_targets(users, groups.iter().cloned());
                     }
                     if let Some(enforcement) = patch.enforcement {
                         policy.set_enforcement(enforcement);
@@ -1480,10 +1513,34 @@ impl Store {
 
     fn lock_cache(
         &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<OrgId, Arc<OrgRecord>>>, BackendError> {
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<OrgId, Arc<Published>>>, BackendError> {
         self.inner.cache.lock().map_err(|_| {
             BackendError::new("the store's cache lock was poisoned by a panic in another thread")
         })
+    }
+
+    /// Publishes every organization of a replicator's first load, as
+    /// [`resync`](Self::resync) does for an unloaded store, compiling on the blocking
+    /// pool so that the runtime's threads keep serving meanwhile. Returns how many
+    /// organizations were loaded.
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn publish_first_load(
+        &self,
+        records: Vec<(OrgId, OrgRecord)>,
+    ) -> Result<usize, BackendError> {
+        let count = records.len();
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.publish_all(records)).await {
+            Ok(published) => published?,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => {
+                return Err(BackendError::new(format!(
+                    "publishing the loaded organizations was cancelled ({err}): is the runtime shutting down?"
+                )))
+            }
+        }
+        tracing::info!(organizations = count, "allowlist policies loaded");
+        Ok(count)
     }
 
     /// Publishes a whole snapshot of `records` (merged with anything newer published
@@ -1495,11 +1552,14 @@ impl Store {
                 .get(&id)
                 .is_none_or(|cached| cached.version < record.version)
             {
-                cache.insert(id, Arc::new(record));
+                cache.insert(id, Arc::new(Published::new(record)));
             }
         }
-        let snapshot =
-            Snapshot::from_orgs(cache.iter().map(|(id, record)| (id.clone(), &record.org)));
+        let snapshot = Snapshot::from_shared_orgs(
+            cache
+                .iter()
+                .map(|(id, record)| (id.clone(), Arc::clone(&record.org))),
+        );
         self.inner.handle.publish(snapshot);
         for (id, record) in cache.iter() {
             self.inner
@@ -1520,7 +1580,10 @@ impl Store {
         {
             return Ok(());
         }
-        self.inner.handle.set_org(org.clone(), &record.org);
+        let record = Published::new(record);
+        self.inner
+            .handle
+            .set_org_shared(org.clone(), Arc::clone(&record.org));
         // Summaries start and end with report mode, whoever made the change.
         self.inner
             .handle
@@ -1533,9 +1596,17 @@ impl Store {
 
 /// The policy `id` as `record` (what a change committed) holds it.
 fn committed(record: &OrgRecord, id: &PolicyId) -> Result<StoredPolicy, StoreError> {
-    stored(record, id.as_str()).ok_or_else(|| StoreError::NotFound {
-        kind: "policy",
-        id: id.to_string(),
+    let policy = record
+        .org
+        .policies
+        .get(id)
+        .ok_or_else(|| StoreError::NotFound {
+            kind: "policy",
+            id: id.to_string(),
+        })?;
+    Ok(StoredPolicy {
+        policy: policy.clone(),
+        version: record.policy_versions.get(id).copied().unwrap_or(1),
     })
 }
 
@@ -1626,11 +1697,11 @@ fn audit(actor: &Actor, org: &OrgId, operation: &str, subject: Subject<'_>, upda
     }
 }
 
-fn stored(record: &OrgRecord, id: &str) -> Option<StoredPolicy> {
+fn stored(record: &Published, id: &str) -> Option<StoredPolicy> {
     let policy = record.org.policies.get(id)?;
     Some(StoredPolicy {
         policy: policy.clone(),
-        version: record.policy_versions.get(id).copied().unwrap_or(1),
+        version: record.policy_version(id),
     })
 }
 

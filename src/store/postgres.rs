@@ -442,6 +442,73 @@ impl PostgresBackend {
             .await
     }
 
+    /// Every organization, as [`Backend::load_all`]. With `io_timeout`, each wait for
+    /// PostgreSQL (migrating, the next row) is bounded by it, not the whole load: a
+    /// load takes longer the more organizations there are and the busier the machine
+    /// is (decoding them is CPU work), and a replica whose first load were bounded as
+    /// a whole would retry it forever once it outgrew the bound.
+    pub(super) async fn load_all_waiting(
+        &self,
+        io_timeout: Option<Duration>,
+    ) -> Result<Vec<(OrgId, OrgRecord)>, BackendError> {
+        let lost = |what: &str, limit: Duration| {
+            BackendError::new(format!(
+                "PostgreSQL did not answer within {limit:?} while {what}: the connection is taken for lost"
+            ))
+        };
+        match io_timeout {
+            Some(limit) => tokio::time::timeout(limit, self.ready())
+                .await
+                .map_err(|_| lost("migrating", limit))??,
+            None => self.ready().await?,
+        };
+        // One query, so that the load is one consistent state of the table. Its
+        // rows are streamed and decoded (JSON, then validated as new input, the
+        // bulk of a cold start) in batches on the blocking pool while the next
+        // rows arrive, on as many cores as the runtime has.
+        let mut rows =
+            sqlx::query("SELECT org_id, version, document::text AS document FROM allowlist_orgs")
+                .fetch(&self.inner.pool);
+        let mut decoding = Vec::new();
+        let mut batch = Vec::with_capacity(LOAD_BATCH);
+        loop {
+            let next = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx));
+            let row = match io_timeout {
+                Some(limit) => tokio::time::timeout(limit, next)
+                    .await
+                    .map_err(|_| lost("loading every organization", limit))?,
+                None => next.await,
+            };
+            let end = row.is_none();
+            if let Some(row) = row {
+                batch.push(row.map_err(|err| self.error(err))?);
+            }
+            if batch.len() == LOAD_BATCH || (end && !batch.is_empty()) {
+                let backend = self.clone();
+                let rows = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH));
+                decoding.push(tokio::task::spawn_blocking(move || {
+                    backend.decode_all(&rows)
+                }));
+            }
+            if end {
+                break;
+            }
+        }
+        let mut records = Vec::new();
+        for batch in decoding {
+            match batch.await {
+                Ok(decoded) => records.extend(decoded?),
+                Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+                Err(err) => {
+                    return Err(BackendError::new(format!(
+                        "decoding the stored organizations was cancelled ({err}): is the runtime shutting down?"
+                    )))
+                }
+            }
+        }
+        Ok(records)
+    }
+
     async fn migrate_now(&self) -> Result<Ready, BackendError> {
         let db = |err| self.error(err);
         let mut tx = self.inner.pool.begin().await.map_err(db)?;
@@ -768,49 +835,7 @@ impl Backend for PostgresBackend {
     }
 
     fn load_all(&self) -> BoxFuture<'_, Result<Vec<(OrgId, OrgRecord)>, BackendError>> {
-        Box::pin(async move {
-            self.ready().await?;
-            // One query, so that the load is one consistent state of the table. Its
-            // rows are streamed and decoded (JSON, then validated as new input, the
-            // bulk of a cold start) in batches on the blocking pool while the next
-            // rows arrive, on as many cores as the runtime has.
-            let mut rows = sqlx::query(
-                "SELECT org_id, version, document::text AS document FROM allowlist_orgs",
-            )
-            .fetch(&self.inner.pool);
-            let mut decoding = Vec::new();
-            let mut batch = Vec::with_capacity(LOAD_BATCH);
-            loop {
-                let row = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx)).await;
-                let end = row.is_none();
-                if let Some(row) = row {
-                    batch.push(row.map_err(|err| self.error(err))?);
-                }
-                if batch.len() == LOAD_BATCH || (end && !batch.is_empty()) {
-                    let backend = self.clone();
-                    let rows = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH));
-                    decoding.push(tokio::task::spawn_blocking(move || {
-                        backend.decode_all(&rows)
-                    }));
-                }
-                if end {
-                    break;
-                }
-            }
-            let mut records = Vec::new();
-            for batch in decoding {
-                match batch.await {
-                    Ok(decoded) => records.extend(decoded?),
-                    Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-                    Err(err) => {
-                        return Err(BackendError::new(format!(
-                            "decoding the stored organizations was cancelled ({err}): is the runtime shutting down?"
-                        )))
-                    }
-                }
-            }
-            Ok(records)
-        })
+        Box::pin(self.load_all_waiting(None))
     }
 
     fn load<'a>(
