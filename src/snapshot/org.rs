@@ -50,8 +50,8 @@ pub struct CompiledOrg {
     /// without reading every word of it.
     member_starts: Box<[u32]>,
     members: Box<[u32]>,
-    users: FastMap<u32>,
-    groups: FastMap<u32>,
+    users: NameMap,
+    groups: NameMap,
     /// Rules out most names `users` and `groups` do not hold before they are hashed.
     user_filter: NameFilter,
     group_filter: NameFilter,
@@ -59,7 +59,8 @@ pub struct CompiledOrg {
     /// [`ADMITTING_NAMES`] by default).
     admitting: AdmittingNames,
     v4: RangeIndex<u32>,
-    v6: RangeIndex<u128>,
+    /// Boxed, and absent when no policy has an IPv6 source (most organizations).
+    v6: Option<Box<RangeIndex<u128>>>,
     sources: usize,
     /// The site list, resource lists and report-only policies, which most
     /// organizations do not have: boxed, so that they cost one pointer when absent.
@@ -152,16 +153,19 @@ impl CompiledOrg {
         candidates.extend(org.groups.iter().map(|(child, _)| child.as_str()));
         let closure = close_groups(candidates, org, &group_bits, words);
 
-        let mut users = FastMap::default();
-        for (user, bits) in user_bits {
-            users.insert(user.into(), sets.intern(&bits));
-        }
-        let mut groups = FastMap::default();
-        for (group, bits) in closure {
-            if bits.iter().any(|w| *w != 0) {
-                groups.insert(group.into(), sets.intern(&bits));
-            }
-        }
+        let users = NameMap::new(
+            user_bits
+                .into_iter()
+                .map(|(user, bits)| (user.into(), sets.intern(&bits)))
+                .collect(),
+        );
+        let groups = NameMap::new(
+            closure
+                .into_iter()
+                .filter(|(_, bits)| bits.iter().any(|w| *w != 0))
+                .map(|(group, bits)| (group.into(), sets.intern(&bits)))
+                .collect(),
+        );
 
         let mut v4_ranges = Vec::new();
         let mut v6_ranges = Vec::new();
@@ -175,12 +179,16 @@ impl CompiledOrg {
             v6_ranges.extend(v6.iter().map(|&(first, last)| (p, first, last)));
         }
         let v4 = index::build(v4_ranges.into_iter(), &mut sets);
-        let v6 = index::build(v6_ranges.into_iter(), &mut sets);
+        let v6 = (!v6_ranges.is_empty())
+            .then(|| Box::new(index::build(v6_ranges.into_iter(), &mut sets)));
 
         let sets = sets.finish();
         let (member_starts, members) = members_of(&sets, words);
         let admitting = admitting_of(
-            v4.set_ids().iter().chain(v6.set_ids()).copied(),
+            v4.set_ids()
+                .iter()
+                .chain(v6.iter().flat_map(|v6| v6.set_ids()))
+                .copied(),
             member_starts.len().saturating_sub(1),
             active.len(),
             |id| members_in(&member_starts, &members, id),
@@ -194,8 +202,8 @@ impl CompiledOrg {
             sets,
             member_starts,
             members,
-            user_filter: users.keys().map(AsRef::as_ref).collect(),
-            group_filter: groups.keys().map(AsRef::as_ref).collect(),
+            user_filter: users.iter().map(|(name, _)| name).collect(),
+            group_filter: groups.iter().map(|(name, _)| name).collect(),
             admitting,
             users,
             groups,
@@ -349,11 +357,11 @@ impl CompiledOrg {
         user: &str,
         groups: impl IntoIterator<Item = &'a str>,
     ) -> Decision {
-        let user = self.users.get(user).copied();
+        let user = self.users.get(user);
         let mut sets = user.into_iter().chain(
             groups
                 .into_iter()
-                .filter_map(|group| self.groups.get(group).copied()),
+                .filter_map(|group| self.groups.get(group)),
         );
         let Some(first) = sets.next() else {
             return Decision::NoPolicy;
@@ -388,12 +396,12 @@ impl CompiledOrg {
 
     #[inline]
     fn holds_user(&self, user: &str) -> bool {
-        self.user_filter.may_hold(user) && self.users.contains_key(user)
+        self.user_filter.may_hold(user) && self.users.get(user).is_some()
     }
 
     #[inline]
     fn holds_group(&self, group: &str) -> bool {
-        self.group_filter.may_hold(group) && self.groups.contains_key(group)
+        self.group_filter.may_hold(group) && self.groups.get(group).is_some()
     }
 
     /// The user and group names of `admitting`.
@@ -446,7 +454,7 @@ impl CompiledOrg {
     #[must_use]
     pub fn index_bytes(&self) -> usize {
         self.v4.bytes()
-            + self.v6.bytes()
+            + self.v6.as_ref().map_or(0, |v6| v6.bytes())
             + self.sets.len() * 8
             + (self.member_starts.len() + self.members.len()) * 4
     }
@@ -465,11 +473,11 @@ impl CompiledOrg {
                 *a |= s;
             }
         };
-        if let Some(&id) = self.users.get(user) {
+        if let Some(id) = self.users.get(user) {
             or(id);
         }
         for group in groups {
-            if let Some(&id) = self.groups.get(group) {
+            if let Some(id) = self.groups.get(group) {
                 or(id);
             }
         }
@@ -480,7 +488,7 @@ impl CompiledOrg {
     fn covering(&self, addr: IpAddr) -> u32 {
         match index::key(normalize_ip(addr)) {
             Ok(v4) => self.v4.lookup(v4),
-            Err(v6) => self.v6.lookup(v6),
+            Err(key) => self.v6.as_ref().map_or(0, |v6| v6.lookup(key)),
         }
     }
 
@@ -601,8 +609,8 @@ fn admitting_of<'m>(
     set_count: usize,
     policies: usize,
     members: impl Fn(u32) -> &'m [u32],
-    users: &FastMap<u32>,
-    groups: &FastMap<u32>,
+    users: &NameMap,
+    groups: &NameMap,
     limit: usize,
 ) -> AdmittingNames {
     // Which sets the index returns, and which policies they hold.
@@ -620,14 +628,14 @@ fn admitting_of<'m>(
     }
     // The names reaching each policy that covers some address.
     let mut reaching: Vec<(Vec<&str>, Vec<&str>)> = vec![(Vec::new(), Vec::new()); policies];
-    for (user, &id) in users {
+    for (user, id) in users.iter() {
         for &p in members(id) {
             if covers.get(p as usize) == Some(&true) {
                 reaching[p as usize].0.push(user);
             }
         }
     }
-    for (group, &id) in groups {
+    for (group, id) in groups.iter() {
         for &p in members(id) {
             if covers.get(p as usize) == Some(&true) {
                 reaching[p as usize].1.push(group);
@@ -687,6 +695,49 @@ fn admitting_of<'m>(
     AdmittingNames {
         sets: admitting.into_boxed_slice(),
         names: names.into_boxed_slice(),
+    }
+}
+
+/// User or group names to the ids of their sets of policies: a few names (most
+/// organizations target a handful) in a slice compared one by one, which allocates no
+/// table; more in a hash table.
+#[derive(Debug)]
+enum NameMap {
+    Few(Box<[(Box<str>, u32)]>),
+    Many(FastMap<u32>),
+}
+
+/// Most names a [`NameMap`] compares one by one.
+const FEW_NAMES: usize = 8;
+
+impl NameMap {
+    fn new(entries: Vec<(Box<str>, u32)>) -> Self {
+        if entries.len() <= FEW_NAMES {
+            Self::Few(entries.into_boxed_slice())
+        } else {
+            Self::Many(entries.into_iter().collect())
+        }
+    }
+
+    #[inline]
+    fn get(&self, name: &str) -> Option<u32> {
+        match self {
+            Self::Few(entries) => entries
+                .iter()
+                .find(|(known, _)| same_name(known, name))
+                .map(|(_, id)| *id),
+            Self::Many(map) => map.get(name).copied(),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, u32)> {
+        let (few, many) = match self {
+            Self::Few(entries) => (&entries[..], None),
+            Self::Many(map) => (&[][..], Some(map)),
+        };
+        few.iter()
+            .map(|(name, id)| (&**name, *id))
+            .chain(many.into_iter().flatten().map(|(name, id)| (&**name, *id)))
     }
 }
 

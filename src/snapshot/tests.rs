@@ -363,7 +363,8 @@ prop_compose! {
             (
                 prop::collection::vec(source_strategy(), 1..6),
                 prop::collection::btree_set(0u8..6, 0..3),
-                prop::collection::btree_set(0u8..8, 0..3),
+                // Up to 12 groups: past 8, an organization's group names are hashed.
+                prop::collection::btree_set(0u8..12, 0..4),
                 prop::bool::weighted(0.2),
                 // Blocked sources: none for about half the policies.
                 prop::collection::vec(source_strategy(), 0..4)
@@ -374,7 +375,7 @@ prop_compose! {
             ),
             0..12,
         ),
-        edges in prop::collection::vec((0u8..8, 0u8..8), 0..12),
+        edges in prop::collection::vec((0u8..12, 0u8..12), 0..16),
     ) -> OrgPolicies {
         let mut org = OrgPolicies::default();
         for (i, (sources, users, groups, report, blocked)) in policies.into_iter().enumerate() {
@@ -403,7 +404,7 @@ proptest! {
     fn compiled_matches_naive(
         org in org_strategy(),
         queries in prop::collection::vec(
-            (0u8..7, prop::collection::vec(0u8..9, 0..4), prop::option::weighted(0.95, addr_strategy())),
+            (0u8..7, prop::collection::vec(0u8..13, 0..4), prop::option::weighted(0.95, addr_strategy())),
             1..24,
         ),
         more in prop::collection::vec(source_strategy(), 0..4),
