@@ -271,10 +271,24 @@ async fn check(a: SocketAddr, b: SocketAddr) -> Result<(), String> {
     Ok(())
 }
 
-/// Loads `server` over `connections` keep-alive connections for `secs`: requests per
-/// second, counting the requests answered 200 "hello" until the last in flight at the
-/// deadline is answered, over the time until then. Any other answer is an error.
-async fn load(server: SocketAddr, connections: u32, secs: f64) -> Result<f64, String> {
+/// What a load answered: the requests answered 200 "hello", and the seconds from the
+/// first request to the last answer.
+#[derive(Clone, Copy, Debug)]
+struct Answered {
+    requests: u64,
+    secs: f64,
+}
+
+impl Answered {
+    fn rate(self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+}
+
+/// Loads `server` over `connections` keep-alive connections for `secs`, counting the
+/// requests answered 200 "hello" until the last in flight at the deadline is answered.
+/// Any other answer is an error.
+async fn load(server: SocketAddr, connections: u32, secs: f64) -> Result<Answered, String> {
     let mut senders = Vec::new();
     for _ in 0..connections {
         senders.push(connect(server, CLIENT).await?);
@@ -303,7 +317,10 @@ async fn load(server: SocketAddr, connections: u32, secs: f64) -> Result<f64, St
             .await
             .map_err(|error| format!("a client task failed: {error}"))??;
     }
-    Ok(answered as f64 / start.elapsed().as_secs_f64())
+    Ok(Answered {
+        requests: answered,
+        secs: start.elapsed().as_secs_f64(),
+    })
 }
 
 /// The client side: where its futures run.
@@ -363,7 +380,10 @@ fn run(args: &Args) -> Result<(), String> {
             Runtimes::Split => 1,
             Runtimes::Shared => 2,
         },
-        "server",
+        match args.runtime {
+            Runtimes::Split => "server",
+            Runtimes::Shared => "shared",
+        },
     )?;
     let client_runtime = match args.runtime {
         Runtimes::Split => Some(runtime(1, "client")?),
@@ -386,9 +406,12 @@ fn run(args: &Args) -> Result<(), String> {
     );
     if let Some(variant) = args.only {
         let server = if variant == Variant::A { a } else { b };
-        let rate = client.run(load(server, connections, args.secs))?;
+        let answered = client.run(load(server, connections, args.secs))?;
         println!(
-            "{variant}: {rate:.0} requests/s; load average {}",
+            "{variant}: {} requests in {:.3} s, {:.0} requests/s; load average {}",
+            answered.requests,
+            answered.secs,
+            answered.rate(),
             load_average()
         );
         return Ok(());
@@ -397,24 +420,46 @@ fn run(args: &Args) -> Result<(), String> {
     for server in [a, b] {
         client.run(load(server, connections, args.warm_up))?;
     }
-    let (mut rates_a, mut rates_b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let server_threads = match args.runtime {
+        Runtimes::Split => "server",
+        // One runtime runs both: the whole process's CPU time.
+        Runtimes::Shared => "",
+    };
+    let measure = |server: SocketAddr| -> Result<(f64, Option<f64>), String> {
+        let cpu_before = cpu_ns(server_threads);
+        let answered = client.run(load(server, connections, args.secs))?;
+        let cpu = cpu_before
+            .zip(cpu_ns(server_threads))
+            .map(|(before, after)| {
+                after.saturating_sub(before) as f64 / 1e3 / answered.requests as f64
+            });
+        Ok((answered.rate(), cpu))
+    };
+    let (mut rates_a, mut rates_b, mut ratios, mut cpu_ratios) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 1..=args.rounds {
-        let rate_a = client.run(load(a, connections, args.secs))?;
-        let rate_b = client.run(load(b, connections, args.secs))?;
+        let (rate_a, cpu_a) = measure(a)?;
+        let (rate_b, cpu_b) = measure(b)?;
         let ratio = rate_b / rate_a;
+        let cpu = match cpu_a.zip(cpu_b) {
+            Some((cpu_a, cpu_b)) => {
+                cpu_ratios.push(cpu_a / cpu_b);
+                format!(
+                    "  CPU µs/request A {cpu_a:5.2} B {cpu_b:5.2}  A/B {:5.1} %",
+                    cpu_a / cpu_b * 100.0
+                )
+            }
+            None => String::new(),
+        };
         println!(
-            "round {round}: A {rate_a:8.0} requests/s  B {rate_b:8.0} requests/s  B/A {:5.1} %",
+            "round {round}: A {rate_a:8.0} requests/s  B {rate_b:8.0} requests/s  B/A {:5.1} %{cpu}",
             ratio * 100.0
         );
         rates_a.push(rate_a);
         rates_b.push(rate_b);
         ratios.push(ratio);
     }
-    let (low, high) = ratios
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &r| {
-            (low.min(r), high.max(r))
-        });
+    let (low, high) = range(&ratios);
     println!(
         "median: A {:.0} requests/s  B {:.0} requests/s  B/A {:.1} % (rounds {:.1}–{:.1} %); load average {}",
         median(&mut rates_a),
@@ -424,7 +469,50 @@ fn run(args: &Args) -> Result<(), String> {
         high * 100.0,
         load_average()
     );
+    if !cpu_ratios.is_empty() {
+        let (low, high) = range(&cpu_ratios);
+        println!(
+            "median {} CPU time per request, A/B: {:.1} % (rounds {:.1}–{:.1} %)",
+            if server_threads.is_empty() {
+                "process"
+            } else {
+                "server thread"
+            },
+            median(&mut cpu_ratios) * 100.0,
+            low * 100.0,
+            high * 100.0,
+        );
+    }
     Ok(())
+}
+
+fn range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &v| {
+            (low.min(v), high.max(v))
+        })
+}
+
+/// The CPU time in nanoseconds that this process's threads whose names start with
+/// `prefix` have run so far, from `/proc/self/task/*/schedstat` (Linux); `None` where
+/// that cannot be read. A thread that exits between the listing and the reading is
+/// left out.
+fn cpu_ns(prefix: &str) -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = entry.ok()?.path();
+        let (Ok(name), Ok(schedstat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("schedstat")),
+        ) else {
+            continue;
+        };
+        if name.starts_with(prefix) {
+            total += schedstat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
 }
 
 fn main() -> ExitCode {
