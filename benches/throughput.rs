@@ -343,14 +343,30 @@ impl Client<'_> {
     }
 }
 
+/// The `p` quantile of `sorted` (0 ≤ p ≤ 1), interpolated between neighbours.
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let at = (sorted.len() - 1) as f64 * p;
+    let (below, above) = (at.floor() as usize, at.ceil() as usize);
+    sorted[below] + (sorted[above] - sorted[below]) * (at - below as f64)
+}
+
+/// Median, quartiles and extremes of the rounds, as percentages.
+fn spread(values: &mut [f64]) -> String {
+    values.sort_by(f64::total_cmp);
+    let percent = |p: f64| quantile(values, p) * 100.0;
+    format!(
+        "{:.1} % (quartiles {:.1}–{:.1} %, rounds {:.1}–{:.1} %)",
+        percent(0.5),
+        percent(0.25),
+        percent(0.75),
+        percent(0.0),
+        percent(1.0)
+    )
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        (values[middle - 1] + values[middle]) / 2.0
-    }
+    quantile(values, 0.5)
 }
 
 /// The load average as `uptime` prints it, from /proc/loadavg where there is one.
@@ -459,39 +475,25 @@ fn run(args: &Args) -> Result<(), String> {
         rates_b.push(rate_b);
         ratios.push(ratio);
     }
-    let (low, high) = range(&ratios);
     println!(
-        "median: A {:.0} requests/s  B {:.0} requests/s  B/A {:.1} % (rounds {:.1}–{:.1} %); load average {}",
+        "median: A {:.0} requests/s  B {:.0} requests/s  B/A {}; load average {}",
         median(&mut rates_a),
         median(&mut rates_b),
-        median(&mut ratios) * 100.0,
-        low * 100.0,
-        high * 100.0,
+        spread(&mut ratios),
         load_average()
     );
     if !cpu_ratios.is_empty() {
-        let (low, high) = range(&cpu_ratios);
         println!(
-            "median {} CPU time per request, A/B: {:.1} % (rounds {:.1}–{:.1} %)",
+            "{} CPU time per request, A/B: {}",
             if server_threads.is_empty() {
                 "process"
             } else {
                 "server thread"
             },
-            median(&mut cpu_ratios) * 100.0,
-            low * 100.0,
-            high * 100.0,
+            spread(&mut cpu_ratios)
         );
     }
     Ok(())
-}
-
-fn range(values: &[f64]) -> (f64, f64) {
-    values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), &v| {
-            (low.min(v), high.max(v))
-        })
 }
 
 /// The CPU time in nanoseconds that this process's threads whose names start with
