@@ -9,9 +9,9 @@
 //! on A, then on B, then on A again, for `--rounds` rounds: the machine's drift falls on
 //! both variants alike, and the median of the rounds' ratios B/A is reported with its
 //! quartiles. Many short rounds by default (30 × 1 s): on a shared machine single rounds
-//! range from 60 % to 150 %, and medians of 5 rounds scattered by ±7 points where
-//! medians of 30 stayed within ±2. Each round also shows the server thread's CPU time
-//! per request, which tells whether the server was the bottleneck.
+//! range from 50 % to 150 %, and the quartiles of 30 ratios say how far their median can
+//! be trusted, which those of 5 do not. Each round also shows the server thread's CPU
+//! time per request, and how busy it was (CPU time per request × requests/s).
 //!
 //! One process rather than two: both servers and the client are built from the same
 //! code with the same allocator and runtime settings, start and stop together, and the
