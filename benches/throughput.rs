@@ -321,6 +321,9 @@ async fn load(server: SocketAddr, connections: u32, secs: f64) -> Result<Answere
             .await
             .map_err(|error| format!("a client task failed: {error}"))??;
     }
+    if answered == 0 {
+        return Err(format!("{server} answered no request in {secs} s"));
+    }
     Ok(Answered {
         requests: answered,
         secs: start.elapsed().as_secs_f64(),
