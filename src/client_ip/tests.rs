@@ -674,3 +674,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_forwarded_header_is_found_among_few_headers_and_many() {
+    use http::header::{HeaderMap, HeaderName, HeaderValue};
+    for extra in [0usize, 3, 11, 12, 13, 40] {
+        let base = || {
+            let mut headers = HeaderMap::new();
+            for i in 0..extra {
+                let name = HeaderName::try_from(format!("x-extra-{i}")).unwrap();
+                headers.insert(name, HeaderValue::from_static("1"));
+            }
+            headers
+        };
+        assert!(!super::carries_forwarded_header(&base()), "{extra} others");
+        for name in ["x-forwarded-for", "forwarded", "x-real-ip", "X-Real-IP"] {
+            let mut headers = base();
+            headers.insert(
+                HeaderName::try_from(name).unwrap(),
+                HeaderValue::from_static("192.0.2.1"),
+            );
+            assert!(
+                super::carries_forwarded_header(&headers),
+                "{name} among {extra} others"
+            );
+        }
+        // A look-alike is not one of them.
+        let mut headers = base();
+        headers.insert("x-forwarded-host", HeaderValue::from_static("example.com"));
+        assert!(
+            !super::carries_forwarded_header(&headers),
+            "look-alike among {extra} others"
+        );
+    }
+}
