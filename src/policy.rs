@@ -457,10 +457,21 @@ impl fmt::Debug for Policy {
             .field("name", &fields.name)
             .field("sources", &fields.sources)
             .field("blocked", &fields.blocked)
-            .field("users", &fields.users)
-            .field("groups", &fields.groups)
+            // As sets, as they printed when they were `BTreeSet`s: audit records and
+            // logs written before and after read alike.
+            .field("users", &AsSet(&fields.users))
+            .field("groups", &AsSet(&fields.groups))
             .field("enforcement", &fields.enforcement)
             .finish()
+    }
+}
+
+/// A sorted slice printed as a set (`{"a", "b"}`).
+struct AsSet<'a, T>(&'a [T]);
+
+impl<T: fmt::Debug> fmt::Debug for AsSet<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0).finish()
     }
 }
 
