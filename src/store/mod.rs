@@ -1596,14 +1596,7 @@ impl Store {
 
 /// The policy `id` as `record` (what a change committed) holds it.
 fn committed(record: &OrgRecord, id: &PolicyId) -> Result<StoredPolicy, StoreError> {
-    let policy = record
-        .org
-        .policies
-        .get(id)
-        .ok_or_else(|| StoreError::NotFound {
-            kind: "policy",
-            id: id.to_string(),
-        })?;
+    let policy = existing(record, id, None)?;
     Ok(StoredPolicy {
         policy: policy.clone(),
         version: record.policy_versions.get(id).copied().unwrap_or(1),
