@@ -44,7 +44,7 @@ use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::{CompiledOrg, SnapshotHandle};
 
 /// The caller's groups: the allowed address is in a policy of the last one, so every
-/// group is looked up.
+/// group is compared before one allows.
 const GROUPS: [&str; 5] = ["g1", "g2", "g3", "g4", "g5"];
 
 /// `policies` policies of `sources` sources each: policy p is for group g(p % 20) and

@@ -4,9 +4,9 @@
 //! The layer is measured both ways an application can add it: with `Router::layer`
 //! (axum wraps every route in it, and re-boxes each route's service and response body;
 //! a layer that does nothing shows that cost alone) and around the whole router. The
-//! caller's groups are resolved in order and the first one whose policies cover the
-//! address allows, so the allowed address is in a policy of the caller's *last* group:
-//! every group is looked up, as in the denied case.
+//! caller's groups are compared in order with the names reaching the policies that
+//! cover the address, and the first that matches allows, so the allowed address is in
+//! a policy of the caller's *last* group: every group is compared.
 //!
 //! Before criterion's measurements, the bench prints the four services' fastest rounds
 //! when they take turns (see `fastest_rounds`), which hold up on a machine whose speed

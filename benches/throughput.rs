@@ -26,7 +26,7 @@
 //! share of the work is larger than behind a real one). B adds
 //! `AllowlistLayer::new(handle)` inside it, with 100 policies × 100 sources as in
 //! `benches/instructions.rs`, and 127.0.0.1 among the sources of the policy of the
-//! caller's last group: every group is looked up before the caller is allowed. Before
+//! caller's last group: every group is compared before the caller is allowed. Before
 //! measuring, the bench checks that B answers the client 200 "hello" and a caller from
 //! 127.0.0.2 403, and that A answers that caller 200.
 //!
