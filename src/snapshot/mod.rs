@@ -223,30 +223,17 @@ impl Snapshot {
     pub fn without_org(&self, id: &str) -> Self {
         let mut next = self.clone();
         next.orgs.remove(id);
-        next.changed(id == OrgId::DEFAULT);
-        next
-    }
-
-    /// Keeps the default organization's shortcut in step with the map after a change
-    /// to it.
-    fn changed(&mut self, default: bool) {
-        if default {
-            self.default = self
-                .orgs
-                .get(OrgId::DEFAULT)
-                .and_then(|slot| slot.compiled.clone());
+        if id == OrgId::DEFAULT {
+            next.default = None;
         }
+        next
     }
 
     /// Sets an organization's compiled form (compiled elsewhere, or shared with
     /// another snapshot). Its policies as published are not known then:
     /// [`policies`](Self::policies) has none for `id` until it is published with them.
     pub fn insert_compiled(&mut self, id: OrgId, org: Arc<CompiledOrg>) {
-        // Nothing can apply to an empty one: keep the look-up a miss.
-        let compiled = (!org.is_empty()).then_some(org);
-        let default = id.as_str() == OrgId::DEFAULT;
-        self.orgs.set(id, compiled, None);
-        self.changed(default);
+        self.set(id, org, None);
     }
 
     /// Sets an organization's policies and their compiled form.
@@ -256,10 +243,17 @@ impl Snapshot {
         source: Arc<OrgPolicies>,
         org: Arc<CompiledOrg>,
     ) {
+        self.set(id, org, Some(source));
+    }
+
+    /// Sets an organization, and the default organization's shortcut with it.
+    fn set(&mut self, id: OrgId, org: Arc<CompiledOrg>, source: Option<Arc<OrgPolicies>>) {
+        // Nothing can apply to an empty one: keep the look-up a miss.
         let compiled = (!org.is_empty()).then_some(org);
-        let default = id.as_str() == OrgId::DEFAULT;
-        self.orgs.set(id, compiled, Some(source));
-        self.changed(default);
+        if id.as_str() == OrgId::DEFAULT {
+            self.default.clone_from(&compiled);
+        }
+        self.orgs.set(id, compiled, source);
     }
 
     fn insert(&mut self, id: OrgId, org: &OrgPolicies) {
