@@ -69,14 +69,7 @@ pub struct DefaultRejection;
 
 impl Rejection for DefaultRejection {
     fn reject(&self, denial: &Denial) -> Response<Bytes> {
-        let (status, grpc_code) = match denial.reason {
-            DenyReason::PoliciesUnavailable => (StatusCode::SERVICE_UNAVAILABLE, grpc::UNAVAILABLE),
-            DenyReason::OrganizationMismatch | DenyReason::Unauthenticated => {
-                (StatusCode::UNAUTHORIZED, grpc::UNAUTHENTICATED)
-            }
-            // `IpNotAllowed`, `ClientIpUnknown`, and any later reason: forbidden.
-            _ => (StatusCode::FORBIDDEN, grpc::PERMISSION_DENIED),
-        };
+        let (status, grpc_code) = statuses(denial.reason);
         if denial.grpc {
             return grpc::status_response(grpc_code, detail(denial.reason));
         }
@@ -123,6 +116,18 @@ pub(crate) fn error_document(status: StatusCode, code: &str, detail: &str) -> St
     )
 }
 
+/// The HTTP status and the gRPC code of the default refusal for `reason`.
+fn statuses(reason: DenyReason) -> (StatusCode, u8) {
+    match reason {
+        DenyReason::PoliciesUnavailable => (StatusCode::SERVICE_UNAVAILABLE, grpc::UNAVAILABLE),
+        DenyReason::OrganizationMismatch | DenyReason::Unauthenticated => {
+            (StatusCode::UNAUTHORIZED, grpc::UNAUTHENTICATED)
+        }
+        // `IpNotAllowed`, `ClientIpUnknown`, and any later reason: forbidden.
+        _ => (StatusCode::FORBIDDEN, grpc::PERMISSION_DENIED),
+    }
+}
+
 /// The default refusal's body for `reason`: built once per reason and process, so that
 /// refusing a request (what a flood of unwanted callers costs) formats nothing.
 fn document(reason: DenyReason, status: StatusCode) -> Bytes {
@@ -132,14 +137,15 @@ fn document(reason: DenyReason, status: StatusCode) -> Bytes {
     };
     static DOCUMENTS: LazyLock<Vec<(DenyReason, StatusCode, Bytes)>> = LazyLock::new(|| {
         [
-            (IpNotAllowed, StatusCode::FORBIDDEN),
-            (ClientIpUnknown, StatusCode::FORBIDDEN),
-            (PoliciesUnavailable, StatusCode::SERVICE_UNAVAILABLE),
-            (OrganizationMismatch, StatusCode::UNAUTHORIZED),
-            (Unauthenticated, StatusCode::UNAUTHORIZED),
+            IpNotAllowed,
+            ClientIpUnknown,
+            PoliciesUnavailable,
+            OrganizationMismatch,
+            Unauthenticated,
         ]
         .into_iter()
-        .map(|(reason, status)| {
+        .map(|reason| {
+            let status = statuses(reason).0;
             let body = error_document(status, reason.code(), detail(reason));
             (
                 reason,

@@ -111,21 +111,19 @@ impl<K: Key> RangeIndex<K> {
     /// The id of the policy set covering `key` (0, the empty set, when none does).
     #[inline]
     pub(crate) fn lookup(&self, key: K) -> u32 {
-        if self.buckets.is_empty() {
-            let i = self.starts.partition_point(|start| *start <= key);
-            return match i.checked_sub(1) {
-                Some(i) => self.set_ids[i],
-                None => 0,
+        // The starts to search: all of a small index's, or one bucket's.
+        let (lo, hi) = if self.buckets.is_empty() {
+            (0, self.starts.len())
+        } else {
+            let Some(offset) = key.checked_sub(self.base) else {
+                return 0; // before the first start
             };
-        }
-        let Some(offset) = key.checked_sub(self.base) else {
-            return 0; // before the first start
-        };
-        let bucket = offset.bucket(self.shift);
-        let (lo, hi) = match self.buckets.get(bucket..bucket.saturating_add(2)) {
-            Some(&[lo, hi]) => (lo as usize, hi as usize),
-            // Past the last bucket: after every start.
-            _ => (self.starts.len(), self.starts.len()),
+            let bucket = offset.bucket(self.shift);
+            match self.buckets.get(bucket..bucket.saturating_add(2)) {
+                Some(&[lo, hi]) => (lo as usize, hi as usize),
+                // Past the last bucket: after every start.
+                _ => (self.starts.len(), self.starts.len()),
+            }
         };
         let i = lo + self.starts[lo..hi].partition_point(|start| *start <= key);
         match i.checked_sub(1) {
