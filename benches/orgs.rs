@@ -71,7 +71,8 @@ fn orgs(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("orgs/{n}"));
         group.measurement_time(Duration::from_secs(3));
 
-        // What a store does for one change: copy the policies, compile them, publish.
+        // One change through the handle: copy the policies, compile them, publish (a
+        // store shares its policies instead, `set_org_shared`, and skips the copy).
         let (id, policies) = &orgs[n / 2];
         group.bench_function("publish_one_org", |b| {
             b.iter(|| handle.set_org(id.clone(), policies));

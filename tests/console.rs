@@ -581,6 +581,11 @@ async fn a_report_only_policy_shows_whom_it_would_deny_and_warns_before_enforcin
             .text("#would-deny tr[data-user=carol]", "127.0.0.1")
             .await;
         assert!(row.contains('1'), "{row}");
+        // The row holds the address, which has a 1 anyway: the count cell itself.
+        let count = page
+            .text("#would-deny tr[data-user=carol] td.count", "1")
+            .await;
+        assert_eq!(count.trim(), "1", "{row}");
         page.text(
             "#would-deny .would-deny-totals",
             "1 request would have been refused",

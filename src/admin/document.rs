@@ -29,6 +29,11 @@ pub const USER_TYPE: &str = "user";
 pub const SITE_TYPE: &str = "siteAllowlist";
 /// `data.type` of a resource's allowlist.
 pub const RESOURCE_TYPE: &str = "resourceAllowlist";
+/// `data.type` of an API token.
+#[cfg(feature = "api-tokens")]
+pub const API_TOKEN_TYPE: &str = "apiToken";
+/// `data.type` of a report-only rule's would-deny summary.
+pub const WOULD_DENY_SUMMARY_TYPE: &str = "wouldDenySummary";
 
 /// The most groups `evaluate` takes.
 const MAX_EVALUATED_GROUPS: usize = 1000;
@@ -987,12 +992,6 @@ fn policy_fields(data: &At<'_>) -> Result<PolicyFields, ApiError> {
     Ok(fields)
 }
 
-/// A policy to create (`POST`, `path_id` `None`) or replace (`PUT`): `allowedSources`
-/// is required, absent relationships mean no targets.
-/// The type of an API token resource.
-#[cfg(feature = "api-tokens")]
-pub const API_TOKEN_TYPE: &str = "apiToken";
-
 /// An API token to create: its `name`, and its `expiresAt` as sent (RFC 3339), with
 /// the pointer to it.
 #[cfg(feature = "api-tokens")]
@@ -1011,6 +1010,8 @@ pub(crate) fn api_token_draft(
     Ok((name, expires))
 }
 
+/// A policy to create (`POST`, `path_id` `None`) or replace (`PUT`): `allowedSources`
+/// is required, absent relationships mean no targets.
 pub(crate) fn policy_draft(root: &Value, path_id: Option<&str>) -> Result<PolicyDraft, ApiError> {
     let data = data(root, POLICY_TYPE, path_id)?;
     let id = match path_id {

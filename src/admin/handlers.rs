@@ -53,10 +53,7 @@ impl FromRequestParts<AdminState> for Manager {
         if !caller.principal.has_permission(&state.permission) {
             return Err(ApiError::forbidden(&state.permission));
         }
-        let actor = match &caller.client {
-            Ok(ip) => Actor::new(&caller.principal, Some(ip.addr)),
-            Err(unknown) => Actor::unknown_address(&caller.principal, unknown),
-        };
+        let actor = caller.actor();
         Ok(Self {
             org: caller.org,
             actor: actor.force(force(parts)?),
@@ -120,10 +117,6 @@ impl Caller {
     }
 
     /// The caller as the store's audit records name it.
-    #[cfg_attr(
-        not(feature = "api-tokens"),
-        allow(dead_code, reason = "only the token routes read it")
-    )]
     pub(super) fn actor(&self) -> Actor {
         match &self.client {
             Ok(ip) => Actor::new(&self.principal, Some(ip.addr)),

@@ -9,10 +9,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::audit::format_rfc3339;
+use super::document::{SITE_TYPE, WOULD_DENY_SUMMARY_TYPE};
 use super::error::{ApiError, Context};
 use super::handlers::{document, Id, Manager};
 use super::AdminState;
-use crate::report::{RuleKind, RuleSummary, WouldDenyCaller};
+use crate::report::{RuleKind, WouldDenyCaller};
 
 /// A rule's would-deny summary.
 #[derive(Debug, Serialize, ToSchema)]
@@ -97,27 +98,29 @@ async fn answer(
         .would_deny(manager.org(), kind, rule)
         .await
         .map_err(|err| ApiError::from_store(err, Context::NoBody))?;
-    let report_only = summary.is_some();
-    let summary = summary.unwrap_or_else(|| RuleSummary::new(std::time::UNIX_EPOCH));
+    // An enforcing rule (no summary) answers zeros and no callers.
     let attributes = WouldDenyAttributes {
         rule_kind: kind.as_str(),
-        report_only,
-        since: report_only.then(|| format_rfc3339(summary.since)),
+        report_only: summary.is_some(),
+        since: summary.as_ref().map(|summary| format_rfc3339(summary.since)),
         scope: if state.store.shares_would_deny() {
             "allReplicas"
         } else {
             "thisProcess"
         },
-        total_requests: summary.total_requests,
-        other_requests: summary.other_requests,
-        callers: summary.callers.iter().map(Into::into).collect(),
+        total_requests: summary.as_ref().map_or(0, |summary| summary.total_requests),
+        other_requests: summary.as_ref().map_or(0, |summary| summary.other_requests),
+        callers: summary
+            .iter()
+            .flat_map(|summary| summary.callers.iter().map(Into::into))
+            .collect(),
     };
     Ok(document(
         StatusCode::OK,
         &WouldDenyDocument {
             data: WouldDenyResource {
                 id: rule.to_owned(),
-                kind: "wouldDenySummary",
+                kind: WOULD_DENY_SUMMARY_TYPE,
                 attributes,
             },
         },
@@ -157,7 +160,7 @@ pub(super) async fn site_would_deny(
     State(state): State<AdminState>,
     manager: Manager,
 ) -> Result<Response, ApiError> {
-    answer(&state, &manager, RuleKind::SiteAllowlist, "siteAllowlist").await
+    answer(&state, &manager, RuleKind::SiteAllowlist, SITE_TYPE).await
 }
 
 /// Whom a resource's report-only allowlist would have refused since it entered report

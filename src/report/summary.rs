@@ -49,6 +49,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use crate::policy::{Enforcement, OrgPolicies};
+use crate::source::normalize_ip;
 
 /// The longest user id a summary keeps, in bytes; longer ones are cut (at a character
 /// boundary), so that a caller cannot make a summary grow with a huge id.
@@ -444,10 +445,10 @@ impl WouldDenySummaries {
     /// seen the rule in report mode (since it last left it).
     #[must_use]
     pub fn summary(&self, kind: RuleKind, organization: &str, rule: &str) -> Option<RuleSummary> {
-        let state = self.lock();
-        let mut summary = state.orgs.get(organization)?[kind.index()]
+        let mut summary = self.lock().orgs.get(organization)?[kind.index()]
             .get(rule)?
             .clone();
+        // Sorted after the lock is released: every request recording waits on it.
         summary.sort();
         Some(summary)
     }
@@ -455,21 +456,22 @@ impl WouldDenySummaries {
     /// Every summary, for flushing to a shared backend.
     #[must_use]
     pub fn export(&self) -> Vec<NamedSummary> {
-        let state = self.lock();
         let mut all = Vec::new();
-        for (organization, rules) in &state.orgs {
+        for (organization, rules) in &self.lock().orgs {
             for kind in RuleKind::ALL {
                 for (rule, summary) in &rules[kind.index()] {
-                    let mut summary = summary.clone();
-                    summary.sort();
                     all.push(NamedSummary {
                         organization: organization.to_string(),
                         kind,
                         rule: rule.to_string(),
-                        summary,
+                        summary: summary.clone(),
                     });
                 }
             }
+        }
+        // Sorted after the lock is released: every request recording waits on it.
+        for named in &mut all {
+            named.summary.sort();
         }
         all
     }
@@ -593,8 +595,10 @@ fn reporting_rules(policies: &OrgPolicies) -> Vec<(RuleKind, &str)> {
         .filter(|(_, policy)| policy.enforcement() == Enforcement::Report)
         .map(|(id, _)| (RuleKind::Policy, id.as_str()))
         .collect();
-    if is_reporting(policies, RuleKind::SiteAllowlist, "siteAllowlist") {
-        rules.push((RuleKind::SiteAllowlist, "siteAllowlist"));
+    // The site list is one rule per organization, named as its kind.
+    let site = RuleKind::SiteAllowlist.as_str();
+    if is_reporting(policies, RuleKind::SiteAllowlist, site) {
+        rules.push((RuleKind::SiteAllowlist, site));
     }
     rules.extend(
         policies
@@ -610,15 +614,12 @@ fn reporting_rules(policies: &OrgPolicies) -> Vec<(RuleKind, &str)> {
 /// is, IPv6 as its /64.
 #[must_use]
 pub(crate) fn group(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V4(_) => address,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let [a, b, c, d, ..] = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
-            }
-        },
+    match normalize_ip(address) {
+        IpAddr::V6(v6) => {
+            let [a, b, c, d, ..] = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+        }
+        v4 => v4,
     }
 }
 

@@ -635,7 +635,7 @@ impl PostgresBackend {
         })
     }
 
-    /// Inserts `record` (a token's audit record, outside any organization change).
+    /// Inserts `record` in `tx`: an organization change's audit record, or a token's.
     async fn insert_audit(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,

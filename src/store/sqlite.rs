@@ -47,8 +47,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         "CREATE INDEX allowlist_audit_org ON allowlist_audit (org_id, id)",
     ),
-    // 4 is another branch's. Each version is checked on its own, so a database that
-    // has 5 before 4 gets 4 on the next start. Only the SHA-256 of a token is kept.
+    // 4 is PostgreSQL's would-deny table, which SQLite has no use for: the numbers stay
+    // aligned between the two backends. Only the SHA-256 of a token is kept.
     (
         5,
         "CREATE TABLE allowlist_api_tokens (
