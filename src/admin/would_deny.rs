@@ -102,7 +102,9 @@ async fn answer(
     let attributes = WouldDenyAttributes {
         rule_kind: kind.as_str(),
         report_only: summary.is_some(),
-        since: summary.as_ref().map(|summary| format_rfc3339(summary.since)),
+        since: summary
+            .as_ref()
+            .map(|summary| format_rfc3339(summary.since)),
         scope: if state.store.shares_would_deny() {
             "allReplicas"
         } else {

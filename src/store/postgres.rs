@@ -465,11 +465,14 @@ impl PostgresBackend {
         // One query, so that the load is one consistent state of the table. Its
         // rows are streamed and decoded (JSON, then validated as new input, the
         // bulk of a cold start) in batches on the blocking pool while the next
-        // rows arrive, on as many cores as the runtime has.
+        // rows arrive, at most one batch per core at a time: the pool would start a
+        // thread for every batch that waits.
         let mut rows =
             sqlx::query("SELECT org_id, version, document::text AS document FROM allowlist_orgs")
                 .fetch(&self.inner.pool);
-        let mut decoding = Vec::new();
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let mut decoding = std::collections::VecDeque::with_capacity(cores);
+        let mut records = Vec::new();
         let mut batch = Vec::with_capacity(LOAD_BATCH);
         loop {
             let next = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx));
@@ -484,9 +487,14 @@ impl PostgresBackend {
                 batch.push(row.map_err(|err| self.error(err))?);
             }
             if batch.len() == LOAD_BATCH || (end && !batch.is_empty()) {
+                if decoding.len() == cores {
+                    if let Some(oldest) = decoding.pop_front() {
+                        records.extend(decoded(oldest).await?);
+                    }
+                }
                 let backend = self.clone();
                 let rows = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH));
-                decoding.push(tokio::task::spawn_blocking(move || {
+                decoding.push_back(tokio::task::spawn_blocking(move || {
                     backend.decode_all(&rows)
                 }));
             }
@@ -494,17 +502,8 @@ impl PostgresBackend {
                 break;
             }
         }
-        let mut records = Vec::new();
         for batch in decoding {
-            match batch.await {
-                Ok(decoded) => records.extend(decoded?),
-                Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-                Err(err) => {
-                    return Err(BackendError::new(format!(
-                        "decoding the stored organizations was cancelled ({err}): is the runtime shutting down?"
-                    )))
-                }
-            }
+            records.extend(decoded(batch).await?);
         }
         Ok(records)
     }
@@ -1251,6 +1250,19 @@ fn decode_callers(text: &str) -> Result<Vec<WouldDenyCaller>, BackendError> {
             ))
         })
         .collect()
+}
+
+/// A batch decoded on the blocking pool; its panic goes on as it would have here.
+async fn decoded(
+    batch: tokio::task::JoinHandle<Result<Vec<(OrgId, OrgRecord)>, BackendError>>,
+) -> Result<Vec<(OrgId, OrgRecord)>, BackendError> {
+    match batch.await {
+        Ok(decoded) => decoded,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(BackendError::new(format!(
+            "decoding the stored organizations was cancelled ({err}): is the runtime shutting down?"
+        ))),
+    }
 }
 
 #[cfg(test)]
