@@ -27,6 +27,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,10 +37,10 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_ip_allowlist::client_ip::{ClientIp, ClientIpLayer, ClientIpResolver};
-use tower_ip_allowlist::layer::AllowlistLayer;
+use tower_ip_allowlist::layer::{AllowlistLayer, DefaultRejection, Denial, Rejection};
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
 use tower_ip_allowlist::principal::Identity;
-use tower_ip_allowlist::snapshot::SnapshotHandle;
+use tower_ip_allowlist::snapshot::{Decision, SnapshotHandle};
 use tower_sessions::{MemoryStore, Session, SessionManagerLayer};
 
 /// The session key the signed-in user is kept under.
@@ -104,14 +105,11 @@ async fn login(
         teams.iter().map(String::as_str),
         Some(ip.addr),
     );
-    if !decision.is_allowed() {
-        // The layer's own answer: it says that this address is refused, not which
-        // ones would be allowed.
-        return error(
-            StatusCode::FORBIDDEN,
-            "ipNotAllowed",
-            "Access from this address is not allowed for this account.",
-        );
+    if let Decision::Denied(reason) = decision {
+        // The layer's own answer, built by the same rejection: it says that this
+        // address is refused, not which ones would be allowed.
+        let denial = Denial::new(reason, false, Some(ip.clone()));
+        return DefaultRejection.reject(&denial).map(Body::from);
     }
     let user = SessionUser {
         login: form.user,
@@ -281,6 +279,13 @@ mod tests {
             body.contains("ipNotAllowed") && !body.contains("203.0.113"),
             "{body}"
         );
+        // Exactly the allowlist layer's refusal, not a look-alike.
+        let layer = DefaultRejection.reject(&Denial::new(
+            tower_ip_allowlist::snapshot::DenyReason::IpNotAllowed,
+            false,
+            None,
+        ));
+        assert_eq!(body.as_bytes(), layer.body().as_ref());
     }
 
     #[tokio::test]

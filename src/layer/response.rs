@@ -22,7 +22,10 @@ pub struct Denial {
 }
 
 impl Denial {
-    pub(crate) fn new(reason: DenyReason, grpc: bool, client_ip: Option<ClientIp>) -> Self {
+    /// A refusal for `reason`, for an application that decides with the snapshot itself
+    /// (a sign-in handler, say) and answers as the layer would, with a [`Rejection`].
+    #[must_use]
+    pub fn new(reason: DenyReason, grpc: bool, client_ip: Option<ClientIp>) -> Self {
         Self {
             reason,
             grpc,
