@@ -115,7 +115,7 @@ where
                 {
                     report::would_deny(
                         &config.handle,
-                        "policy",
+                        report::RuleKind::Policy,
                         rule.as_str(),
                         org_id,
                         Some(user),

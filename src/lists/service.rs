@@ -13,6 +13,7 @@ use crate::client_ip::resolve_addr_once;
 use crate::layer::{reject, Rejection, ResponseFuture};
 use crate::policy::Enforcement;
 use crate::principal::Principal;
+use crate::report::RuleKind;
 use crate::snapshot::{CompiledList, CompiledOrg, DenyReason};
 use crate::{metrics, report};
 
@@ -27,10 +28,10 @@ pub(crate) enum Scope {
 
 impl Scope {
     /// The rule kind reports name and the layer metrics name.
-    fn names(&self) -> (&'static str, &'static str) {
+    fn names(&self) -> (RuleKind, &'static str) {
         match self {
-            Self::Site => ("siteAllowlist", "site"),
-            Self::Resource(_) => ("resourceAllowlist", "resource"),
+            Self::Site => (RuleKind::SiteAllowlist, "site"),
+            Self::Resource(_) => (RuleKind::ResourceAllowlist, "resource"),
         }
     }
 }
@@ -136,7 +137,7 @@ where
         };
         tracing::debug!(
             organization = organization.as_str(),
-            rule_kind = kind,
+            rule_kind = kind.as_str(),
             rule = &*rule,
             user,
             client_ip = ?addr,

@@ -54,22 +54,20 @@ pub fn would_deny_count() -> u64 {
 /// in the rule's summary in `handle`.
 pub(crate) fn would_deny(
     handle: &SnapshotHandle,
-    rule_kind: &'static str,
+    kind: RuleKind,
     rule: &str,
     organization: &str,
     user: Option<&str>,
     client_ip: Option<IpAddr>,
 ) {
     WOULD_DENY.fetch_add(1, Ordering::Relaxed);
-    if let Some(kind) = RuleKind::from_name(rule_kind) {
-        handle
-            .would_deny()
-            .record(kind, organization, rule, user, client_ip);
-    }
-    crate::metrics::would_deny(organization, rule_kind, rule);
+    handle
+        .would_deny()
+        .record(kind, organization, rule, user, client_ip);
+    crate::metrics::would_deny(organization, kind.as_str(), rule);
     tracing::debug!(
         target: "tower_ip_allowlist::report",
-        rule_kind,
+        rule_kind = kind.as_str(),
         rule,
         organization,
         user,
