@@ -85,6 +85,16 @@
 //! # }).unwrap();
 //! ```
 
+/// The columns of `allowlist_api_tokens` in the order both SQL backends read and write
+/// them; a literal, so that their statements are `concat!`ed once, not formatted per
+/// request.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+macro_rules! token_columns {
+    () => {
+        "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us"
+    };
+}
+
 mod api_token;
 mod audit;
 mod backend;

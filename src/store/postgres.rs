@@ -92,8 +92,6 @@ const INSERT_WOULD_DENY: &str = "INSERT INTO allowlist_would_deny
     SELECT $1, o, k, r, s, ot, t, c::jsonb
     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::text[])
         AS u(o, k, r, s, ot, t, c)";
-const TOKEN_COLUMNS: &str =
-    "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us";
 
 /// Inserts an audit record.
 const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
@@ -991,8 +989,10 @@ impl Backend for PostgresBackend {
             let db = |err| self.error(err);
             let list = |items: Vec<&str>| serde_json::Value::from(items).to_string();
             let mut tx = self.inner.pool.begin().await.map_err(db)?;
-            sqlx::query(&format!(
-                "INSERT INTO allowlist_api_tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            sqlx::query(concat!(
+                "INSERT INTO allowlist_api_tokens (",
+                token_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ))
             .bind(token.org.as_str())
             .bind(&token.id)
@@ -1018,8 +1018,10 @@ impl Backend for PostgresBackend {
     ) -> BoxFuture<'a, Result<Option<ApiTokenRecord>, BackendError>> {
         Box::pin(async move {
             self.ready().await?;
-            let row = sqlx::query(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM allowlist_api_tokens WHERE hash = $1"
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM allowlist_api_tokens WHERE hash = $1"
             ))
             .bind(&hash[..])
             .fetch_optional(&self.inner.pool)
@@ -1036,8 +1038,10 @@ impl Backend for PostgresBackend {
     ) -> BoxFuture<'a, Result<Vec<ApiTokenRecord>, BackendError>> {
         Box::pin(async move {
             self.ready().await?;
-            let rows = sqlx::query(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM allowlist_api_tokens
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM allowlist_api_tokens
                  WHERE org_id = $1 AND ($2::text IS NULL OR owner = $2::text)
                  ORDER BY created_us, id"
             ))

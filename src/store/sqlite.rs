@@ -67,9 +67,6 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-const TOKEN_COLUMNS: &str =
-    "org_id, id, hash, owner, groups, permissions, name, created_us, expires_us, last_used_us";
-
 /// Inserts an audit record.
 const INSERT_AUDIT: &str = "INSERT INTO allowlist_audit
     (org_id, time_us, actor, client_ip, forced, operation, entity_type, entity_id,
@@ -307,8 +304,10 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             let mut conn = self.pool.acquire().await.map_err(db)?;
             let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-            sqlx::query(&format!(
-                "INSERT INTO allowlist_api_tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            sqlx::query(concat!(
+                "INSERT INTO allowlist_api_tokens (",
+                token_columns!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ))
             .bind(token.org.as_str())
             .bind(&token.id)
@@ -333,8 +332,10 @@ impl Backend for SqliteBackend {
         hash: &'a [u8; 32],
     ) -> BoxFuture<'a, Result<Option<ApiTokenRecord>, BackendError>> {
         Box::pin(async move {
-            let row = sqlx::query(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM allowlist_api_tokens WHERE hash = ?"
+            let row = sqlx::query(concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM allowlist_api_tokens WHERE hash = ?"
             ))
             .bind(&hash[..])
             .fetch_optional(&self.pool)
@@ -350,8 +351,10 @@ impl Backend for SqliteBackend {
         owner: Option<&'a UserId>,
     ) -> BoxFuture<'a, Result<Vec<ApiTokenRecord>, BackendError>> {
         Box::pin(async move {
-            let rows = sqlx::query(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM allowlist_api_tokens
+            let rows = sqlx::query(concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM allowlist_api_tokens
                  WHERE org_id = ?1 AND (?2 IS NULL OR owner = ?2)
                  ORDER BY created_us, id"
             ))
