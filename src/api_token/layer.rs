@@ -257,13 +257,13 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let Some(presented) = presented_token(request.headers()).map(str::to_owned) else {
+        if presented_token(request.headers()).is_none() {
             return ResponseFuture {
                 kind: Kind::Inner {
                     future: self.inner.call(request),
                 },
             };
-        };
+        }
         // The service that was made ready goes with this request; a clone stays.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -277,15 +277,16 @@ where
         let client_ip = ClientIpOutcome::of(request.extensions())
             .map_or_else(|| peer_addr(request.extensions()), ClientIpOutcome::addr);
         let future = async move {
+            // Read where it lies, not copied: the header is removed below once verified.
+            let presented = presented_token(request.headers()).unwrap_or_default();
             let verified = store
-                .verify_api_token(&presented, client_ip, config.last_used_interval)
+                .verify_api_token(presented, client_ip, config.last_used_interval)
                 .await
                 .and_then(|token| {
                     principal(&token, &config)
                         .map(|principal| (token, principal))
                         .ok_or(ApiTokenRejection::OwnerUnknown)
                 });
-            drop(presented);
             match verified {
                 Ok((token, principal)) => {
                     tracing::trace!(
