@@ -59,6 +59,7 @@ pub use handle::{SnapshotHandle, UpdateOrgError};
 pub use list::CompiledList;
 pub use org::CompiledOrg;
 
+pub(crate) use self::org::same_name;
 use self::orgs::OrgMap;
 use crate::policy::{OrgId, OrgPolicies};
 
