@@ -13,9 +13,7 @@ fn resolve_once<B>(
     resolve_addr_once(request, own);
     ClientIpOutcome::of(request.extensions())
         .expect("resolving records an outcome")
-        .result()
-        .cloned()
-        .map_err(Clone::clone)
+        .into_result()
 }
 
 /// Resolves with `resolver` a request from `peer` carrying `headers`: the address and
@@ -578,15 +576,25 @@ async fn axum_extractors_read_the_one_outcome() {
         .unwrap_err();
     assert_eq!(err.into_response().status(), 500, "no peer at all: wiring");
 
+    // Recorded: a peer that appears afterwards changes nothing.
     parts
         .extensions
         .insert("[::ffff:192.0.2.1]:9".parse::<SocketAddr>().unwrap());
-    parts.extensions.remove::<ClientIpOutcome>();
+    let Ok(outcome) = ClientIpOutcome::from_request_parts(&mut parts, &()).await;
+    assert_eq!(outcome.result(), Err(&ClientIpError::NoPeerAddress));
+
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts
+        .extensions
+        .insert("[::ffff:192.0.2.1]:9".parse::<SocketAddr>().unwrap());
     let ip = ClientIp::from_request_parts(&mut parts, &()).await.unwrap();
     assert_eq!(
         (ip.addr.to_string(), ip.source),
         ("192.0.2.1".into(), ClientIpSource::Peer)
     );
+    // Recorded (as the peer marker), read in one way only.
+    assert!(ClientIpOutcome::of(&parts.extensions).is_some());
+    assert!(parts.extensions.get::<ClientIpOutcome>().is_none());
 
     // An unknown outcome is refused, never replaced by the peer.
     let proxies = ClientIpResolver::trusted_proxies(["192.0.2.1"])

@@ -3,6 +3,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{Request, Response};
 use smallvec::SmallVec;
@@ -16,7 +17,7 @@ use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
 use crate::principal::Identity;
-use crate::snapshot::{Decision, DenyReason, SnapshotHandle};
+use crate::snapshot::{same_name, Decision, DenyReason, SnapshotHandle};
 use crate::tenant::Tenant;
 use crate::warn::RateLimited;
 use crate::{metrics, report};
@@ -61,112 +62,138 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        let config = &*self.config;
-        // Recorded before the exemption, so exempt routes' handlers see the same outcome.
-        let addr = resolve_addr_once(&mut request, config.client_ip.as_ref());
-        if config.exempt.contains(request.uri().path()) {
-            return ResponseFuture::future(self.inner.call(request));
+        // Decided apart, so that the request moves once, straight to the inner service.
+        match admit::<I, R, ReqBody>(&self.config, &mut request) {
+            Admission::Admitted => ResponseFuture::future(self.inner.call(request)),
+            Admission::Refused(refusal) => ResponseFuture::rejected(refusal),
         }
-
-        let Some(caller) = request.extensions().get::<I>() else {
-            warn_if_credentials_unread::<I, _>(
-                &request,
-                config.anonymous.cookie.as_deref(),
-                &config.anonymous.warned,
-            );
-            if config.anonymous.allow {
-                tracing::debug!(
-                    "no caller identity: the policies do not apply to anonymous requests"
-                );
-                return ResponseFuture::future(self.inner.call(request));
-            }
-            return reject(&config.rejection, &request, DenyReason::Unauthenticated);
-        };
-        // The request's tenant, decided before authentication (the default organization
-        // when no `TenantLayer` ran): credentials of another organization are refused.
-        let org_id = Tenant::org_of(request.extensions());
-        let caller_org = caller.organization_id().unwrap_or(OrgId::DEFAULT);
-        let snapshot = config.handle.load();
-        let (decision, compiled) = if caller_org == org_id {
-            snapshot.decide_in(Some(org_id), caller.user_id(), caller.group_ids(), addr)
-        } else {
-            tracing::debug!(
-                organization = org_id,
-                caller_organization = caller_org,
-                user = caller.user_id(),
-                "allowlist: the caller's organization is not the request's tenant"
-            );
-            (Decision::Denied(DenyReason::OrganizationMismatch), None)
-        };
-
-        let Decision::Denied(reason) = decision else {
-            if decision == Decision::Allowed {
-                metrics::allowed(org_id, "policy");
-            }
-            if let Some(org) = compiled.filter(|org| org.has_report_policies()) {
-                // `would_deny` walks the groups several times; on the stack for the
-                // usual handful, not a heap allocation per request.
-                let groups: SmallVec<[&str; 8]> = caller.group_ids().collect();
-                let user = caller.user_id();
-                for rule in org
-                    .would_deny(user, groups.iter().copied(), addr)
-                    .into_iter()
-                    .flatten()
-                {
-                    report::would_deny(
-                        &config.handle,
-                        report::RuleKind::Policy,
-                        rule.as_str(),
-                        org_id,
-                        Some(user),
-                        addr,
-                    );
-                }
-            }
-            tracing::trace!(
-                organization = org_id,
-                user = caller.user_id(),
-                client_ip = ?addr,
-                decision = ?decision,
-                "allowlist: allowed"
-            );
-            return ResponseFuture::future(self.inner.call(request));
-        };
-
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            let policies = compiled
-                .map(|org| org.applicable_policies(caller.user_id(), caller.group_ids()))
-                .unwrap_or_default();
-            tracing::debug!(
-                organization = org_id,
-                user = caller.user_id(),
-                client_ip = ?addr,
-                client_ip_source = ?ClientIpOutcome::of(request.extensions())
-                    .and_then(ClientIpOutcome::client_ip)
-                    .map(|ip| &ip.source),
-                reason = reason.code(),
-                policies = ?policies,
-                "allowlist: request denied"
-            );
-        }
-        metrics::denied(org_id, "policy", reason.code());
-        reject(&config.rejection, &request, reason)
     }
 }
 
-/// The rejection's response for `reason`, with the reason in its extensions.
+/// What [`admit`] decided.
+enum Admission {
+    /// The request goes on to the inner service.
+    Admitted,
+    /// The refusal to answer instead.
+    Refused(Response<Bytes>),
+}
+
+/// Whether the request goes on to the inner service.
+fn admit<I: Identity, R: Rejection, B>(config: &Config<R>, request: &mut Request<B>) -> Admission {
+    // Recorded before the exemption, so exempt routes' handlers see the same outcome.
+    let addr = resolve_addr_once(request, config.client_ip.as_ref());
+    if config.exempt.contains(request.uri().path()) {
+        return Admission::Admitted;
+    }
+
+    let Some(caller) = request.extensions().get::<I>() else {
+        warn_if_credentials_unread::<I, _>(
+            request,
+            config.anonymous.cookie.as_deref(),
+            &config.anonymous.warned,
+        );
+        if config.anonymous.allow {
+            tracing::debug!("no caller identity: the policies do not apply to anonymous requests");
+            return Admission::Admitted;
+        }
+        return Admission::Refused(refusal(
+            &config.rejection,
+            request,
+            DenyReason::Unauthenticated,
+        ));
+    };
+    // The request's tenant, decided before authentication (the default organization
+    // when no `TenantLayer` ran): credentials of another organization are refused.
+    let org_id = Tenant::org_of(request.extensions());
+    let caller_org = caller.organization_id().unwrap_or(OrgId::DEFAULT);
+    let snapshot = config.handle.load();
+    let (decision, compiled) = if same_name(caller_org, org_id) {
+        snapshot.decide_in(Some(org_id), caller.user_id(), caller.group_ids(), addr)
+    } else {
+        tracing::debug!(
+            organization = org_id,
+            caller_organization = caller_org,
+            user = caller.user_id(),
+            "allowlist: the caller's organization is not the request's tenant"
+        );
+        (Decision::Denied(DenyReason::OrganizationMismatch), None)
+    };
+
+    let Decision::Denied(reason) = decision else {
+        if decision == Decision::Allowed {
+            metrics::allowed(org_id, "policy");
+        }
+        if let Some(org) = compiled.filter(|org| org.has_report_policies()) {
+            // `would_deny` walks the groups several times; on the stack for the
+            // usual handful, not a heap allocation per request.
+            let groups: SmallVec<[&str; 8]> = caller.group_ids().collect();
+            let user = caller.user_id();
+            for rule in org
+                .would_deny(user, groups.iter().copied(), addr)
+                .into_iter()
+                .flatten()
+            {
+                report::would_deny(
+                    &config.handle,
+                    report::RuleKind::Policy,
+                    rule.as_str(),
+                    org_id,
+                    Some(user),
+                    addr,
+                );
+            }
+        }
+        tracing::trace!(
+            organization = org_id,
+            user = caller.user_id(),
+            client_ip = ?addr,
+            decision = ?decision,
+            "allowlist: allowed"
+        );
+        return Admission::Admitted;
+    };
+
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let policies = compiled
+            .map(|org| org.applicable_policies(caller.user_id(), caller.group_ids()))
+            .unwrap_or_default();
+        tracing::debug!(
+            organization = org_id,
+            user = caller.user_id(),
+            client_ip = ?addr,
+            client_ip_source = ?ClientIpOutcome::of(request.extensions())
+                .and_then(|outcome| outcome.into_result().ok())
+                .map(|ip| ip.source),
+            reason = reason.code(),
+            policies = ?policies,
+            "allowlist: request denied"
+        );
+    }
+    metrics::denied(org_id, "policy", reason.code());
+    Admission::Refused(refusal(&config.rejection, request, reason))
+}
+
+/// The rejection's response for `reason`, as the response future.
 pub(crate) fn reject<R: Rejection, B, F>(
     rejection: &R,
     request: &Request<B>,
     reason: DenyReason,
 ) -> ResponseFuture<F> {
-    let client_ip = ClientIpOutcome::of(request.extensions())
-        .and_then(ClientIpOutcome::client_ip)
-        .cloned();
+    ResponseFuture::rejected(refusal(rejection, request, reason))
+}
+
+/// The rejection's response for `reason`, with the reason in its extensions.
+fn refusal<R: Rejection, B>(
+    rejection: &R,
+    request: &Request<B>,
+    reason: DenyReason,
+) -> Response<Bytes> {
+    let client_ip =
+        ClientIpOutcome::of(request.extensions()).and_then(|outcome| outcome.into_result().ok());
     let denial = Denial::new(reason, grpc::is_grpc(request.headers()), client_ip);
     let mut response = rejection.reject(&denial);
     response.extensions_mut().insert(reason);
-    ResponseFuture::rejected(response)
+    response
 }
 
 /// A request that carries credentials but reaches the layer with no identity of type `I`
