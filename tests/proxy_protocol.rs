@@ -79,7 +79,7 @@ async fn whoami(request: Request) -> String {
     let extensions = request.extensions();
     let shown = |addr: Option<String>| addr.unwrap_or_else(|| "none".into());
     let info = extensions.get::<ProxyProtocolInfo>();
-    let source = match ClientIpOutcome::of(extensions).map(ClientIpOutcome::into_result) {
+    let source = match ClientIpOutcome::of(extensions).map(ClientIpOutcome::result) {
         Some(Ok(ClientIp {
             source: ClientIpSource::ProxyProtocol { balancer },
             ..

@@ -275,7 +275,7 @@ where
         // the job of the layers configured for it, and a peer recorded here would
         // conflict with a later layer's own resolver (the address would become unknown).
         let client_ip = ClientIpOutcome::of(request.extensions())
-            .map_or_else(|| peer_addr(request.extensions()), |outcome| outcome.addr());
+            .map_or_else(|| peer_addr(request.extensions()), ClientIpOutcome::addr);
         let future = async move {
             // Read where it lies, not copied: the header is removed below once verified.
             let presented = presented_token(request.headers()).unwrap_or_default();

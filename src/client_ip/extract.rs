@@ -10,12 +10,22 @@ use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
-use super::{ClientIp, ClientIpError, ClientIpOutcome};
+use super::{ClientIp, ClientIpError, ClientIpOutcome, ClientIpResolver};
 use crate::layer::{error_document, JSON_API};
 
-/// The recorded outcome, or else the peer's, recorded now.
+/// The recorded outcome, or else the peer's (recorded now, so that later extractors
+/// agree): the same rule as every layer's.
 fn outcome(parts: &mut Parts) -> ClientIpOutcome {
-    super::outcome_once(&mut parts.extensions, &parts.headers)
+    if let Some(outcome) = parts.extensions.get::<ClientIpOutcome>() {
+        return outcome.clone();
+    }
+    let resolver = ClientIpResolver::peer();
+    let outcome = ClientIpOutcome {
+        result: resolver.resolve(&parts.extensions, &parts.headers),
+        resolver: resolver.id(),
+    };
+    parts.extensions.insert(outcome.clone());
+    outcome
 }
 
 /// The rejection of the [`ClientIp`] extractor: the client address is unknown.

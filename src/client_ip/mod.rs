@@ -5,12 +5,11 @@
 //!
 //! [`ClientIpLayer`], placed **outermost** (before the site list and authentication),
 //! resolves the client address with one [`ClientIpResolver`] and records the outcome
-//! in the request extensions: the address and how it was found ([`ClientIpSource`]:
-//! the peer, or which header and which hop), or that it is unknown and why
-//! ([`ClientIpError`]). Every layer of this crate, the admin router (lockout guard,
-//! `myAccess`, `evaluate`) and the [`ClientIp`] extractor read that one outcome; read
-//! it with [`ClientIpOutcome::of`] or the extractors (the record itself is private, and
-//! the default resolver's, the peer, is recorded without allocating). An unknown address stays unknown everywhere: nothing turns it into the
+//! as a [`ClientIpOutcome`] in the request extensions: the address and how it was
+//! found ([`ClientIpSource`]: the peer, or which header and which hop), or that it is
+//! unknown and why ([`ClientIpError`]). Every layer of this crate, the admin router
+//! (lockout guard, `myAccess`, `evaluate`) and the [`ClientIp`] extractor read that
+//! one outcome. An unknown address stays unknown everywhere: nothing turns it into the
 //! peer's, and every rule that applies refuses the request (403 `clientIpUnknown`).
 //!
 //! A layer that finds no recorded outcome resolves with its own resolver (the peer,
@@ -113,7 +112,6 @@ use http::{HeaderMap, HeaderName, Request};
 pub use self::extract::ClientIpRejection;
 pub use self::layer::{ClientIpLayer, ClientIpService};
 pub use self::peer::peer_addr;
-use self::resolver::{the_peer, PEER_RESOLVER};
 pub use self::resolver::{ClientIpResolver, ForwardedHeader, TrustedProxies, DEFAULT_MAX_HOPS};
 use crate::source::{normalize_ip, SourceError};
 use crate::warn::RateLimited;
@@ -335,15 +333,9 @@ pub struct ClientIpOutcome {
 
 impl ClientIpOutcome {
     /// The outcome recorded in `extensions`, if a layer recorded one.
-    ///
-    /// This is the only way to read it: the record itself is private (see
-    /// [`Record`]), so `extensions.get::<ClientIpOutcome>()` finds nothing.
     #[must_use]
-    pub fn of(extensions: &http::Extensions) -> Option<Self> {
-        match Record::of(extensions)? {
-            Record::Outcome(outcome) => Some(outcome.clone()),
-            Record::Peer => Some(Self::peer(extensions)),
-        }
+    pub fn of(extensions: &http::Extensions) -> Option<&Self> {
+        extensions.get::<Self>()
     }
 
     /// The client address and how it was found, or why it is unknown.
@@ -371,76 +363,6 @@ impl ClientIpOutcome {
     pub fn into_result(self) -> Result<ClientIp, ClientIpError> {
         self.result
     }
-
-    /// What the default resolver finds: the connection's peer.
-    fn peer(extensions: &http::Extensions) -> Self {
-        Self {
-            result: the_peer(extensions),
-            resolver: PEER_RESOLVER,
-        }
-    }
-}
-
-/// How an outcome is kept in the request extensions.
-///
-/// Most requests are resolved by the default resolver to the connection's peer. That
-/// outcome is recorded as a zero-sized marker, [`PeerResolved`], which
-/// `http::Extensions` stores without allocating (a boxed outcome cost an allocation and
-/// a free, ~150 instructions, on every request); whoever reads it reads the peer again
-/// from the extensions the server wrote for the connection, which no layer rewrites
-/// and which give the same address, and the same [`ClientIpSource`], for the life of
-/// the request. Every other outcome (an address from a header, an unknown one, a
-/// conflict) is kept whole in an [`OutcomeRecord`], which wins over the marker. Both
-/// types are private, so the outcome is read in one way, [`ClientIpOutcome::of`].
-enum Record<'a> {
-    Peer,
-    Outcome(&'a ClientIpOutcome),
-}
-
-/// The default resolver found the connection's peer (see [`Record`]).
-#[derive(Debug, Clone, Copy)]
-struct PeerResolved;
-
-/// Any other outcome (see [`Record`]).
-#[derive(Debug, Clone)]
-struct OutcomeRecord(ClientIpOutcome);
-
-impl<'a> Record<'a> {
-    fn of(extensions: &'a http::Extensions) -> Option<Self> {
-        // The whole outcome first: a later layer that disagreed with the marker
-        // recorded the conflict this way.
-        if let Some(OutcomeRecord(outcome)) = extensions.get() {
-            return Some(Self::Outcome(outcome));
-        }
-        extensions.get::<PeerResolved>().map(|_| Self::Peer)
-    }
-
-    /// Which resolver decided, and the address it found.
-    fn decided(&self, extensions: &http::Extensions) -> (usize, Option<IpAddr>) {
-        match self {
-            Self::Peer => (PEER_RESOLVER, peer_addr(extensions)),
-            Self::Outcome(outcome) => (outcome.resolver, outcome.addr()),
-        }
-    }
-}
-
-/// What a layer that resolved the address records.
-enum NewRecord {
-    Peer,
-    Outcome(ClientIpOutcome),
-}
-
-impl NewRecord {
-    fn insert_into(self, extensions: &mut http::Extensions) {
-        match self {
-            Self::Peer => {
-                extensions.insert(PeerResolved);
-            }
-            Self::Outcome(outcome) => {
-                extensions.insert(OutcomeRecord(outcome));
-            }
-        }
-    }
 }
 
 /// The request's client address as every layer must see it (`None`: unknown): the
@@ -453,57 +375,24 @@ pub(crate) fn resolve_addr_once<B>(
     request: &mut Request<B>,
     own: Option<&ClientIpResolver>,
 ) -> Option<IpAddr> {
-    // Most requests: a peer resolver, a peer, and no whole outcome recorded. The answer
-    // is the peer whether an earlier peer resolver recorded the marker or not, so the
-    // marker is inserted at once, and what it replaced says which it was: one look-up
-    // fewer than asking first. Everything else, as `decide_once` says.
-    if own.is_none_or(|own| own.id() == PEER_RESOLVER)
-        && request.extensions().get::<OutcomeRecord>().is_none()
-    {
-        if let Some(peer) = peer_addr(request.extensions()) {
-            let earlier = request.extensions_mut().insert(PeerResolved);
-            if earlier.is_none() {
-                tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?peer, "client address resolved");
-                if own.is_none() {
-                    warn_if_proxied(request.headers(), Some(peer));
-                }
-            }
-            return Some(peer);
-        }
-    }
-    let (addr, record) = decide_once(request.extensions(), request.headers(), own);
-    if let Some(record) = record {
-        record.insert_into(request.extensions_mut());
-    }
-    addr
-}
-
-/// [`resolve_addr_once`] on the parts of a request: the address, and what to record
-/// (nothing when the recorded outcome stands).
-fn decide_once(
-    extensions: &http::Extensions,
-    headers: &HeaderMap,
-    own: Option<&ClientIpResolver>,
-) -> (Option<IpAddr>, Option<NewRecord>) {
-    if let Some(recorded) = Record::of(extensions) {
-        let (resolver, first) = recorded.decided(extensions);
-        let Some(own) = own.filter(|own| own.id() != resolver) else {
-            return (first, None);
+    if let Some(recorded) = request.extensions().get::<ClientIpOutcome>() {
+        let Some(own) = own.filter(|own| own.id() != recorded.resolver) else {
+            return recorded.addr();
         };
-        let later = own.resolve(extensions, headers).ok().map(|ip| ip.addr);
-        tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?later, "client address resolved again by a differently configured layer");
-        let conflict = match (first, later) {
-            (Some(first), Some(second)) if first != second => ClientIpError::Conflict {
-                recorded: Some(first),
-                later: Some(second),
+        let later = own.resolve(request.extensions(), request.headers());
+        tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?later.as_ref().ok().map(|ip| ip.addr), "client address resolved again by a differently configured layer");
+        let conflict = match (&recorded.result, later) {
+            (Ok(first), Ok(second)) if first.addr != second.addr => ClientIpError::Conflict {
+                recorded: Some(first.addr),
+                later: Some(second.addr),
             },
-            (Some(first), Some(_)) => return (Some(first), None),
-            (Some(first), None) => ClientIpError::Conflict {
-                recorded: Some(first),
+            (Ok(first), Ok(_)) => return Some(first.addr),
+            (Ok(first), Err(_)) => ClientIpError::Conflict {
+                recorded: Some(first.addr),
                 later: None,
             },
             // Unknown stays unknown.
-            (None, _) => return (None, None),
+            (Err(_), _) => return None,
         };
         static CONFLICT: RateLimited = RateLimited::new(Duration::from_secs(60));
         if CONFLICT.ready() {
@@ -511,49 +400,30 @@ fn decide_once(
         }
         let outcome = ClientIpOutcome {
             result: Err(conflict),
-            resolver,
+            resolver: recorded.resolver,
         };
-        return (None, Some(NewRecord::Outcome(outcome)));
+        request.extensions_mut().insert(outcome);
+        return None;
     }
-    let Some(own) = own.filter(|own| own.id() != PEER_RESOLVER) else {
-        // The default, the peer: recorded as the marker when there is one.
-        let addr = peer_addr(extensions);
-        tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?addr, "client address resolved");
-        if own.is_none() {
-            warn_if_proxied(headers, addr);
-        }
-        let record = match addr {
-            Some(_) => NewRecord::Peer,
-            None => NewRecord::Outcome(ClientIpOutcome {
-                result: Err(ClientIpError::NoPeerAddress),
-                resolver: PEER_RESOLVER,
-            }),
-        };
-        return (addr, Some(record));
-    };
-    let outcome = ClientIpOutcome {
-        result: own.resolve(extensions, headers),
-        resolver: own.id(),
-    };
-    let addr = outcome.addr();
+    let default = ClientIpResolver::peer();
+    let resolver = own.unwrap_or(&default);
+    let result = resolver.resolve(request.extensions(), request.headers());
+    let addr = result.as_ref().ok().map(|ip| ip.addr);
     tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?addr, "client address resolved");
-    (addr, Some(NewRecord::Outcome(outcome)))
-}
-
-/// The recorded outcome, or else the peer's, recorded now so that what reads the
-/// extensions later agrees: the extractors' rule, the same as every layer's.
-#[cfg(feature = "axum")]
-fn outcome_once(extensions: &mut http::Extensions, headers: &HeaderMap) -> ClientIpOutcome {
-    if let (_, Some(record)) = decide_once(extensions, headers, None) {
-        record.insert_into(extensions);
+    if own.is_none() {
+        warn_if_proxied(request, addr);
     }
-    ClientIpOutcome::of(extensions).unwrap_or_else(|| ClientIpOutcome::peer(extensions))
+    request.extensions_mut().insert(ClientIpOutcome {
+        result,
+        resolver: resolver.id(),
+    });
+    addr
 }
 
 /// The signature of a forgotten resolver: a request that reached us from a private or
 /// loopback address (a proxy, most likely) carrying a forwarded header, with no
 /// resolver configured anywhere. Rate-limited, so a client cannot flood the logs.
-fn warn_if_proxied(headers: &HeaderMap, peer: Option<IpAddr>) {
+fn warn_if_proxied<B>(request: &Request<B>, peer: Option<IpAddr>) {
     let Some(peer) = peer else {
         return;
     };
@@ -562,7 +432,7 @@ fn warn_if_proxied(headers: &HeaderMap, peer: Option<IpAddr>) {
     if !looks_internal(peer) {
         return;
     }
-    if !carries_forwarded_header(headers) {
+    if !carries_forwarded_header(request.headers()) {
         return;
     }
     static FORGOTTEN: RateLimited = RateLimited::new(Duration::from_secs(300));

@@ -184,8 +184,11 @@ impl ClientIpResolver {
         extensions: &Extensions,
         headers: &HeaderMap,
     ) -> Result<ClientIp, ClientIpError> {
-        let as_peer = the_peer(extensions)?;
-        let peer = as_peer.addr;
+        let peer = peer_addr(extensions).ok_or(ClientIpError::NoPeerAddress)?;
+        let as_peer = ClientIp {
+            addr: peer,
+            source: peer_source(extensions),
+        };
         let Some(trusted) = &self.trusted else {
             return Ok(as_peer);
         };
@@ -224,20 +227,8 @@ impl ClientIpResolver {
     pub(super) fn id(&self) -> usize {
         self.trusted
             .as_ref()
-            .map_or(PEER_RESOLVER, |trusted| Arc::as_ptr(trusted) as usize)
+            .map_or(0, |trusted| Arc::as_ptr(trusted) as usize)
     }
-}
-
-/// The [`id`](ClientIpResolver::id) of every peer resolver.
-pub(super) const PEER_RESOLVER: usize = 0;
-
-/// The connection's peer as the client: what every peer resolver finds.
-pub(super) fn the_peer(extensions: &Extensions) -> Result<ClientIp, ClientIpError> {
-    let addr = peer_addr(extensions).ok_or(ClientIpError::NoPeerAddress)?;
-    Ok(ClientIp {
-        addr,
-        source: peer_source(extensions),
-    })
 }
 
 /// How the peer address was found: the TCP peer, or the client a trusted balancer's

@@ -162,8 +162,8 @@ fn admit<I: Identity, R: Rejection, B>(config: &Config<R>, request: &mut Request
             user = caller.user_id(),
             client_ip = ?addr,
             client_ip_source = ?ClientIpOutcome::of(request.extensions())
-                .and_then(|outcome| outcome.into_result().ok())
-                .map(|ip| ip.source),
+                .and_then(ClientIpOutcome::client_ip)
+                .map(|ip| &ip.source),
             reason = reason.code(),
             policies = ?policies,
             "allowlist: request denied"
@@ -188,8 +188,9 @@ fn refusal<R: Rejection, B>(
     request: &Request<B>,
     reason: DenyReason,
 ) -> Response<Bytes> {
-    let client_ip =
-        ClientIpOutcome::of(request.extensions()).and_then(|outcome| outcome.into_result().ok());
+    let client_ip = ClientIpOutcome::of(request.extensions())
+        .and_then(ClientIpOutcome::client_ip)
+        .cloned();
     let denial = Denial::new(reason, grpc::is_grpc(request.headers()), client_ip);
     let mut response = rejection.reject(&denial);
     response.extensions_mut().insert(reason);
