@@ -51,12 +51,16 @@ fn app(store: &Store, tokens: ApiTokenLayer) -> Router {
     Router::new()
         .route(
             "/whoami",
-            get(|Extension(p): Extension<Principal>| async move {
-                Json(json!({
-                    "user": p.user.as_str(),
-                    "groups": p.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-                }))
-            }),
+            get(
+                |Extension(p): Extension<Principal>, headers: http::HeaderMap| async move {
+                    Json(json!({
+                        "user": p.user.as_str(),
+                        "groups": p.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+                        // Whether the credential reached the handler.
+                        "authorization": headers.contains_key(header::AUTHORIZATION),
+                    }))
+                },
+            ),
         )
         .merge(admin::router(store.clone()))
         .layer(AllowlistLayer::new(store.handle().clone()).allow_anonymous())
@@ -140,7 +144,10 @@ async fn create_use_refuse_revoke_through_the_admin_api() {
     // The token is alice, groups and all, under alice's policy.
     let (status, me) = call(&app, Method::GET, "/whoami", OFFICE, &token, None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(me, json!({ "user": "alice", "groups": ["ci"] }));
+    assert_eq!(
+        me,
+        json!({ "user": "alice", "groups": ["ci"], "authorization": false })
+    );
     let (status, _) = call(&app, Method::GET, "/whoami", CAFE, &token, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "outside the owner's policy");
 
@@ -206,6 +213,11 @@ async fn a_jwt_still_works_beside_tokens_and_a_malformed_token_is_401() {
     )
     .await;
     assert_eq!((status, me["user"].clone()), (StatusCode::OK, json!("bob")));
+    assert_eq!(
+        me["authorization"],
+        json!(true),
+        "a JWT is not the token layer's to remove"
+    );
     for bad in ["tia_", "tia_short", &format!("tia_{}", "0".repeat(64))] {
         let (status, body) = call(&app, Method::GET, "/whoami", CAFE, bad, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{bad}");
@@ -320,14 +332,24 @@ async fn an_expired_token_is_401() {
     let store = Store::memory();
     let app = app(&store, ApiTokenLayer::new(store.clone()));
     let owner = Principal::new("alice");
-    let draft = ApiTokenDraft::new("short").expires(SystemTime::now() + Duration::from_millis(300));
+    // Wide enough that a loaded machine still makes the first call before it expires.
+    let expires = SystemTime::now() + Duration::from_secs(2);
+    let draft = ApiTokenDraft::new("short").expires(expires);
     let (_, secret) = store
         .create_api_token(&Actor::system(), &OrgId::default(), &owner, draft)
         .await
         .unwrap();
-    let (status, _) = call(&app, Method::GET, "/whoami", CAFE, secret.expose(), None).await;
+    let (status, me) = call(&app, Method::GET, "/whoami", CAFE, secret.expose(), None).await;
     assert_eq!(status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        me["authorization"],
+        json!(false),
+        "a verified token's header is removed before the handler"
+    );
+    let wait = expires
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait + Duration::from_millis(100)).await;
     let (status, body) = call(&app, Method::GET, "/whoami", CAFE, secret.expose(), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["errors"][0]["code"], "apiTokenExpired");
