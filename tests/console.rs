@@ -734,8 +734,9 @@ async fn a_concurrent_change_is_explained_with_a_reload_offer() {
         page.open("/console/#policies/edit/vpn").await;
         page.text("#policy-form .version", "Version 1").await;
 
+        // Renamed, and put in report mode.
         let elsewhere = json!({"data": {"id": "vpn", "type": "ipAllowlistPolicy",
-            "attributes": {"name": "Changed elsewhere"}}});
+            "attributes": {"name": "Changed elsewhere", "enforcement": "report"}}});
         let (status, body) = page
             .api(Method::PATCH, &format!("{POLICIES}/vpn"), Some(elsewhere))
             .await;
@@ -751,6 +752,9 @@ async fn a_concurrent_change_is_explained_with_a_reload_offer() {
             page.value("#policy-form input[name=name]").await,
             "Changed elsewhere"
         );
+        // The reloaded policy reports: whom it would deny is shown below it.
+        page.text("#would-deny .would-deny-totals", "0 requests")
+            .await;
 
         page.fill("#policy-form input[name=name]", "Mine").await;
         page.click("#save-policy").await;

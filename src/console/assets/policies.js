@@ -129,6 +129,8 @@ export async function renderEditor(view, id) {
       fill((await call('GET', `${POLICIES}/${segment(id)}`)).body.data);
       replace(messages, notice('info', 'Reloaded: this is the current version.'));
       targets?.refresh(current);
+      // The other change may have put the policy in report mode, or taken it out.
+      showWouldDeny();
     } catch (error) {
       explainFailure(error, {messages});
     }
