@@ -271,12 +271,19 @@ impl Page {
         }
     }
 
+    /// Clicks `css` once it can be clicked: an element found while the page is still
+    /// rendering (replaced, covered by a notice, not yet shown) is looked up and
+    /// clicked again until [`PATIENCE`] runs out, as a person would.
     async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|err| panic!("cannot click `{css}`: {err}"));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let error = match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(error) => error,
+            };
+            assert!(Instant::now() < deadline, "cannot click `{css}`: {error}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Replaces the value of the field `css` with `text`.
