@@ -41,7 +41,9 @@
 //! The last use is written at most once per token and per
 //! [`last_used_interval`](ApiTokenLayer::last_used_interval) (default 5 minutes), by
 //! one conditional update that replicas cannot double, with an audit record
-//! (`useApiToken`, with the client address when a `ClientIpLayer` ran before). Creating
+//! (`useApiToken`, with the client address a `ClientIpLayer` outside it recorded, or
+//! else the TCP peer: put `ClientIpLayer` outside the token layer behind a proxy, or the
+//! record names the proxy). Creating
 //! and revoking a token are audit events too (`createApiToken`, `revokeApiToken`).
 //! The secret is never logged: the layer's events name the token's id.
 //!
@@ -74,7 +76,8 @@
 //! store.create_policy(&Actor::system(), &org, PolicyDraft::new("ci-runners", ["203.0.113.0/24"]).groups(["ci"])).await?;
 //! let (_, secret) = store.create_api_token(&Actor::system(), &org, &bot, ApiTokenDraft::new("deploys")).await?;
 //!
-//! // The token layer outermost, then (in a real service) the JWT layer, then the allowlist.
+//! // The token layer outside the JWT layer (in a real service) and the allowlist, and
+//! // inside `ClientIpLayer` and `TenantLayer` when they are used.
 //! let app = Router::new()
 //!     .route("/", get(|| async { "hi" }))
 //!     .layer(AllowlistLayer::new(store.handle().clone()))

@@ -332,6 +332,10 @@ impl TrustedProxies {
     /// A request whose header has fewer entries has an unknown address. Raises
     /// [`max_hops`](Self::max_hops) to `n` if needed.
     ///
+    /// The trusted peer must be reachable **only** through those proxies: a client that
+    /// reaches it directly writes the whole header itself, the entry `n` hops from the
+    /// right included, and is taken to be whatever address it wrote there.
+    ///
     /// # Errors
     ///
     /// [`ClientIpConfigError::ZeroHops`] when `n` is 0.
