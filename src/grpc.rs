@@ -14,6 +14,9 @@ pub(crate) const UNAVAILABLE: u8 = 14;
 /// `NOT_FOUND`.
 pub(crate) const NOT_FOUND: u8 = 5;
 
+/// `INTERNAL`: the server is misconfigured.
+pub(crate) const INTERNAL: u8 = 13;
+
 /// `UNAUTHENTICATED`.
 pub(crate) const UNAUTHENTICATED: u8 = 16;
 

@@ -370,3 +370,153 @@ async fn the_full_stack_resolves_the_client_address_and_the_tenant_once() {
         resolutions.events()
     );
 }
+
+/// acme's requests, by a custom resolver standing for any (a host, a path).
+fn acme_tenant() -> tower_ip_allowlist::tenant::TenantLayer {
+    use tower_ip_allowlist::tenant::{TenantLayer, TenantResolver};
+    TenantLayer::new(TenantResolver::fixed("acme"))
+}
+
+fn tenant_refusal(response: &Response) -> bool {
+    response.status() == StatusCode::INTERNAL_SERVER_ERROR
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_tenant_decided_after_a_layer_that_decided_with_the_default_is_refused() {
+    use tower_ip_allowlist::lists::SiteAllowlistLayer;
+    use tower_ip_allowlist::principal::Principal;
+    use tower_ip_allowlist::tenant::{TenantLayer, TenantResolver};
+
+    let (log, _guard) = capture();
+    let alice = || {
+        http::Request::get("/")
+            .body(Body::empty())
+            .unwrap()
+            .with_peer("203.0.113.5")
+            .with_identity(Principal::new("alice"))
+    };
+    let route = || Router::new().route("/", get(|| async { "in" }));
+
+    // The TenantLayer inside the allowlist: the allowlist decided with the default
+    // organization, and acme's tenant would now reach the handlers.
+    let app = route()
+        .layer(acme_tenant())
+        .layer(AllowlistLayer::new(policies()));
+    let response = app.oneshot(alice()).await.unwrap();
+    assert!(tenant_refusal(&response), "{}", response.status());
+    assert!(
+        warned_about(&log, "put the TenantLayer outside"),
+        "{:?}",
+        log.events()
+    );
+    // The same mistake where the tenant is the default organization anyway: nothing
+    // was decided differently.
+    let app = route()
+        .layer(TenantLayer::new(TenantResolver::single()))
+        .layer(AllowlistLayer::new(policies()));
+    assert_eq!(app.oneshot(alice()).await.unwrap().status(), StatusCode::OK);
+
+    // A site list outside the TenantLayer: it checked the default organization's list.
+    let app = route()
+        .layer(acme_tenant())
+        .layer(SiteAllowlistLayer::new(policies()));
+    assert!(tenant_refusal(&app.oneshot(alice()).await.unwrap()));
+
+    // Two TenantLayers: the second may agree, never decide otherwise.
+    let app = route().layer(acme_tenant()).layer(acme_tenant());
+    assert_eq!(app.oneshot(alice()).await.unwrap().status(), StatusCode::OK);
+    let app = route()
+        .layer(acme_tenant())
+        .layer(TenantLayer::new(TenantResolver::fixed("beta")));
+    assert!(tenant_refusal(&app.oneshot(alice()).await.unwrap()));
+
+    // In the documented order, acme is acme everywhere (alice is not in acme's
+    // policies, and acme has none).
+    let app = route()
+        .layer(AllowlistLayer::new(policies()))
+        .layer(SiteAllowlistLayer::new(policies()))
+        .layer(acme_tenant());
+    let response = app
+        .oneshot(
+            http::Request::get("/")
+                .body(Body::empty())
+                .unwrap()
+                .with_peer("192.0.2.1")
+                .with_identity(Principal::new("alice").with_organization("acme")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_principal_the_allowlist_cannot_read_is_refused_even_on_public_routes() {
+    use tower_ip_allowlist::principal::Principal;
+
+    let (log, _guard) = capture();
+    // The JWT or API-token layer recorded a `Principal` (and, for a token, removed the
+    // header); the allowlist reads the application's `User`, and lets anonymous
+    // requests through.
+    let app = Router::new().route("/", get(|| async { "in" })).layer(
+        AllowlistLayer::new(policies())
+            .with_identity::<User>()
+            .allow_anonymous(),
+    );
+    let request = http::Request::get("/")
+        .body(Body::empty())
+        .unwrap()
+        .with_peer("192.0.2.1")
+        .with_identity(Principal::new("alice"));
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "not anonymous");
+    assert!(
+        warned_about(&log, "authenticated as a `Principal`"),
+        "{:?}",
+        log.events()
+    );
+    // A request with no identity at all is still anonymous.
+    let anonymous = http::Request::get("/")
+        .body(Body::empty())
+        .unwrap()
+        .with_peer("192.0.2.1");
+    assert_eq!(
+        app.oneshot(anonymous).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_exempt_route_still_refuses_another_organizations_identity() {
+    use tower_ip_allowlist::principal::Principal;
+
+    let app = Router::new()
+        .route("/hooks", get(|| async { "in" }))
+        .layer(AllowlistLayer::new(policies()).exempt("/hooks"));
+    let hook = |principal: Option<Principal>| {
+        let request = http::Request::get("/hooks")
+            .body(Body::empty())
+            .unwrap()
+            .with_peer("192.0.2.1");
+        match principal {
+            Some(principal) => request.with_identity(principal),
+            None => request,
+        }
+    };
+    // Exempt from the policies: alice from outside her range, and anyone.
+    for caller in [Some(Principal::new("alice")), None] {
+        let response = app.clone().oneshot(hook(caller)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // Not from the tenant: acme's credentials on the default organization's service.
+    let response = app
+        .oneshot(hook(Some(
+            Principal::new("alice").with_organization("acme"),
+        )))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        response.extensions().get::<DenyReason>(),
+        Some(&DenyReason::OrganizationMismatch)
+    );
+}

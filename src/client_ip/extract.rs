@@ -10,22 +10,12 @@ use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
-use super::{ClientIp, ClientIpError, ClientIpOutcome, ClientIpResolver};
+use super::{ClientIp, ClientIpError, ClientIpOutcome};
 use crate::layer::{error_document, JSON_API};
 
-/// The recorded outcome, or else the peer's (recorded now, so that later extractors
-/// agree): the same rule as every layer's.
+/// The recorded outcome, or else the peer's, recorded now (see `outcome_once`).
 fn outcome(parts: &mut Parts) -> ClientIpOutcome {
-    if let Some(outcome) = parts.extensions.get::<ClientIpOutcome>() {
-        return outcome.clone();
-    }
-    let resolver = ClientIpResolver::peer();
-    let outcome = ClientIpOutcome {
-        result: resolver.resolve(&parts.extensions, &parts.headers),
-        resolver: resolver.id(),
-    };
-    parts.extensions.insert(outcome.clone());
-    outcome
+    super::outcome_once(&mut parts.extensions, &parts.headers)
 }
 
 /// The rejection of the [`ClientIp`] extractor: the client address is unknown.

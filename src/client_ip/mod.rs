@@ -329,6 +329,11 @@ pub struct ClientIpOutcome {
     result: Result<ClientIp, ClientIpError>,
     /// Which resolver decided it ([`ClientIpResolver::id`]).
     resolver: usize,
+    /// Whether a layer that decides with the request's tenant (the allowlist, a list
+    /// of the tenant) has run: a `TenantLayer` after it would change the organization
+    /// it decided with (see [`decided_with_tenant`]). Kept here, in the record every
+    /// such layer already reads or writes, so that knowing it costs nothing.
+    decided: bool,
 }
 
 impl ClientIpOutcome {
@@ -375,55 +380,126 @@ pub(crate) fn resolve_addr_once<B>(
     request: &mut Request<B>,
     own: Option<&ClientIpResolver>,
 ) -> Option<IpAddr> {
-    if let Some(recorded) = request.extensions().get::<ClientIpOutcome>() {
-        let Some(own) = own.filter(|own| own.id() != recorded.resolver) else {
-            return recorded.addr();
+    resolve_once(request, own, false)
+}
+
+/// [`resolve_addr_once`] for a layer about to decide with the request's tenant: the
+/// record says so, for a `TenantLayer` that would run after it ([`decided_with_tenant`]).
+pub(crate) fn resolve_addr_to_decide<B>(
+    request: &mut Request<B>,
+    own: Option<&ClientIpResolver>,
+) -> Option<IpAddr> {
+    resolve_once(request, own, true)
+}
+
+/// Whether a layer has decided with the request's tenant before now: a `TenantLayer`
+/// that finds this (and no tenant recorded) runs after a layer that decided with the
+/// default organization.
+pub(crate) fn decided_with_tenant(extensions: &http::Extensions) -> bool {
+    ClientIpOutcome::of(extensions).is_some_and(|outcome| outcome.decided)
+}
+
+fn resolve_once<B>(
+    request: &mut Request<B>,
+    own: Option<&ClientIpResolver>,
+    decides: bool,
+) -> Option<IpAddr> {
+    // Looked up mutably (it costs what a shared look-up costs) to note the decision.
+    let recorded = request
+        .extensions_mut()
+        .get_mut::<ClientIpOutcome>()
+        .map(|recorded| {
+            recorded.decided |= decides;
+            (recorded.resolver, recorded.addr(), recorded.decided)
+        });
+    if let Some((resolver, first, decided)) = recorded {
+        let Some(own) = own.filter(|own| own.id() != resolver) else {
+            return first;
         };
-        let later = own.resolve(request.extensions(), request.headers());
-        tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?later.as_ref().ok().map(|ip| ip.addr), "client address resolved again by a differently configured layer");
-        let conflict = match (&recorded.result, later) {
-            (Ok(first), Ok(second)) if first.addr != second.addr => ClientIpError::Conflict {
-                recorded: Some(first.addr),
-                later: Some(second.addr),
+        let later = own
+            .resolve(request.extensions(), request.headers())
+            .ok()
+            .map(|ip| ip.addr);
+        tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?later, "client address resolved again by a differently configured layer");
+        let conflict = match (first, later) {
+            (Some(first), Some(second)) if first != second => ClientIpError::Conflict {
+                recorded: Some(first),
+                later: Some(second),
             },
-            (Ok(first), Ok(_)) => return Some(first.addr),
-            (Ok(first), Err(_)) => ClientIpError::Conflict {
-                recorded: Some(first.addr),
+            (Some(first), Some(_)) => return Some(first),
+            (Some(first), None) => ClientIpError::Conflict {
+                recorded: Some(first),
                 later: None,
             },
             // Unknown stays unknown.
-            (Err(_), _) => return None,
+            (None, _) => return None,
         };
         static CONFLICT: RateLimited = RateLimited::new(Duration::from_secs(60));
         if CONFLICT.ready() {
             tracing::warn!(target: "tower_ip_allowlist::wiring", "client address unknown: {conflict}");
         }
-        let outcome = ClientIpOutcome {
+        request.extensions_mut().insert(ClientIpOutcome {
             result: Err(conflict),
-            resolver: recorded.resolver,
-        };
-        request.extensions_mut().insert(outcome);
+            resolver,
+            decided,
+        });
         return None;
     }
+    let outcome = peer_or_own(request.extensions(), request.headers(), own, decides);
+    let addr = outcome.addr();
+    request.extensions_mut().insert(outcome);
+    addr
+}
+
+/// What a layer that finds no record resolves, with `own` or the peer: logged, and
+/// checked for the signs of a forgotten resolver and of a server that gives no peer.
+fn peer_or_own(
+    extensions: &http::Extensions,
+    headers: &HeaderMap,
+    own: Option<&ClientIpResolver>,
+    decides: bool,
+) -> ClientIpOutcome {
     let default = ClientIpResolver::peer();
     let resolver = own.unwrap_or(&default);
-    let result = resolver.resolve(request.extensions(), request.headers());
+    let result = resolver.resolve(extensions, headers);
     let addr = result.as_ref().ok().map(|ip| ip.addr);
     tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?addr, "client address resolved");
     if own.is_none() {
-        warn_if_proxied(request, addr);
+        warn_if_proxied(headers, addr);
     }
-    request.extensions_mut().insert(ClientIpOutcome {
+    if matches!(result, Err(ClientIpError::NoPeerAddress)) {
+        static NO_PEER: RateLimited = RateLimited::new(Duration::from_secs(300));
+        if NO_PEER.ready() {
+            tracing::warn!(
+                target: "tower_ip_allowlist::wiring",
+                "client address unknown: {}",
+                ClientIpError::NoPeerAddress
+            );
+        }
+    }
+    ClientIpOutcome {
         result,
         resolver: resolver.id(),
-    });
-    addr
+        decided: decides,
+    }
+}
+
+/// The recorded outcome, or else the peer's, recorded now so that later extractors and
+/// layers agree: the extractors' rule, the same as every layer's.
+#[cfg(feature = "axum")]
+fn outcome_once(extensions: &mut http::Extensions, headers: &HeaderMap) -> ClientIpOutcome {
+    if let Some(outcome) = ClientIpOutcome::of(extensions) {
+        return outcome.clone();
+    }
+    let outcome = peer_or_own(extensions, headers, None, false);
+    extensions.insert(outcome.clone());
+    outcome
 }
 
 /// The signature of a forgotten resolver: a request that reached us from a private or
 /// loopback address (a proxy, most likely) carrying a forwarded header, with no
 /// resolver configured anywhere. Rate-limited, so a client cannot flood the logs.
-fn warn_if_proxied<B>(request: &Request<B>, peer: Option<IpAddr>) {
+fn warn_if_proxied(headers: &HeaderMap, peer: Option<IpAddr>) {
     let Some(peer) = peer else {
         return;
     };
@@ -432,7 +508,7 @@ fn warn_if_proxied<B>(request: &Request<B>, peer: Option<IpAddr>) {
     if !looks_internal(peer) {
         return;
     }
-    if !carries_forwarded_header(request.headers()) {
+    if !carries_forwarded_header(headers) {
         return;
     }
     static FORGOTTEN: RateLimited = RateLimited::new(Duration::from_secs(300));

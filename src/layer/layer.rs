@@ -80,9 +80,11 @@ impl<I, R: Clone> AllowlistLayer<I, R> {
         self
     }
 
-    /// Lets requests for `path` through unchecked: an exact path, or a prefix written
-    /// with a trailing `*` (`/webhooks/*`). See [`lists`](crate::lists#exempt-routes)
-    /// for how this interacts with axum's `route_layer`.
+    /// Lets requests for `path` through without the policies: an exact path, or a
+    /// prefix written with a trailing `*` (`/webhooks/*`). An identity of another
+    /// organization than the request's tenant is still refused there (401
+    /// `organizationMismatch`). See [`lists`](crate::lists#exempt-routes) for how this
+    /// interacts with axum's `route_layer`.
     pub fn exempt(mut self, path: &str) -> Self {
         self.config_mut().exempt.add(path);
         self

@@ -11,9 +11,12 @@
 //!    forgotten [`with_identity`](AllowlistLayer::with_identity) or an authentication
 //!    layer on the wrong side fails closed; with
 //!    [`allow_anonymous`](AllowlistLayer::allow_anonymous) (public routes) the request
-//!    goes on. Credentials that reach the layer unread are logged at WARN either way.
-//!    An identity of another organization than the request's
-//!    [tenant](crate::tenant) is refused with 401 `organizationMismatch`;
+//!    goes on. Credentials that reach the layer unread are logged at WARN either way,
+//!    and a request this crate's JWT or API-token layer authenticated (a `Principal`)
+//!    that the layer cannot read as its identity type is refused (401) even then: it
+//!    is not anonymous. An identity of another organization than the request's
+//!    [tenant](crate::tenant) is refused with 401 `organizationMismatch`, on
+//!    [exempt](AllowlistLayer::exempt) routes too;
 //! 3. loads the current [`Snapshot`](crate::snapshot::Snapshot) once and decides in
 //!    the tenant's organization. No
 //!    applicable policy: the request goes on. Applicable policies and an address inside

@@ -1,3 +1,4 @@
+use std::any::TypeId;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -12,11 +13,11 @@ use tower_service::Service;
 use super::layer::Anonymous;
 use super::{Denial, Rejection, ResponseFuture};
 use crate::body::RefusalBody;
-use crate::client_ip::{resolve_addr_once, ClientIpOutcome, ClientIpResolver};
+use crate::client_ip::{resolve_addr_to_decide, ClientIpOutcome, ClientIpResolver};
 use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
-use crate::principal::Identity;
+use crate::principal::{Identity, Principal};
 use crate::snapshot::{same_name, Decision, DenyReason, SnapshotHandle};
 use crate::tenant::Tenant;
 use crate::warn::RateLimited;
@@ -81,12 +82,23 @@ enum Admission {
 /// Whether the request goes on to the inner service.
 fn admit<I: Identity, R: Rejection, B>(config: &Config<R>, request: &mut Request<B>) -> Admission {
     // Recorded before the exemption, so exempt routes' handlers see the same outcome.
-    let addr = resolve_addr_once(request, config.client_ip.as_ref());
-    if config.exempt.contains(request.uri().path()) {
-        return Admission::Admitted;
-    }
+    let addr = resolve_addr_to_decide(request, config.client_ip.as_ref());
+    let exempt = config.exempt.contains(request.uri().path());
 
     let Some(caller) = request.extensions().get::<I>() else {
+        if exempt {
+            return Admission::Admitted;
+        }
+        if authenticated_as_another_type::<I, _>(request, &config.anonymous.warned) {
+            // Not anonymous: authenticated by this crate, and unreadable here. Refused
+            // even where anonymous requests go on, or every such caller would pass
+            // without a policy.
+            return Admission::Refused(refusal(
+                &config.rejection,
+                request,
+                DenyReason::Unauthenticated,
+            ));
+        }
         warn_if_credentials_unread::<I, _>(
             request,
             config.anonymous.cookie.as_deref(),
@@ -104,10 +116,15 @@ fn admit<I: Identity, R: Rejection, B>(config: &Config<R>, request: &mut Request
     };
     // The request's tenant, decided before authentication (the default organization
     // when no `TenantLayer` ran): credentials of another organization are refused.
+    // Exempt routes too: the exemption is from the policies, not from the tenant.
     let org_id = Tenant::org_of(request.extensions());
     let caller_org = caller.organization_id().unwrap_or(OrgId::DEFAULT);
-    let snapshot = config.handle.load();
+    let snapshot;
     let (decision, compiled) = if same_name(caller_org, org_id) {
+        if exempt {
+            return Admission::Admitted;
+        }
+        snapshot = config.handle.load();
         snapshot.decide_in(Some(org_id), caller.user_id(), caller.group_ids(), addr)
     } else {
         tracing::debug!(
@@ -195,6 +212,30 @@ fn refusal<R: Rejection, B>(
     let mut response = rejection.reject(&denial);
     response.extensions_mut().insert(reason);
     response
+}
+
+/// Whether a request with no identity of type `I` was authenticated by this crate's JWT
+/// or API-token layer, which record a [`Principal`]: the allowlist reads another type,
+/// so a layer that maps one to the other is missing or on the wrong side. Said at WARN,
+/// at most once a minute, with the fix.
+fn authenticated_as_another_type<I: Identity, B>(
+    request: &Request<B>,
+    limit: &RateLimited,
+) -> bool {
+    if TypeId::of::<I>() == TypeId::of::<Principal>()
+        || request.extensions().get::<Principal>().is_none()
+    {
+        return false;
+    }
+    if limit.ready() {
+        tracing::warn!(
+            target: "tower_ip_allowlist::wiring",
+            identity = std::any::type_name::<I>(),
+            "a request authenticated as a `Principal` (by the JWT or API-token layer) reached the allowlist, which reads `{}`: it is refused; read `Principal` (the default), or insert your type from the `Principal` in a layer outside the allowlist",
+            std::any::type_name::<I>(),
+        );
+    }
+    true
 }
 
 /// A request that carries credentials but reaches the layer with no identity of type `I`

@@ -172,17 +172,25 @@ type OrgFn = dyn Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync;
 
 /// Which organization a request belongs to; `None` exempts the request.
 #[derive(Clone)]
-pub(crate) struct OrgResolver(Arc<OrgFn>);
+pub(crate) struct OrgResolver {
+    resolve: Arc<OrgFn>,
+    /// Whether it is the request's tenant (the default), which a `TenantLayer` must
+    /// have decided before this list decides with it.
+    pub(crate) is_tenant: bool,
+}
 
 impl OrgResolver {
     pub(crate) fn new(
         f: impl Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync + 'static,
     ) -> Self {
-        Self(Arc::new(f))
+        Self {
+            resolve: Arc::new(f),
+            is_tenant: false,
+        }
     }
 
     pub(crate) fn resolve(&self, head: &RequestHead<'_>) -> Option<OrgId> {
-        (self.0)(head)
+        (self.resolve)(head)
     }
 }
 
@@ -191,7 +199,10 @@ impl Default for OrgResolver {
     /// `TenantLayer` recorded one; never an organization named by the caller's
     /// credentials.
     fn default() -> Self {
-        Self::new(|head| Some(Tenant::org_id_of(head.extensions)))
+        Self {
+            is_tenant: true,
+            ..Self::new(|head| Some(Tenant::org_id_of(head.extensions)))
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
@@ -11,9 +12,12 @@ use tower_service::Service;
 
 use super::{Tenant, TenantResolver};
 use crate::body::RefusalBody;
+use crate::client_ip::decided_with_tenant;
 use crate::grpc;
 use crate::layer::{error_document, ResponseFuture, JSON_API};
 use crate::lists::{Exempt, RequestHead};
+use crate::policy::OrgId;
+use crate::warn::RateLimited;
 
 /// Decides each request's [`Tenant`] with a [`TenantResolver`] and records it in the
 /// extensions; a request whose tenant cannot be determined is refused with 404
@@ -97,7 +101,22 @@ where
         }
         match self.resolver.resolve(&RequestHead::of(&request)) {
             Some(org) => {
-                request.extensions_mut().insert(Tenant::new(org));
+                match Tenant::of(request.extensions()) {
+                    // A `TenantLayer` before this one decided the same.
+                    Some(earlier) if earlier.org() == &org => {}
+                    Some(earlier) => {
+                        let earlier = earlier.org().clone();
+                        return decided_otherwise(&request, &earlier, &org);
+                    }
+                    None if decided_with_tenant(request.extensions())
+                        && org.as_str() != OrgId::DEFAULT =>
+                    {
+                        return decided_otherwise(&request, &OrgId::default(), &org);
+                    }
+                    None => {
+                        request.extensions_mut().insert(Tenant::new(org));
+                    }
+                }
                 ResponseFuture::future(self.inner.call(request))
             }
             None => {
@@ -109,6 +128,45 @@ where
             }
         }
     }
+}
+
+/// The request's organization was decided before this layer, as `earlier`: by another
+/// `TenantLayer`, or, as the default organization, by a list or allowlist that ran
+/// first. Deciding it again as `org` would let the layers disagree about the tenant,
+/// so the request is refused (500, gRPC 13 `INTERNAL`) and the wiring mistake said at
+/// WARN.
+fn decided_otherwise<B, F>(
+    request: &Request<B>,
+    earlier: &OrgId,
+    org: &OrgId,
+) -> ResponseFuture<F> {
+    static LIMIT: RateLimited = RateLimited::new(Duration::from_secs(60));
+    if LIMIT.ready() {
+        tracing::warn!(
+            target: "tower_ip_allowlist::wiring",
+            earlier = earlier.as_str(),
+            organization = org.as_str(),
+            "a request's organization was already decided as `{earlier}` when a TenantLayer decided `{org}`: it is refused; put the TenantLayer outside the list layers, authentication and the allowlist (with axum, `.layer(TenantLayer)` after them), and use one per stack",
+            earlier = earlier.as_str(),
+            org = org.as_str(),
+        );
+    }
+    const DETAIL: &str =
+        "The server's layers decided this request's organization twice, differently.";
+    if grpc::is_grpc(request.headers()) {
+        return ResponseFuture::rejected(grpc::status_response(grpc::INTERNAL, DETAIL));
+    }
+    let status = StatusCode::INTERNAL_SERVER_ERROR;
+    let mut response = Response::new(Bytes::from(error_document(
+        status,
+        "tenantDecidedTwice",
+        DETAIL,
+    )));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+    ResponseFuture::rejected(response)
 }
 
 fn unknown_tenant(grpc: bool) -> Response<Bytes> {

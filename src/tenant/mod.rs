@@ -18,6 +18,13 @@
 //! request belongs to the default organization, and an identity naming another one is
 //! refused as a mismatch. Multi-tenancy is something one turns on.
 //!
+//! **Decided once.** A `TenantLayer` that finds the request's organization already
+//! decided otherwise refuses the request with 500 `tenantDecidedTwice` (gRPC 13
+//! `INTERNAL`) and a WARN on the `tower_ip_allowlist::wiring` target: another
+//! `TenantLayer` before it that decided another organization, or a list or allowlist
+//! placed outside it, which decided with the default organization. So a layer in the
+//! wrong place cannot leave the layers disagreeing about the tenant.
+//!
 //! | resolver | the tenant is |
 //! |---|---|
 //! | [`TenantResolver::single`] | always the default organization (the same as no layer) |
