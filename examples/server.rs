@@ -462,8 +462,15 @@ async fn dev_token(secret: String, Json(request): Json<Value>) -> (StatusCode, J
 /// A project's media, guarded by the project's resource allowlist.
 const MEDIA: &str = "/api/v1/projects/{project}/media/{file}";
 
-async fn media(Path((project, file)): Path<(String, String)>) -> String {
-    format!("media {file} of project {project}\n")
+/// Projects belong to the request's tenant, as their resource allowlists do: `apollo`
+/// on acme's host is acme's project, and the same path on another host is another
+/// organization's (guarded by that organization's list, if it has one). A real
+/// application looks the project up in the tenant, never across tenants.
+async fn media(tenant: Tenant, Path((project, file)): Path<(String, String)>) -> String {
+    format!(
+        "media {file} of project {project} of organization {}\n",
+        tenant.org()
+    )
 }
 
 async fn profile(
