@@ -332,7 +332,8 @@ pub struct ClientIpOutcome {
     /// Whether a layer that decides with the request's tenant (the allowlist, a list
     /// of the tenant) has run: a `TenantLayer` after it would change the organization
     /// it decided with (see [`decided_with_tenant`]). Kept here, in the record every
-    /// such layer already reads or writes, so that knowing it costs nothing.
+    /// such layer already reads or writes, so that knowing it costs no look-up or
+    /// allocation of its own.
     decided: bool,
 }
 
