@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http::header::FORWARDED;
@@ -88,7 +89,7 @@ pub struct ClientIpResolver {
     trusted: Option<Arc<Trusted>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct Trusted {
     proxies: Box<[AllowedSource]>,
     /// In precedence order: the first one present in a request is read.
@@ -96,7 +97,23 @@ struct Trusted {
     strategy: Strategy,
     max_hops: usize,
     peer_without_header: bool,
+    /// The resolver's [`id`](ClientIpResolver::id), unique in the process: given when
+    /// it is built, never reused (an address could be, once a resolver is dropped).
+    id: usize,
 }
+
+/// Configured alike, whatever their ids.
+impl PartialEq for Trusted {
+    fn eq(&self, other: &Self) -> bool {
+        self.proxies == other.proxies
+            && self.headers == other.headers
+            && self.strategy == other.strategy
+            && self.max_hops == other.max_hops
+            && self.peer_without_header == other.peer_without_header
+    }
+}
+
+impl Eq for Trusted {}
 
 impl Trusted {
     fn contains(&self, addr: IpAddr) -> bool {
@@ -158,6 +175,7 @@ impl ClientIpResolver {
                 strategy: Strategy::RightmostUntrusted,
                 max_hops: DEFAULT_MAX_HOPS,
                 peer_without_header: false,
+                id: PEER_RESOLVER,
             },
         })
     }
@@ -223,11 +241,11 @@ impl ClientIpResolver {
     }
 
     /// An identity for "configured alike", cheap to compare: two clones of one
-    /// resolver share it.
+    /// resolver share it, and no other resolver of the process has it.
     pub(super) fn id(&self) -> usize {
         self.trusted
             .as_ref()
-            .map_or(0, |trusted| Arc::as_ptr(trusted) as usize)
+            .map_or(PEER_RESOLVER, |trusted| trusted.id)
     }
 }
 
@@ -373,10 +391,19 @@ impl TrustedProxies {
     #[must_use]
     pub fn build(self) -> ClientIpResolver {
         ClientIpResolver {
-            trusted: Some(Arc::new(self.trusted)),
+            trusted: Some(Arc::new(Trusted {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                ..self.trusted
+            })),
         }
     }
 }
+
+/// The [`id`](ClientIpResolver::id) of every peer resolver (they are all alike).
+const PEER_RESOLVER: usize = 0;
+
+/// The next id of a resolver of trusted proxies.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(PEER_RESOLVER + 1);
 
 impl From<TrustedProxies> for ClientIpResolver {
     fn from(proxies: TrustedProxies) -> Self {

@@ -750,3 +750,28 @@ fn a_forwarded_header_is_found_among_few_headers_and_many() {
         );
     }
 }
+
+/// Resolver ids tell resolvers apart for the stacked-resolver rule: clones share one,
+/// resolvers built apart never do, even configured alike (and so equal), and peer
+/// resolvers are all one.
+#[test]
+fn resolver_ids_are_unique_per_resolver_built() {
+    let build = || {
+        ClientIpResolver::trusted_proxies(["10.0.0.1"])
+            .unwrap()
+            .build()
+    };
+    let (a, b) = (build(), build());
+    assert_eq!(a, b, "configured alike");
+    assert_ne!(a.id(), b.id());
+    assert_eq!(a.clone().id(), a.id());
+    assert_ne!(a.id(), ClientIpResolver::peer().id());
+    assert_eq!(
+        ClientIpResolver::peer().id(),
+        ClientIpResolver::default().id()
+    );
+    // Dropped and built again: a new id, wherever the allocator puts it.
+    let id = a.id();
+    drop(a);
+    assert_ne!(build().id(), id);
+}
