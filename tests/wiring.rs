@@ -82,6 +82,14 @@ fn alice_from(peer: &str) -> http::Request<Body> {
         .with_peer(peer)
 }
 
+/// A request with no identity and no credentials.
+fn anonymous_from(peer: &str) -> http::Request<Body> {
+    http::Request::get("/")
+        .body(Body::empty())
+        .unwrap()
+        .with_peer(peer)
+}
+
 fn capture() -> (Capture, tracing::subscriber::DefaultGuard) {
     let capture = Capture::new("tower_ip_allowlist::wiring");
     let guard =
@@ -166,12 +174,11 @@ async fn with_public_routes_the_mistake_is_still_loud() {
     assert!(warned_about(&log, "session cookie"), "{:?}", log.events());
     // A request with no credentials at all is not a mistake: nothing said.
     log.clear();
-    let anonymous = http::Request::get("/")
-        .body(Body::empty())
-        .unwrap()
-        .with_peer("192.0.2.1");
     assert_eq!(
-        app.oneshot(anonymous).await.unwrap().status(),
+        app.oneshot(anonymous_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
     assert!(log.events().is_empty(), "{:?}", log.events());
@@ -190,11 +197,7 @@ async fn an_identity_in_another_organization_than_the_policies_is_refused() {
         name: "alice".into(),
         tenant: Some("acme".into()),
     };
-    let request = http::Request::get("/")
-        .body(Body::empty())
-        .unwrap()
-        .with_peer("192.0.2.1")
-        .with_identity(alice.clone());
+    let request = anonymous_from("192.0.2.1").with_identity(alice.clone());
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -202,10 +205,7 @@ async fn an_identity_in_another_organization_than_the_policies_is_refused() {
         Some(&DenyReason::OrganizationMismatch)
     );
     // In acme's tenant, alice is in acme, where no policy names her.
-    let request = http::Request::get("/")
-        .body(Body::empty())
-        .unwrap()
-        .with_peer("192.0.2.1")
+    let request = anonymous_from("192.0.2.1")
         .with_identity(alice)
         .for_tenant("acme");
     assert_eq!(app.oneshot(request).await.unwrap().status(), StatusCode::OK);
@@ -388,13 +388,7 @@ async fn a_tenant_decided_after_a_layer_that_decided_with_the_default_is_refused
     use tower_ip_allowlist::tenant::{TenantLayer, TenantResolver};
 
     let (log, _guard) = capture();
-    let alice = || {
-        http::Request::get("/")
-            .body(Body::empty())
-            .unwrap()
-            .with_peer("203.0.113.5")
-            .with_identity(Principal::new("alice"))
-    };
+    let alice = || anonymous_from("203.0.113.5").with_identity(Principal::new("alice"));
     let route = || Router::new().route("/", get(|| async { "in" }));
 
     // The TenantLayer inside the allowlist: the allowlist decided with the default
@@ -438,10 +432,7 @@ async fn a_tenant_decided_after_a_layer_that_decided_with_the_default_is_refused
         .layer(acme_tenant());
     let response = app
         .oneshot(
-            http::Request::get("/")
-                .body(Body::empty())
-                .unwrap()
-                .with_peer("192.0.2.1")
+            anonymous_from("192.0.2.1")
                 .with_identity(Principal::new("alice").with_organization("acme")),
         )
         .await
@@ -462,11 +453,7 @@ async fn a_principal_the_allowlist_cannot_read_is_refused_even_on_public_routes(
             .with_identity::<User>()
             .allow_anonymous(),
     );
-    let request = http::Request::get("/")
-        .body(Body::empty())
-        .unwrap()
-        .with_peer("192.0.2.1")
-        .with_identity(Principal::new("alice"));
+    let request = anonymous_from("192.0.2.1").with_identity(Principal::new("alice"));
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "not anonymous");
     assert!(
@@ -475,12 +462,11 @@ async fn a_principal_the_allowlist_cannot_read_is_refused_even_on_public_routes(
         log.events()
     );
     // A request with no identity at all is still anonymous.
-    let anonymous = http::Request::get("/")
-        .body(Body::empty())
-        .unwrap()
-        .with_peer("192.0.2.1");
     assert_eq!(
-        app.oneshot(anonymous).await.unwrap().status(),
+        app.oneshot(anonymous_from("192.0.2.1"))
+            .await
+            .unwrap()
+            .status(),
         StatusCode::OK
     );
 }
