@@ -324,7 +324,7 @@ impl std::error::Error for ClientIpConfigError {}
 /// extensions by the first layer that resolved it ([`ClientIpLayer`], or else the
 /// first of this crate's layers). Read it with [`ClientIpOutcome::of`], or take it as
 /// an axum extractor in handlers that handle an unknown address themselves.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ClientIpOutcome {
     result: Result<ClientIp, ClientIpError>,
     /// Which resolver decided it ([`ClientIpResolver::id`]).
@@ -336,6 +336,16 @@ pub struct ClientIpOutcome {
     /// allocation of its own.
     decided: bool,
 }
+
+/// The same outcome: the same address or error, from a resolver configured alike;
+/// whether a layer has decided with it yet is bookkeeping, not part of it.
+impl PartialEq for ClientIpOutcome {
+    fn eq(&self, other: &Self) -> bool {
+        self.result == other.result && self.resolver == other.resolver
+    }
+}
+
+impl Eq for ClientIpOutcome {}
 
 impl ClientIpOutcome {
     /// The outcome recorded in `extensions`, if a layer recorded one.

@@ -775,3 +775,28 @@ fn resolver_ids_are_unique_per_resolver_built() {
     drop(a);
     assert_ne!(build().id(), id);
 }
+
+/// A layer deciding with the tenant notes it in the record (for a `TenantLayer` after
+/// it), and the outcome is the same outcome either way.
+#[test]
+fn the_tenant_decision_is_noted_beside_the_outcome() {
+    let request = || {
+        let mut request = Request::new(());
+        request
+            .extensions_mut()
+            .insert("203.0.113.7:1".parse::<SocketAddr>().unwrap());
+        request
+    };
+    let (mut recorded, mut deciding) = (request(), request());
+    resolve_addr_once(&mut recorded, None);
+    resolve_addr_to_decide(&mut deciding, None);
+    assert!(!decided_with_tenant(recorded.extensions()));
+    assert!(decided_with_tenant(deciding.extensions()));
+    assert_eq!(
+        ClientIpOutcome::of(recorded.extensions()),
+        ClientIpOutcome::of(deciding.extensions())
+    );
+    // Noted on an outcome a layer recorded before, too.
+    resolve_addr_to_decide(&mut recorded, None);
+    assert!(decided_with_tenant(recorded.extensions()));
+}
