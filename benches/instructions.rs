@@ -39,28 +39,17 @@ use http::{Request, Response, StatusCode};
 use tower::{Layer, Service, ServiceExt};
 use tower_http::validate_request::ValidateRequestHeaderLayer;
 use tower_ip_allowlist::layer::AllowlistLayer;
-use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
+use tower_ip_allowlist::policy::{OrgId, OrgPolicies};
 use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::{CompiledOrg, SnapshotHandle};
 
-/// The caller's groups: the allowed address is in a policy of the last one, so every
-/// group is compared before one allows.
-const GROUPS: [&str; 5] = ["g1", "g2", "g3", "g4", "g5"];
+mod common;
 
-/// `policies` policies of `sources` sources each: policy p is for group g(p % 20) and
-/// covers `sources` addresses from 32.0.0.0 + p·2²⁰, 16 apart (public addresses, as an
-/// allowlist holds: a private peer would add the forgotten-proxy check of `client_ip`).
+use common::GROUPS;
+
+/// The benches' organization (see `common::org`), built or the bench cannot start.
 fn org(policies: u32, sources: u32) -> OrgPolicies {
-    let mut org = OrgPolicies::default();
-    for p in 0..policies {
-        let mut builder = Policy::builder(format!("p{p}")).group(format!("g{}", p % 20));
-        for s in 0..sources {
-            let addr = Ipv4Addr::from(0x2000_0000 + (p << 20) + (s << 4));
-            builder = builder.source(IpAddr::V4(addr).into());
-        }
-        org.insert_policy(builder.build().expect("a valid policy"));
-    }
-    org
+    common::org(policies, sources, None).expect("a valid policy")
 }
 
 fn handle(policies: u32, sources: u32) -> SnapshotHandle {

@@ -40,7 +40,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -57,14 +57,15 @@ use tokio::runtime::Runtime;
 use tower::util::MapRequestLayer;
 use tower::ServiceBuilder;
 use tower_ip_allowlist::layer::AllowlistLayer;
-use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
+use tower_ip_allowlist::policy::OrgId;
 use tower_ip_allowlist::principal::Principal;
 use tower_ip_allowlist::snapshot::SnapshotHandle;
 
-/// The caller's groups: 127.0.0.1 is in a policy of the last one.
-const GROUPS: [&str; 5] = ["g1", "g2", "g3", "g4", "g5"];
+mod common;
 
-/// The client's address, allowed by the policy of group g5.
+use common::GROUPS;
+
+/// The client's address, allowed by the policy of group g5, the caller's last group.
 const CLIENT: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
 /// A caller on loopback whom no policy allows.
@@ -129,28 +130,6 @@ impl fmt::Display for Variant {
     }
 }
 
-/// `policies` policies of `sources` public sources each, as in `benches/instructions.rs`:
-/// policy p is for group g(p % 20) and covers `sources` addresses from 32.0.0.0 + p·2²⁰,
-/// 16 apart. Policy p5 (group g5) also holds [`CLIENT`].
-fn org(policies: u32, sources: u32) -> Result<OrgPolicies, String> {
-    let mut org = OrgPolicies::default();
-    for p in 0..policies {
-        let mut builder = Policy::builder(format!("p{p}")).group(format!("g{}", p % 20));
-        for s in 0..sources {
-            let addr = Ipv4Addr::from(0x2000_0000 + (p << 20) + (s << 4));
-            builder = builder.source(IpAddr::V4(addr).into());
-        }
-        if p == 5 {
-            builder = builder.source(IpAddr::V4(CLIENT).into());
-        }
-        let policy = builder
-            .build()
-            .map_err(|error| format!("the bench's policy p{p} is invalid: {error}"))?;
-        org.insert_policy(policy);
-    }
-    Ok(org)
-}
-
 /// The stand-in for a JWT layer after it verified the token: the caller, per request.
 fn authenticate(mut request: Request<axum::body::Body>) -> Request<axum::body::Body> {
     request
@@ -166,7 +145,11 @@ fn app(variant: Variant) -> Result<Router, String> {
         Variant::A => Ok(router.layer(authentication)),
         Variant::B => {
             let handle = SnapshotHandle::default();
-            handle.set_org(OrgId::default(), &org(100, 100)?);
+            handle.set_org(
+                OrgId::default(),
+                &common::org(100, 100, Some(CLIENT))
+                    .map_err(|error| format!("the bench's organization is invalid: {error}"))?,
+            );
             // ServiceBuilder: the first layer is the outermost, so the allowlist runs
             // inside (after) authentication and finds the principal.
             Ok(router.layer(
