@@ -81,9 +81,8 @@ impl SnapshotHandle {
     /// [`set_org`](Self::set_org) for policies already behind an `Arc`, which the
     /// snapshot keeps as they are instead of copying them (so that whoever keeps them
     /// too, a store's cache say, holds the only other reference, not a second copy).
-    pub fn set_org_shared(&self, id: OrgId, org: Arc<OrgPolicies>) {
-        let compiled = Arc::new(super::CompiledOrg::compile(&org));
-        let source = org;
+    pub fn set_org_shared(&self, id: OrgId, source: Arc<OrgPolicies>) {
+        let compiled = Arc::new(super::CompiledOrg::compile(&source));
         self.current.rcu(|current| {
             let mut next = Snapshot::clone(current);
             next.insert_with_source(id.clone(), Arc::clone(&source), Arc::clone(&compiled));

@@ -666,11 +666,14 @@ fn admitting_of<'m>(
                 break;
             }
         }
+        if !complete {
+            continue;
+        }
         set_users.sort_unstable();
         set_users.dedup();
         set_groups.sort_unstable();
         set_groups.dedup();
-        if !complete || set_users.len() + set_groups.len() > limit {
+        if set_users.len() + set_groups.len() > limit {
             continue;
         }
         let (Ok(start), Ok(users), Ok(groups)) = (
@@ -789,18 +792,8 @@ impl NameFilter {
     fn bit(name: &str) -> usize {
         let bytes = name.as_bytes();
         let len = bytes.len();
-        let read = |at: usize| -> u64 {
-            bytes
-                .get(at..at + 8)
-                .and_then(|word| word.try_into().ok())
-                .map_or(0, u64::from_le_bytes)
-        };
-        let read4 = |at: usize| -> u64 {
-            bytes
-                .get(at..at + 4)
-                .and_then(|word| word.try_into().ok())
-                .map_or(0, |word| u64::from(u32::from_le_bytes(word)))
-        };
+        let read = |at: usize| u64::from_le_bytes(word::<8>(bytes, at));
+        let read4 = |at: usize| u64::from(u32::from_le_bytes(word::<4>(bytes, at)));
         let byte = |at: usize| u64::from(bytes.get(at).copied().unwrap_or(0));
         let word = match len {
             8.. => read(0) ^ read(len - 8).rotate_left(29),

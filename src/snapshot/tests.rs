@@ -362,8 +362,9 @@ prop_compose! {
         policies in prop::collection::vec(
             (
                 prop::collection::vec(source_strategy(), 1..6),
-                prop::collection::btree_set(0u8..6, 0..3),
-                // Up to 12 groups: past 8, an organization's group names are hashed.
+                // Up to 12 users and 12 groups: past 8, an organization's names are
+                // hashed (behind their filter).
+                prop::collection::btree_set(0u8..12, 0..3),
                 prop::collection::btree_set(0u8..12, 0..4),
                 prop::bool::weighted(0.2),
                 // Blocked sources: none for about half the policies.
@@ -404,7 +405,7 @@ proptest! {
     fn compiled_matches_naive(
         org in org_strategy(),
         queries in prop::collection::vec(
-            (0u8..7, prop::collection::vec(0u8..13, 0..4), prop::option::weighted(0.95, addr_strategy())),
+            (0u8..13, prop::collection::vec(0u8..13, 0..4), prop::option::weighted(0.95, addr_strategy())),
             1..24,
         ),
         more in prop::collection::vec(source_strategy(), 0..4),
