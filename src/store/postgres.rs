@@ -449,17 +449,7 @@ impl PostgresBackend {
         &self,
         io_timeout: Option<Duration>,
     ) -> Result<Vec<(OrgId, OrgRecord)>, BackendError> {
-        let lost = |what: &str, limit: Duration| {
-            BackendError::new(format!(
-                "PostgreSQL did not answer within {limit:?} while {what}: the connection is taken for lost"
-            ))
-        };
-        match io_timeout {
-            Some(limit) => tokio::time::timeout(limit, self.ready())
-                .await
-                .map_err(|_| lost("migrating", limit))??,
-            None => self.ready().await?,
-        };
+        replicator::bounded(io_timeout, "migrating", self.ready()).await??;
         // One query, so that the load is one consistent state of the table. Its
         // rows are streamed and decoded (JSON, then validated as new input, the
         // bulk of a cold start) in batches on the blocking pool while the next
@@ -474,12 +464,7 @@ impl PostgresBackend {
         let mut batch = Vec::with_capacity(LOAD_BATCH);
         loop {
             let next = std::future::poll_fn(|cx| rows.as_mut().poll_next(cx));
-            let row = match io_timeout {
-                Some(limit) => tokio::time::timeout(limit, next)
-                    .await
-                    .map_err(|_| lost("loading every organization", limit))?,
-                None => next.await,
-            };
+            let row = replicator::bounded(io_timeout, "loading every organization", next).await?;
             let end = row.is_none();
             if let Some(row) = row {
                 batch.push(row.map_err(|err| self.error(err))?);

@@ -445,9 +445,22 @@ async fn within<T>(
     what: &str,
     future: impl Future<Output = Result<T, BackendError>>,
 ) -> Result<T, BackendError> {
-    tokio::time::timeout(limit, future).await.unwrap_or_else(|_| {
-        Err(BackendError::new(format!(
+    bounded(Some(limit), what, future).await?
+}
+
+/// `future`'s output, or, past `limit` (when there is one), the error that says
+/// PostgreSQL is taken for lost while doing `what`.
+pub(super) async fn bounded<T>(
+    limit: Option<Duration>,
+    what: &str,
+    future: impl Future<Output = T>,
+) -> Result<T, BackendError> {
+    let Some(limit) = limit else {
+        return Ok(future.await);
+    };
+    tokio::time::timeout(limit, future).await.map_err(|_| {
+        BackendError::new(format!(
             "PostgreSQL did not answer within {limit:?} while {what}: the connection is taken for lost"
-        )))
+        ))
     })
 }
