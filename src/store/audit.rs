@@ -322,7 +322,7 @@ fn state(record: &OrgRecord, subject: &Subject) -> Option<Value> {
             let policy = record.org.policies.get(id)?;
             Some(json!({
                 "id": id.as_str(),
-                "version": record.policy_versions.get(id).copied().unwrap_or(1),
+                "version": record.policy_version(id),
                 "name": policy.name(),
                 "allowedSources": policy.sources().iter().map(ToString::to_string).collect::<Vec<_>>(),
                 "blockedSources": policy.blocked_sources().iter().map(ToString::to_string).collect::<Vec<_>>(),

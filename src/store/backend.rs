@@ -25,6 +25,15 @@ pub struct OrgRecord {
     pub version: u64,
 }
 
+impl OrgRecord {
+    /// Policy `id`'s version: 1 where none is recorded (records stored before versions
+    /// were, and a policy just created).
+    #[must_use]
+    pub fn policy_version(&self, id: &PolicyId) -> u64 {
+        self.policy_versions.get(id).copied().unwrap_or(1)
+    }
+}
+
 /// A change to one organization's record: returns whether it changed anything, or why
 /// it is refused. It may run more than once (a backend may retry), so it must only
 /// modify the record it is given.

@@ -1606,10 +1606,9 @@ impl Store {
 
 /// The policy `id` as `record` (what a change committed) holds it.
 fn committed(record: &OrgRecord, id: &PolicyId) -> Result<StoredPolicy, StoreError> {
-    let policy = existing(record, id, None)?;
     Ok(StoredPolicy {
-        policy: policy.clone(),
-        version: record.policy_versions.get(id).copied().unwrap_or(1),
+        policy: existing(record, id, None)?.clone(),
+        version: record.policy_version(id),
     })
 }
 
@@ -1721,7 +1720,7 @@ fn existing<'r>(
             kind: "policy",
             id: id.to_string(),
         })?;
-    let actual = record.policy_versions.get(id).copied().unwrap_or(1);
+    let actual = record.policy_version(id);
     match if_version {
         Some(expected) if expected != actual => {
             Err(StoreError::VersionMismatch { expected, actual })
