@@ -123,6 +123,7 @@ pub mod principal;
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy-protocol")))]
 pub mod proxy_protocol;
 pub mod report;
+mod seen;
 pub mod snapshot;
 pub mod source;
 pub mod store;

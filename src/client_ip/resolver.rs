@@ -253,7 +253,10 @@ impl ClientIpResolver {
 /// PROXY header named.
 fn peer_source(extensions: &Extensions) -> ClientIpSource {
     #[cfg(feature = "proxy-protocol")]
-    if let Some(info) = extensions.get::<crate::proxy_protocol::ProxyProtocolInfo>() {
+    if let Some(info) = crate::proxy_protocol::any_made()
+        .then(|| extensions.get::<crate::proxy_protocol::ProxyProtocolInfo>())
+        .flatten()
+    {
         if let crate::proxy_protocol::ProxyOutcome::Proxied(_) = info.outcome {
             return ClientIpSource::ProxyProtocol {
                 balancer: normalize_ip(info.peer.ip()),

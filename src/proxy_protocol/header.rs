@@ -250,12 +250,7 @@ pub(crate) async fn handshake(
         Ok(result) => result,
         // Not a byte: with the opt-in, a connection without header, like any other.
         Err(_elapsed) if buf.is_empty() && settings.allow_missing_header => Ok(Handshake {
-            info: ProxyProtocolInfo {
-                peer,
-                client: Some(peer),
-                destination: None,
-                outcome: ProxyOutcome::NoHeader,
-            },
+            info: ProxyProtocolInfo::new(peer, Some(peer), None, ProxyOutcome::NoHeader),
             leftover: buf,
         }),
         Err(_elapsed) => Err(Refused::Timeout),
@@ -289,12 +284,7 @@ async fn read_until_decided(
             } => {
                 buf.drain(..consumed);
                 return Ok(Handshake {
-                    info: ProxyProtocolInfo {
-                        peer,
-                        client,
-                        destination,
-                        outcome,
-                    },
+                    info: ProxyProtocolInfo::new(peer, client, destination, outcome),
                     leftover: std::mem::take(buf),
                 });
             }

@@ -143,6 +143,7 @@ use std::time::Duration;
 pub use self::connect_info::{with_connect_info, AddConnectInfo, WithConnectInfo};
 pub use self::listener::ProxyProtocolListener;
 pub use self::stream::ProxiedStream;
+use crate::seen::Seen;
 use crate::source::{check_coverage, normalize_ip, parse_sources, AllowedSource, SourceError};
 
 /// The PROXY protocol version a header was written in.
@@ -197,7 +198,33 @@ pub struct ProxyProtocolInfo {
     pub outcome: ProxyOutcome,
 }
 
+/// Whether this process has made a [`ProxyProtocolInfo`] (only
+/// [`ProxyProtocolInfo::new`] makes one): servers without a PROXY-protocol listener
+/// skip looking for it when they resolve a client address.
+static MADE: Seen = Seen::new();
+
+/// Whether a request could carry a [`ProxyProtocolInfo`].
+pub(crate) fn any_made() -> bool {
+    MADE.ever()
+}
+
 impl ProxyProtocolInfo {
+    /// Made by the listener for each connection, and only here.
+    pub(crate) fn new(
+        peer: SocketAddr,
+        client: Option<SocketAddr>,
+        destination: Option<SocketAddr>,
+        outcome: ProxyOutcome,
+    ) -> Self {
+        MADE.note();
+        Self {
+            peer,
+            client,
+            destination,
+            outcome,
+        }
+    }
+
     /// The trusted balancer the connection came through: the TCP peer, unless the peer
     /// is not a balancer ([`ProxyOutcome::Direct`]).
     #[must_use]

@@ -53,12 +53,7 @@ impl ProxiedStream {
             leftover: Vec::new(),
             consumed: 0,
             sniffing: true,
-            info: ProxyProtocolInfo {
-                peer,
-                client: Some(peer),
-                destination: None,
-                outcome: ProxyOutcome::Direct,
-            },
+            info: ProxyProtocolInfo::new(peer, Some(peer), None, ProxyOutcome::Direct),
         }
     }
 

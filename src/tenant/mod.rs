@@ -100,6 +100,7 @@ use http::Extensions;
 pub use self::layer::{TenantLayer, TenantService};
 use crate::lists::RequestHead;
 use crate::policy::OrgId;
+use crate::seen::Seen;
 
 /// The organization a request belongs to, recorded by [`TenantLayer`]. With the `axum`
 /// feature it is also an extractor: the recorded tenant, or the default organization
@@ -109,16 +110,24 @@ pub struct Tenant {
     org: OrgId,
 }
 
+/// Whether this process has made a [`Tenant`] (only [`Tenant::new`] makes one).
+static MADE: Seen = Seen::new();
+
 impl Tenant {
     /// A request of `org`.
     #[must_use]
     pub fn new(org: OrgId) -> Self {
+        MADE.note();
         Self { org }
     }
 
     /// The tenant recorded in `extensions`, if a [`TenantLayer`] recorded one.
     #[must_use]
     pub fn of(extensions: &Extensions) -> Option<&Self> {
+        // Single-tenant servers never make one: every layer asks, and none looks.
+        if !MADE.ever() {
+            return None;
+        }
         extensions.get::<Self>()
     }
 
