@@ -14,7 +14,12 @@ use crate::source::normalize_ip;
 /// server or test can insert.
 #[must_use]
 pub fn peer_addr(extensions: &Extensions) -> Option<IpAddr> {
-    raw_peer(extensions).map(|addr| normalize_ip(addr.ip()))
+    // By family: an IPv4 peer needs no folding, and is copied whole rather than byte by
+    // byte through the IPv6 case.
+    Some(match raw_peer(extensions)? {
+        SocketAddr::V4(addr) => IpAddr::V4(*addr.ip()),
+        SocketAddr::V6(addr) => normalize_ip(IpAddr::V6(*addr.ip())),
+    })
 }
 
 fn raw_peer(extensions: &Extensions) -> Option<SocketAddr> {

@@ -202,7 +202,10 @@ impl ClientIpResolver {
         extensions: &Extensions,
         headers: &HeaderMap,
     ) -> Result<ClientIp, ClientIpError> {
-        let peer = peer_addr(extensions).ok_or(ClientIpError::NoPeerAddress)?;
+        // Not `ok_or`: it would make and drop the error on every request.
+        let Some(peer) = peer_addr(extensions) else {
+            return Err(ClientIpError::NoPeerAddress);
+        };
         let as_peer = ClientIp {
             addr: peer,
             source: peer_source(extensions),
