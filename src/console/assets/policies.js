@@ -116,21 +116,25 @@ export async function renderEditor(view, id) {
   const version = h('p', {class: 'hint version'});
   let current = null;
   let targets = null;
+  const showVersion = (data) => {
+    version.textContent = `Version ${data.meta?.version ?? '?'}; state: ${STATE_LABELS[stateOf(data)]}.`;
+  };
+  // Everything shown follows the policy as loaded: its would-deny section too, which
+  // another change may have turned on or off.
   const fill = (data) => {
     current = data;
     nameField.control.value = data.attributes.name ?? '';
     enforcementField.control.value = data.attributes.enforcement || 'enforce';
     allowed.set(data.attributes.allowedSources);
     blocked.set(data.attributes.blockedSources || []);
-    version.textContent = `Version ${data.meta?.version ?? '?'}; state: ${STATE_LABELS[stateOf(data)]}.`;
+    showVersion(data);
+    showWouldDeny();
   };
   const reload = async () => {
     try {
       fill((await call('GET', `${POLICIES}/${segment(id)}`)).body.data);
       replace(messages, notice('info', 'Reloaded: this is the current version.'));
       targets?.refresh(current);
-      // The other change may have put the policy in report mode, or taken it out.
-      showWouldDeny();
     } catch (error) {
       explainFailure(error, {messages});
     }
@@ -166,7 +170,6 @@ export async function renderEditor(view, id) {
         const response = await call('PATCH', `${POLICIES}/${segment(id)}`, {force, ifMatch: current.meta?.version,
           body: {data: {id, type: 'ipAllowlistPolicy', attributes}}});
         fill(response.body.data);
-        showWouldDeny();
         replace(messages, notice('success', `Saved policy ${id} (version ${response.body.data.meta?.version}).`));
       }
     } catch (error) {
@@ -184,10 +187,9 @@ export async function renderEditor(view, id) {
     targets = targetsEditor(id, policy, (data) => {
       // Assigning changes the version: keep the form's edits, take the new version.
       current = {...current, meta: data.meta, relationships: data.relationships};
-      version.textContent = `Version ${data.meta?.version ?? '?'}; state: ${STATE_LABELS[stateOf(data)]}.`;
+      showVersion(data);
     });
     view.append(targets.element, wouldDeny);
-    showWouldDeny();
   } else {
     view.append(h('p', {class: 'hint', text: 'Users and groups are assigned once the policy exists.'}));
   }
