@@ -101,21 +101,23 @@ where
         }
         match self.resolver.resolve(&RequestHead::of(&request)) {
             Some(org) => {
-                match Tenant::of(request.extensions()) {
+                // Only another organization than the default contradicts a layer that
+                // decided with the default before this one.
+                let not_default = org.as_str() != OrgId::DEFAULT;
+                // Recorded at once: the insert's own probe says whether a `TenantLayer`
+                // before this one recorded a tenant, without a look-up of its own.
+                let earlier = request.extensions_mut().insert(Tenant::new(org));
+                let now = Tenant::org_of(request.extensions());
+                match earlier {
                     // A `TenantLayer` before this one decided the same.
-                    Some(earlier) if earlier.org() == &org => {}
+                    Some(earlier) if earlier.org().as_str() == now => {}
                     Some(earlier) => {
-                        let earlier = earlier.org().clone();
-                        return decided_otherwise(&request, &earlier, &org);
+                        return decided_otherwise(&request, earlier.org().as_str(), now)
                     }
-                    None if decided_with_tenant(request.extensions())
-                        && org.as_str() != OrgId::DEFAULT =>
-                    {
-                        return decided_otherwise(&request, &OrgId::default(), &org);
+                    None if not_default && decided_with_tenant(request.extensions()) => {
+                        return decided_otherwise(&request, OrgId::DEFAULT, now);
                     }
-                    None => {
-                        request.extensions_mut().insert(Tenant::new(org));
-                    }
+                    None => {}
                 }
                 ResponseFuture::future(self.inner.call(request))
             }
@@ -124,7 +126,13 @@ where
                     host = ?RequestHead::of(&request).host(),
                     "no tenant for this request: refused"
                 );
-                ResponseFuture::rejected(unknown_tenant(grpc::is_grpc(request.headers())))
+                ResponseFuture::rejected(refusal(
+                    grpc::is_grpc(request.headers()),
+                    StatusCode::NOT_FOUND,
+                    grpc::NOT_FOUND,
+                    "unknownTenant",
+                    "No organization is served at this address.",
+                ))
             }
         }
     }
@@ -135,47 +143,38 @@ where
 /// first. Deciding it again as `org` would let the layers disagree about the tenant,
 /// so the request is refused (500, gRPC 13 `INTERNAL`) and the wiring mistake said at
 /// WARN.
-fn decided_otherwise<B, F>(
-    request: &Request<B>,
-    earlier: &OrgId,
-    org: &OrgId,
-) -> ResponseFuture<F> {
+fn decided_otherwise<B, F>(request: &Request<B>, earlier: &str, org: &str) -> ResponseFuture<F> {
     static LIMIT: RateLimited = RateLimited::new(Duration::from_secs(60));
     if LIMIT.ready() {
         tracing::warn!(
             target: "tower_ip_allowlist::wiring",
-            earlier = earlier.as_str(),
-            organization = org.as_str(),
+            earlier,
+            organization = org,
             "a request's organization was already decided as `{earlier}` when a TenantLayer decided `{org}`: it is refused; put the TenantLayer outside the list layers, authentication and the allowlist (with axum, `.layer(TenantLayer)` after them), and use one per stack",
-            earlier = earlier.as_str(),
-            org = org.as_str(),
         );
     }
-    const DETAIL: &str =
-        "The server's layers decided this request's organization twice, differently.";
-    if grpc::is_grpc(request.headers()) {
-        return ResponseFuture::rejected(grpc::status_response(grpc::INTERNAL, DETAIL));
-    }
-    let status = StatusCode::INTERNAL_SERVER_ERROR;
-    let mut response = Response::new(Bytes::from(error_document(
-        status,
+    ResponseFuture::rejected(refusal(
+        grpc::is_grpc(request.headers()),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        grpc::INTERNAL,
         "tenantDecidedTwice",
-        DETAIL,
-    )));
-    *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_API));
-    ResponseFuture::rejected(response)
+        "The server's layers decided this request's organization twice, differently.",
+    ))
 }
 
-fn unknown_tenant(grpc: bool) -> Response<Bytes> {
-    const DETAIL: &str = "No organization is served at this address.";
+/// A refusal of this layer: a JSON:API error document, or for gRPC requests the status
+/// `grpc_code`.
+fn refusal(
+    grpc: bool,
+    status: StatusCode,
+    grpc_code: u8,
+    code: &str,
+    detail: &str,
+) -> Response<Bytes> {
     if grpc {
-        return grpc::status_response(grpc::NOT_FOUND, DETAIL);
+        return grpc::status_response(grpc_code, detail);
     }
-    let status = StatusCode::NOT_FOUND;
-    let mut response = Response::new(Bytes::from(error_document(status, "unknownTenant", DETAIL)));
+    let mut response = Response::new(Bytes::from(error_document(status, code, detail)));
     *response.status_mut() = status;
     response
         .headers_mut()

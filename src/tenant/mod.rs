@@ -110,7 +110,8 @@ pub struct Tenant {
     org: OrgId,
 }
 
-/// Whether this process has made a [`Tenant`] (only [`Tenant::new`] makes one).
+/// Whether this process has made a [`Tenant`] that a request can carry: [`Tenant::new`]
+/// notes each (the extractor's default is never recorded).
 static MADE: Seen = Seen::new();
 
 impl Tenant {
@@ -351,9 +352,12 @@ mod extract {
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
-            Ok(Tenant::of(&parts.extensions)
-                .cloned()
-                .unwrap_or_else(|| Tenant::new(OrgId::default())))
+            // The default is made without `Tenant::new`: "no tenant recorded" already
+            // reads as the default organization, and noting one made here would make
+            // every single-tenant server look its tenant up on every request.
+            Ok(Tenant::of(&parts.extensions).cloned().unwrap_or(Tenant {
+                org: OrgId::default(),
+            }))
         }
     }
 }
