@@ -377,8 +377,18 @@ fn acme_tenant() -> tower_ip_allowlist::tenant::TenantLayer {
     TenantLayer::new(TenantResolver::fixed("acme"))
 }
 
-fn tenant_refusal(response: &Response) -> bool {
-    response.status() == StatusCode::INTERNAL_SERVER_ERROR
+/// Asserts that `response` is the `TenantLayer`'s refusal of a tenant decided twice,
+/// not just any 500.
+async fn assert_tenant_refusal(response: Response) {
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(response.into_body(), 4096)
+        .await
+        .unwrap();
+    let document: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        document["errors"][0]["code"], "tenantDecidedTwice",
+        "{document}"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -396,8 +406,7 @@ async fn a_tenant_decided_after_a_layer_that_decided_with_the_default_is_refused
     let app = route()
         .layer(acme_tenant())
         .layer(AllowlistLayer::new(policies()));
-    let response = app.oneshot(alice()).await.unwrap();
-    assert!(tenant_refusal(&response), "{}", response.status());
+    assert_tenant_refusal(app.oneshot(alice()).await.unwrap()).await;
     assert!(
         warned_about(&log, "put the TenantLayer outside"),
         "{:?}",
@@ -414,7 +423,7 @@ async fn a_tenant_decided_after_a_layer_that_decided_with_the_default_is_refused
     let app = route()
         .layer(acme_tenant())
         .layer(SiteAllowlistLayer::new(policies()));
-    assert!(tenant_refusal(&app.oneshot(alice()).await.unwrap()));
+    assert_tenant_refusal(app.oneshot(alice()).await.unwrap()).await;
 
     // Two TenantLayers: the second may agree, never decide otherwise.
     let app = route().layer(acme_tenant()).layer(acme_tenant());
@@ -422,7 +431,7 @@ async fn a_tenant_decided_after_a_layer_that_decided_with_the_default_is_refused
     let app = route()
         .layer(acme_tenant())
         .layer(TenantLayer::new(TenantResolver::fixed("beta")));
-    assert!(tenant_refusal(&app.oneshot(alice()).await.unwrap()));
+    assert_tenant_refusal(app.oneshot(alice()).await.unwrap()).await;
 
     // In the documented order, acme is acme everywhere (alice is not in acme's
     // policies, and acme has none).
