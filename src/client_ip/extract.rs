@@ -10,13 +10,8 @@ use http::header::CONTENT_TYPE;
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
-use super::{ClientIp, ClientIpError, ClientIpOutcome};
+use super::{outcome_once, ClientIp, ClientIpError, ClientIpOutcome};
 use crate::layer::{error_document, JSON_API};
-
-/// The recorded outcome, or else the peer's, recorded now (see `outcome_once`).
-fn outcome(parts: &mut Parts) -> ClientIpOutcome {
-    super::outcome_once(&mut parts.extensions, &parts.headers)
-}
 
 /// The rejection of the [`ClientIp`] extractor: the client address is unknown.
 ///
@@ -50,7 +45,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ClientIpRejection;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        outcome(parts)
+        outcome_once(parts)
             .into_result()
             .map_err(|error| ClientIpRejection { error })
     }
@@ -61,6 +56,6 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIpOutcome {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(outcome(parts))
+        Ok(outcome_once(parts))
     }
 }

@@ -73,7 +73,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         // Recorded in the extensions; the value is for the layers that decide.
-        resolve_addr_once(&mut request, Some(&self.resolver));
+        resolve_addr_once(&mut request, Some(&self.resolver), false);
         self.inner.call(request)
     }
 }

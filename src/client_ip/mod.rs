@@ -387,30 +387,10 @@ impl ClientIpOutcome {
 /// [module docs](self#resolve-once). Only the address is returned, nothing cloned: the
 /// outcome stays recorded in the extensions for whoever needs its details (a refusal,
 /// a log line, the handlers).
+///
+/// `decides`: the layer is about to decide with the request's tenant, and the record
+/// says so, for a `TenantLayer` that would run after it ([`decided_with_tenant`]).
 pub(crate) fn resolve_addr_once<B>(
-    request: &mut Request<B>,
-    own: Option<&ClientIpResolver>,
-) -> Option<IpAddr> {
-    resolve_once(request, own, false)
-}
-
-/// [`resolve_addr_once`] for a layer about to decide with the request's tenant: the
-/// record says so, for a `TenantLayer` that would run after it ([`decided_with_tenant`]).
-pub(crate) fn resolve_addr_to_decide<B>(
-    request: &mut Request<B>,
-    own: Option<&ClientIpResolver>,
-) -> Option<IpAddr> {
-    resolve_once(request, own, true)
-}
-
-/// Whether a layer has decided with the request's tenant before now: a `TenantLayer`
-/// that finds this (and no tenant recorded) runs after a layer that decided with the
-/// default organization.
-pub(crate) fn decided_with_tenant(extensions: &http::Extensions) -> bool {
-    ClientIpOutcome::of(extensions).is_some_and(|outcome| outcome.decided)
-}
-
-fn resolve_once<B>(
     request: &mut Request<B>,
     own: Option<&ClientIpResolver>,
     decides: bool,
@@ -462,6 +442,13 @@ fn resolve_once<B>(
     addr
 }
 
+/// Whether a layer has decided with the request's tenant before now: a `TenantLayer`
+/// that finds this (and no tenant recorded) runs after a layer that decided with the
+/// default organization.
+pub(crate) fn decided_with_tenant(extensions: &http::Extensions) -> bool {
+    ClientIpOutcome::of(extensions).is_some_and(|outcome| outcome.decided)
+}
+
 /// What a layer that finds no record resolves, with `own` or the peer: logged, and
 /// checked for the signs of a forgotten resolver and of a server that gives no peer.
 fn peer_or_own(
@@ -498,12 +485,12 @@ fn peer_or_own(
 /// The recorded outcome, or else the peer's, recorded now so that later extractors and
 /// layers agree: the extractors' rule, the same as every layer's.
 #[cfg(feature = "axum")]
-fn outcome_once(extensions: &mut http::Extensions, headers: &HeaderMap) -> ClientIpOutcome {
-    if let Some(outcome) = ClientIpOutcome::of(extensions) {
+fn outcome_once(parts: &mut http::request::Parts) -> ClientIpOutcome {
+    if let Some(outcome) = ClientIpOutcome::of(&parts.extensions) {
         return outcome.clone();
     }
-    let outcome = peer_or_own(extensions, headers, None, false);
-    extensions.insert(outcome.clone());
+    let outcome = peer_or_own(&parts.extensions, &parts.headers, None, false);
+    parts.extensions.insert(outcome.clone());
     outcome
 }
 

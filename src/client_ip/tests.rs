@@ -10,7 +10,7 @@ fn resolve_once<B>(
     request: &mut Request<B>,
     own: Option<&ClientIpResolver>,
 ) -> Result<ClientIp, ClientIpError> {
-    resolve_addr_once(request, own);
+    resolve_addr_once(request, own, false);
     ClientIpOutcome::of(request.extensions())
         .expect("resolving records an outcome")
         .result()
@@ -496,7 +496,7 @@ fn the_recorded_peer_survives_rewritten_peer_extensions() {
     request
         .extensions_mut()
         .insert("203.0.113.7:1".parse::<SocketAddr>().unwrap());
-    let first = resolve_addr_once(&mut request, None);
+    let first = resolve_addr_once(&mut request, None, false);
     assert_eq!(first, Some("203.0.113.7".parse().unwrap()));
 
     // Replaced, and overridden by an extension read before it.
@@ -508,7 +508,7 @@ fn the_recorded_peer_survives_rewritten_peer_extensions() {
         "198.51.100.67:1".parse::<SocketAddr>().unwrap(),
     ));
     for own in [None, Some(&ClientIpResolver::peer())] {
-        assert_eq!(resolve_addr_once(&mut request, own), first);
+        assert_eq!(resolve_addr_once(&mut request, own, false), first);
         assert_eq!(addr_of(&request), first);
     }
 
@@ -518,7 +518,7 @@ fn the_recorded_peer_survives_rewritten_peer_extensions() {
     request
         .extensions_mut()
         .remove::<axum::extract::ConnectInfo<SocketAddr>>();
-    assert_eq!(resolve_addr_once(&mut request, None), first);
+    assert_eq!(resolve_addr_once(&mut request, None, false), first);
     assert_eq!(addr_of(&request), first);
 }
 
@@ -788,8 +788,8 @@ fn the_tenant_decision_is_noted_beside_the_outcome() {
         request
     };
     let (mut recorded, mut deciding) = (request(), request());
-    resolve_addr_once(&mut recorded, None);
-    resolve_addr_to_decide(&mut deciding, None);
+    resolve_addr_once(&mut recorded, None, false);
+    resolve_addr_once(&mut deciding, None, true);
     assert!(!decided_with_tenant(recorded.extensions()));
     assert!(decided_with_tenant(deciding.extensions()));
     assert_eq!(
@@ -797,6 +797,6 @@ fn the_tenant_decision_is_noted_beside_the_outcome() {
         ClientIpOutcome::of(deciding.extensions())
     );
     // Noted on an outcome a layer recorded before, too.
-    resolve_addr_to_decide(&mut recorded, None);
+    resolve_addr_once(&mut recorded, None, true);
     assert!(decided_with_tenant(recorded.extensions()));
 }

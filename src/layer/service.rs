@@ -3,6 +3,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, COOKIE};
@@ -13,7 +14,7 @@ use tower_service::Service;
 use super::layer::Anonymous;
 use super::{Denial, Rejection, ResponseFuture};
 use crate::body::RefusalBody;
-use crate::client_ip::{resolve_addr_to_decide, ClientIpOutcome, ClientIpResolver};
+use crate::client_ip::{resolve_addr_once, ClientIpOutcome, ClientIpResolver};
 use crate::grpc;
 use crate::lists::Exempt;
 use crate::policy::OrgId;
@@ -81,32 +82,30 @@ enum Admission {
 
 /// Whether the request goes on to the inner service.
 fn admit<I: Identity, R: Rejection, B>(config: &Config<R>, request: &mut Request<B>) -> Admission {
-    // Recorded before the exemption, so exempt routes' handlers see the same outcome.
-    let addr = resolve_addr_to_decide(request, config.client_ip.as_ref());
     let exempt = config.exempt.contains(request.uri().path());
+    // Recorded before the exemption, so exempt routes' handlers see the same outcome;
+    // noted as a decision with the tenant only where the policies are decided.
+    let addr = resolve_addr_once(request, config.client_ip.as_ref(), !exempt);
 
     let Some(caller) = request.extensions().get::<I>() else {
         if exempt {
             return Admission::Admitted;
         }
-        if authenticated_as_another_type::<I, _>(request, &config.anonymous.warned) {
-            // Not anonymous: authenticated by this crate, and unreadable here. Refused
-            // even where anonymous requests go on, or every such caller would pass
-            // without a policy.
-            return Admission::Refused(refusal(
-                &config.rejection,
+        // A caller this crate authenticated but that is unreadable here is not
+        // anonymous: refused even where anonymous requests go on, or every such caller
+        // would pass without a policy.
+        if !authenticated_as_another_type::<I, _>(request) {
+            warn_if_credentials_unread::<I, _>(
                 request,
-                DenyReason::Unauthenticated,
-            ));
-        }
-        warn_if_credentials_unread::<I, _>(
-            request,
-            config.anonymous.cookie.as_deref(),
-            &config.anonymous.warned,
-        );
-        if config.anonymous.allow {
-            tracing::debug!("no caller identity: the policies do not apply to anonymous requests");
-            return Admission::Admitted;
+                config.anonymous.cookie.as_deref(),
+                &config.anonymous.warned,
+            );
+            if config.anonymous.allow {
+                tracing::debug!(
+                    "no caller identity: the policies do not apply to anonymous requests"
+                );
+                return Admission::Admitted;
+            }
         }
         return Admission::Refused(refusal(
             &config.rejection,
@@ -218,16 +217,15 @@ fn refusal<R: Rejection, B>(
 /// or API-token layer, which record a [`Principal`]: the allowlist reads another type,
 /// so a layer that maps one to the other is missing or on the wrong side. Said at WARN,
 /// at most once a minute, with the fix.
-fn authenticated_as_another_type<I: Identity, B>(
-    request: &Request<B>,
-    limit: &RateLimited,
-) -> bool {
+fn authenticated_as_another_type<I: Identity, B>(request: &Request<B>) -> bool {
     if TypeId::of::<I>() == TypeId::of::<Principal>()
         || request.extensions().get::<Principal>().is_none()
     {
         return false;
     }
-    if limit.ready() {
+    // A limit of its own: the credentials warning's must not hide this one.
+    static LIMIT: RateLimited = RateLimited::new(Duration::from_secs(60));
+    if LIMIT.ready() {
         tracing::warn!(
             target: "tower_ip_allowlist::wiring",
             identity = std::any::type_name::<I>(),

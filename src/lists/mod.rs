@@ -171,44 +171,43 @@ fn host_of(authority: &http::uri::Authority) -> Option<String> {
 type OrgFn = dyn Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync;
 
 /// Which organization a request belongs to; `None` exempts the request.
-#[derive(Clone)]
-pub(crate) struct OrgResolver {
-    resolve: Arc<OrgFn>,
-    /// Whether it is the request's tenant (the default), which a `TenantLayer` must
-    /// have decided before this list decides with it.
-    pub(crate) is_tenant: bool,
+#[derive(Clone, Default)]
+pub(crate) enum OrgResolver {
+    /// The request's [tenant](crate::tenant), or the default organization where no
+    /// `TenantLayer` recorded one; never an organization named by the caller's
+    /// credentials. A `TenantLayer` must have decided it before a list decides with it.
+    #[default]
+    Tenant,
+    /// The application's own choice.
+    Custom(Arc<OrgFn>),
 }
 
 impl OrgResolver {
     pub(crate) fn new(
         f: impl Fn(&RequestHead<'_>) -> Option<OrgId> + Send + Sync + 'static,
     ) -> Self {
-        Self {
-            resolve: Arc::new(f),
-            is_tenant: false,
-        }
+        Self::Custom(Arc::new(f))
     }
 
     pub(crate) fn resolve(&self, head: &RequestHead<'_>) -> Option<OrgId> {
-        (self.resolve)(head)
-    }
-}
-
-impl Default for OrgResolver {
-    /// The request's [tenant](crate::tenant), or the default organization where no
-    /// `TenantLayer` recorded one; never an organization named by the caller's
-    /// credentials.
-    fn default() -> Self {
-        Self {
-            is_tenant: true,
-            ..Self::new(|head| Some(Tenant::org_id_of(head.extensions)))
+        match self {
+            Self::Tenant => Some(Tenant::org_id_of(head.extensions)),
+            Self::Custom(resolve) => resolve(head),
         }
+    }
+
+    /// Whether it is the request's tenant.
+    pub(crate) fn is_tenant(&self) -> bool {
+        matches!(self, Self::Tenant)
     }
 }
 
 impl fmt::Debug for OrgResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<fn>")
+        match self {
+            Self::Tenant => f.write_str("Tenant"),
+            Self::Custom(_) => f.write_str("<fn>"),
+        }
     }
 }
 

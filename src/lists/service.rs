@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::layer::Config;
 use super::RequestHead;
 use crate::body::RefusalBody;
-use crate::client_ip::{resolve_addr_once, resolve_addr_to_decide};
+use crate::client_ip::resolve_addr_once;
 use crate::layer::{reject, Rejection, ResponseFuture};
 use crate::policy::Enforcement;
 use crate::principal::Principal;
@@ -91,13 +91,12 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        // Recorded before the exemption, so exempt routes' handlers see the same outcome.
-        let addr = if config.organization.is_tenant {
-            resolve_addr_to_decide(&mut request, config.client_ip.as_ref())
-        } else {
-            resolve_addr_once(&mut request, config.client_ip.as_ref())
-        };
-        if config.exempt.contains(request.uri().path()) {
+        let exempt = config.exempt.contains(request.uri().path());
+        // Recorded before the exemption, so exempt routes' handlers see the same
+        // outcome; noted as a decision with the tenant only where this list makes one.
+        let decides = config.organization.is_tenant() && !exempt;
+        let addr = resolve_addr_once(&mut request, config.client_ip.as_ref(), decides);
+        if exempt {
             return ResponseFuture::future(self.inner.call(request));
         }
         let head = RequestHead::of(&request);
