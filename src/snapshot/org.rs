@@ -52,7 +52,8 @@ pub struct CompiledOrg {
     members: Box<[u32]>,
     users: NameMap,
     groups: NameMap,
-    /// Rules out most names `users` and `groups` do not hold before they are hashed.
+    /// Rule out most names `users` and `groups` do not hold before `holds_user` and
+    /// `holds_group` hash them.
     user_filter: NameFilter,
     group_filter: NameFilter,
     /// The names reaching the policies of each covering set (at most
@@ -613,8 +614,13 @@ fn admitting_of<'m>(
     groups: &NameMap,
     limit: usize,
 ) -> AdmittingNames {
-    // Which sets the index returns, and which policies they hold.
+    // Which sets the index returns, and which policies they hold. The empty set always:
+    // the index returns it before its first start, and for every IPv6 address when no
+    // source is IPv6, even where no interval carries it.
     let mut wanted = vec![false; set_count];
+    if let Some(empty) = wanted.first_mut() {
+        *empty = true;
+    }
     let mut covers = vec![false; policies];
     for id in covering {
         if let Some(seen) = wanted.get_mut(id as usize).filter(|seen| !**seen) {
