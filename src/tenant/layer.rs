@@ -107,15 +107,16 @@ where
                 // Recorded at once: the insert's own probe says whether a `TenantLayer`
                 // before this one recorded a tenant, without a look-up of its own.
                 let earlier = request.extensions_mut().insert(Tenant::new(org));
-                let now = Tenant::org_of(request.extensions());
+                // Read back only where there is something to compare it with.
+                let now = || Tenant::org_of(request.extensions());
                 match earlier {
                     // A `TenantLayer` before this one decided the same.
-                    Some(earlier) if earlier.org().as_str() == now => {}
+                    Some(earlier) if earlier.org().as_str() == now() => {}
                     Some(earlier) => {
-                        return decided_otherwise(&request, earlier.org().as_str(), now)
+                        return decided_otherwise(&request, earlier.org().as_str(), now())
                     }
                     None if not_default && decided_with_tenant(request.extensions()) => {
-                        return decided_otherwise(&request, OrgId::DEFAULT, now);
+                        return decided_otherwise(&request, OrgId::DEFAULT, now());
                     }
                     None => {}
                 }
