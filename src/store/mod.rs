@@ -672,11 +672,7 @@ impl Store {
     /// published and is still enforced.
     pub async fn resync(&self) -> Result<usize, BackendError> {
         if !self.is_loaded() {
-            let records = self.inner.backend.load_all().await?;
-            let count = records.len();
-            self.publish_all(records)?;
-            tracing::info!(organizations = count, "allowlist policies loaded");
-            return Ok(count);
+            return self.publish_loaded(self.inner.backend.load_all().await?);
         }
         let versions = self.inner.backend.versions().await?;
         let stale: Vec<OrgId> = {
@@ -1538,17 +1534,19 @@ impl Store {
         &self,
         records: Vec<(OrgId, OrgRecord)>,
     ) -> Result<usize, BackendError> {
-        let count = records.len();
         let store = self.clone();
-        match tokio::task::spawn_blocking(move || store.publish_all(records)).await {
-            Ok(published) => published?,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(err) => {
-                return Err(BackendError::new(format!(
-                    "publishing the loaded organizations was cancelled ({err}): is the runtime shutting down?"
-                )))
-            }
-        }
+        join_blocking(
+            tokio::task::spawn_blocking(move || store.publish_loaded(records)),
+            "publishing the loaded organizations",
+        )
+        .await
+    }
+
+    /// Publishes a load of every organization, ending a pending state, and says so at
+    /// INFO. Returns how many organizations were loaded.
+    fn publish_loaded(&self, records: Vec<(OrgId, OrgRecord)>) -> Result<usize, BackendError> {
+        let count = records.len();
+        self.publish_all(records)?;
         tracing::info!(organizations = count, "allowlist policies loaded");
         Ok(count)
     }
@@ -1636,7 +1634,7 @@ impl<'a> Subject<'a> {
         match self {
             Self::Policy(id) => Some((RuleKind::Policy, id.as_str())),
             Self::Group(_) => None,
-            Self::Site => Some((RuleKind::SiteAllowlist, "siteAllowlist")),
+            Self::Site => Some((RuleKind::SiteAllowlist, RuleKind::SiteAllowlist.as_str())),
             Self::Resource(id) => Some((RuleKind::ResourceAllowlist, id.as_str())),
         }
     }
@@ -1798,6 +1796,23 @@ fn replica_id() -> Box<str> {
         hasher.write_u128(since.as_nanos());
     }
     format!("{:016x}", hasher.finish()).into_boxed_str()
+}
+
+/// The outcome of a task on the blocking pool: its panic goes on as it would have
+/// here, and its cancellation (the runtime shutting down) is an error saying that
+/// `what` was cancelled.
+#[cfg(feature = "postgres")]
+async fn join_blocking<T>(
+    task: tokio::task::JoinHandle<Result<T, BackendError>>,
+    what: &str,
+) -> Result<T, BackendError> {
+    match task.await {
+        Ok(outcome) => outcome,
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        Err(err) => Err(BackendError::new(format!(
+            "{what} was cancelled ({err}): is the runtime shutting down?"
+        ))),
+    }
 }
 
 /// Refuses a hierarchy that passes a limit it was within (`before`: its group count

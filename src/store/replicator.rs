@@ -289,7 +289,12 @@ async fn session(
     let resynced = if store.is_loaded() {
         within(limit, "resynchronizing", store.resync()).await
     } else {
-        first_load(backend, store, limit).await
+        // The first load: bounded per wait for PostgreSQL, not as a whole (see
+        // `PostgresBackend::load_all_waiting`).
+        match backend.load_all_waiting(Some(limit)).await {
+            Ok(records) => store.publish_first_load(records).await,
+            Err(err) => return (false, err),
+        }
     };
     let reloaded = match resynced {
         Ok(reloaded) => reloaded,
@@ -371,21 +376,6 @@ async fn session(
             }
         }
     }
-}
-
-/// The first load of an unloaded store: every organization, published. Only each
-/// wait for PostgreSQL is bounded by `limit`, not the whole: reading, decoding and
-/// compiling take longer the more organizations there are (on a shared machine of two
-/// cores, 100,000 took 1 to 3 s, 12 s when it was very busy, and a million 33 s), and a
-/// load bounded as a whole would be cut and retried forever once it outgrew the bound,
-/// leaving the replica refusing every request with 503.
-async fn first_load(
-    backend: &PostgresBackend,
-    store: &Store,
-    limit: Duration,
-) -> Result<usize, BackendError> {
-    let records = backend.load_all_waiting(Some(limit)).await?;
-    store.publish_first_load(records).await
 }
 
 /// Writes the replica's would-deny summaries every
