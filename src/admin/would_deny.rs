@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::audit::format_rfc3339;
-use super::document::{SITE_TYPE, WOULD_DENY_SUMMARY_TYPE};
+use super::document::WOULD_DENY_SUMMARY_TYPE;
 use super::error::{ApiError, Context};
 use super::handlers::{document, Id, Manager};
 use super::AdminState;
@@ -98,24 +98,32 @@ async fn answer(
         .would_deny(manager.org(), kind, rule)
         .await
         .map_err(|err| ApiError::from_store(err, Context::NoBody))?;
-    // An enforcing rule (no summary) answers zeros and no callers.
-    let attributes = WouldDenyAttributes {
-        rule_kind: kind.as_str(),
-        report_only: summary.is_some(),
-        since: summary
-            .as_ref()
-            .map(|summary| format_rfc3339(summary.since)),
-        scope: if state.store.shares_would_deny() {
-            "allReplicas"
-        } else {
-            "thisProcess"
+    let rule_kind = kind.as_str();
+    let scope = if state.store.shares_would_deny() {
+        "allReplicas"
+    } else {
+        "thisProcess"
+    };
+    let attributes = match summary {
+        Some(summary) => WouldDenyAttributes {
+            rule_kind,
+            report_only: true,
+            since: Some(format_rfc3339(summary.since)),
+            scope,
+            total_requests: summary.total_requests,
+            other_requests: summary.other_requests,
+            callers: summary.callers.iter().map(Into::into).collect(),
         },
-        total_requests: summary.as_ref().map_or(0, |summary| summary.total_requests),
-        other_requests: summary.as_ref().map_or(0, |summary| summary.other_requests),
-        callers: summary
-            .iter()
-            .flat_map(|summary| summary.callers.iter().map(Into::into))
-            .collect(),
+        // An enforcing rule answers zeros and no callers.
+        None => WouldDenyAttributes {
+            rule_kind,
+            report_only: false,
+            since: None,
+            scope,
+            total_requests: 0,
+            other_requests: 0,
+            callers: Vec::new(),
+        },
     };
     Ok(document(
         StatusCode::OK,
@@ -162,7 +170,9 @@ pub(super) async fn site_would_deny(
     State(state): State<AdminState>,
     manager: Manager,
 ) -> Result<Response, ApiError> {
-    answer(&state, &manager, RuleKind::SiteAllowlist, SITE_TYPE).await
+    // The site list is one rule per organization, named as its kind.
+    let site = RuleKind::SiteAllowlist;
+    answer(&state, &manager, site, site.as_str()).await
 }
 
 /// Whom a resource's report-only allowlist would have refused since it entered report

@@ -163,7 +163,7 @@ fn select<'a>(
     match scope {
         Scope::Site => compiled
             .site()
-            .map(|list| (Cow::Borrowed("siteAllowlist"), list)),
+            .map(|list| (Cow::Borrowed(RuleKind::SiteAllowlist.as_str()), list)),
         Scope::Resource(resource) => {
             let id = resource(head)?;
             let list = compiled.resource(&id)?;
