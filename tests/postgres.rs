@@ -106,8 +106,11 @@ impl Schema {
         )
     }
 
+    /// A connection for the test's own SQL, with the schema as its search_path.
     async fn sql(&self) -> sqlx::PgConnection {
-        sqlx::PgConnection::connect(&self.url).await.unwrap()
+        sqlx::PgConnection::connect(&self.url_with_search_path())
+            .await
+            .unwrap()
     }
 }
 
@@ -451,11 +454,8 @@ impl Proxy {
         Self::start_with(upstream, None).await
     }
 
-    /// A proxy whose answers from the database come through a slow link.
-    async fn start_throttled(upstream: String, throttle: Throttle) -> Self {
-        Self::start_with(upstream, Some(throttle)).await
-    }
-
+    /// A proxy; with `throttle`, its answers from the database come through a slow
+    /// link.
     async fn start_with(upstream: String, throttle: Option<Throttle>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -756,10 +756,9 @@ SELECT 'org-' || g, 1, jsonb_build_object(
 FROM generate_series(1, $1) AS g
 "#;
 
-/// A replica's first load is bounded per wait for the database, not as a whole: a
-/// load that takes longer than `io_timeout` (many organizations, a slow link, a busy
-/// machine) completes, where it used to be cut and retried forever, the replica
-/// answering 503 all along.
+/// A replica's first load is bounded per wait for the database, not as a whole (why:
+/// `PostgresBackend::load_all_waiting`): a load that takes longer than `io_timeout`
+/// (many organizations, a slow link, a busy machine) completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_load_longer_than_the_io_timeout_completes() {
     let Some(url) = database_url("a_first_load_longer_than_the_io_timeout_completes") else {
@@ -768,10 +767,6 @@ async fn a_first_load_longer_than_the_io_timeout_completes() {
     let schema = Schema::new(&url, "slow_first_load");
     let _migrated = schema.backend().await;
     let mut sql = schema.sql().await;
-    sqlx::query(&format!("SET search_path TO {}", schema.name))
-        .execute(&mut sql)
-        .await
-        .unwrap();
     let orgs = 3000;
     sqlx::query(FILL)
         .bind(orgs)
@@ -784,7 +779,7 @@ async fn a_first_load_longer_than_the_io_timeout_completes() {
         chunk: 4096,
         pause: Duration::from_millis(10),
     };
-    let proxy = Proxy::start_throttled(upstream(&url), throttle).await;
+    let proxy = Proxy::start_with(upstream(&url), Some(throttle)).await;
     let backend = PostgresOptions::new(&proxy.url(&url))
         .unwrap()
         .schema(&schema.name)
