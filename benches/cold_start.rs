@@ -23,6 +23,10 @@ use sqlx::Connection;
 use tower_ip_allowlist::snapshot::{Snapshot, SnapshotHandle};
 use tower_ip_allowlist::store::{Backend, Limits, PostgresBackend, Store};
 
+mod common;
+
+use common::resident;
+
 const ENV: &str = "ALLOWLIST_TEST_DATABASE_URL";
 
 /// Every organization's document, built by PostgreSQL: `office` for the group
@@ -89,13 +93,6 @@ fn main() {
         eprintln!("cold_start: {err}");
         std::process::exit(1);
     }
-}
-
-/// Resident bytes, from `/proc/self/statm` (pages × 4096); `None` off Linux.
-fn resident() -> Option<usize> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }
 
 async fn measure(url: &str, schema: &str, n: i64) -> Result<(), Box<dyn std::error::Error>> {

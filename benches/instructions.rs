@@ -8,7 +8,8 @@
 //! sends each request through a clone of the service (as a server does per request)
 //! and drops the response: what is counted is what a server pays per request. The
 //! layer benches send [`REQUESTS`] requests in a row and `overheads.py` prints the
-//! mean; the decision benches decide once.
+//! mean; the decision benches decide once, and the compile benches compile one
+//! organization once.
 //!
 //! Needs valgrind and the runner of the same version as the `gungraun` dev-dependency:
 //!

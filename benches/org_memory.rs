@@ -19,6 +19,10 @@ use std::time::Instant;
 use tower_ip_allowlist::policy::{OrgId, OrgPolicies, Policy};
 use tower_ip_allowlist::snapshot::{CompiledOrg, Snapshot, SnapshotHandle};
 
+mod common;
+
+use common::resident;
+
 /// Organization `i`, as in `benches/orgs.rs`.
 fn org(i: usize) -> OrgPolicies {
     let mut builder = Policy::builder("office").group("staff").user("alice");
@@ -32,13 +36,6 @@ fn org(i: usize) -> OrgPolicies {
     let mut org = OrgPolicies::default();
     org.insert_policy(builder.build().expect("valid by construction"));
     org
-}
-
-/// Resident bytes, from `/proc/self/statm` (pages × 4096).
-fn resident() -> Option<usize> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }
 
 fn main() {

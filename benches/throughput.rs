@@ -11,7 +11,7 @@
 //! quartiles. Many short rounds by default (30 × 1 s): on a shared machine single rounds
 //! range from 50 % to 150 %, and the quartiles of 30 ratios say how far their median can
 //! be trusted, which those of 5 do not. Each round also shows the server thread's CPU
-//! time per request, and how busy it was (CPU time per request × requests/s).
+//! time per request for each variant, and their ratio A/B.
 //!
 //! One process rather than two: both servers and the client are built from the same
 //! code with the same allocator and runtime settings, start and stop together, and the

@@ -1,5 +1,9 @@
-//! The organization and caller the layer benches share (`instructions`, `throughput`),
-//! so that their figures describe the same fixture.
+//! What the benches share: the organization and caller of the layer benches
+//! (`instructions`, `throughput`), so that their figures describe the same fixture, and
+//! the resident-memory reading of the memory benches (`org_memory`, `cold_start`).
+
+// Each bench uses its part.
+#![allow(dead_code)]
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -32,4 +36,11 @@ pub(crate) fn org(
         org.insert_policy(builder.build()?);
     }
     Ok(org)
+}
+
+/// Resident bytes, from `/proc/self/statm` (pages × 4096); `None` off Linux.
+pub(crate) fn resident() -> Option<usize> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: usize = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }

@@ -410,9 +410,11 @@ proptest! {
         ),
         more in prop::collection::vec(source_strategy(), 0..4),
     ) {
-        // Both ways of deciding: by names where they fit (16), by sets everywhere (0),
-        // and a mix (1).
-        let compiled = [16, 0, 1].map(|limit| CompiledOrg::compile_with(&org, limit));
+        // Both ways of deciding: by names where they fit (16), by sets wherever a
+        // covering set is reached through any name at all (0: only sets reached
+        // through none, such as the empty set, decide by names), and a mix (1).
+        const LIMITS: [usize; 3] = [16, 0, 1];
+        let compiled = LIMITS.map(|limit| CompiledOrg::compile_with(&org, limit));
         // Query addresses include the edges of every source.
         let mut addrs: Vec<Option<IpAddr>> = queries.iter().map(|q| q.2).collect();
         for policy in org.policies.values() {
@@ -440,7 +442,7 @@ proptest! {
             let groups: Vec<String> = groups.iter().map(|g| format!("g{g}")).collect();
             for addr in addrs.iter().skip(i % 3).step_by(3) {
                 let want = naive(&org, user.as_str(), &groups, *addr);
-                for (compiled, limit) in compiled.iter().zip([16, 0, 1]) {
+                for (compiled, limit) in compiled.iter().zip(LIMITS) {
                     let got = compiled.decide(user.as_str(), groups.iter().map(String::as_str), *addr);
                     prop_assert_eq!(got, want, "user {} groups {:?} addr {:?} limit {}", user, groups, addr, limit);
                 }
