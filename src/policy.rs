@@ -600,12 +600,8 @@ impl Policy {
     ) -> bool {
         let before = self.target_count();
         let fields = &mut *self.0;
-        let mut all_users = std::mem::take(&mut fields.users).into_vec();
-        all_users.extend(users);
-        fields.users = into_set(all_users);
-        let mut all_groups = std::mem::take(&mut fields.groups).into_vec();
-        all_groups.extend(groups);
-        fields.groups = into_set(all_groups);
+        edit_set(&mut fields.users, |all| all.extend(users));
+        edit_set(&mut fields.groups, |all| all.extend(groups));
         // Adding never removes: something changed exactly when there are more.
         self.target_count() != before
     }
@@ -618,15 +614,15 @@ impl Policy {
         groups: impl IntoIterator<Item = &'a GroupId>,
     ) -> bool {
         let before = self.target_count();
-        let users: BTreeSet<&UserId> = users.into_iter().collect();
-        let groups: BTreeSet<&GroupId> = groups.into_iter().collect();
         let fields = &mut *self.0;
-        let mut kept_users = std::mem::take(&mut fields.users).into_vec();
-        kept_users.retain(|user| !users.contains(user));
-        fields.users = kept_users.into_boxed_slice();
-        let mut kept_groups = std::mem::take(&mut fields.groups).into_vec();
-        kept_groups.retain(|group| !groups.contains(group));
-        fields.groups = kept_groups.into_boxed_slice();
+        let users = into_set(users.into_iter().collect());
+        edit_set(&mut fields.users, |all| {
+            all.retain(|user| users.binary_search(&user).is_err());
+        });
+        let groups = into_set(groups.into_iter().collect());
+        edit_set(&mut fields.groups, |all| {
+            all.retain(|group| groups.binary_search(&group).is_err());
+        });
         // Removing never adds: something changed exactly when there are fewer.
         self.target_count() != before
     }
@@ -644,6 +640,13 @@ impl Policy {
 }
 
 /// `items` sorted, each once, without spare room: the form of a policy's targets.
+/// Edits a target set as a list, then sorts it and drops duplicates again.
+fn edit_set<T: Ord>(set: &mut Box<[T]>, edit: impl FnOnce(&mut Vec<T>)) {
+    let mut items = std::mem::take(set).into_vec();
+    edit(&mut items);
+    *set = into_set(items);
+}
+
 fn into_set<T: Ord>(mut items: Vec<T>) -> Box<[T]> {
     items.sort_unstable();
     items.dedup();
