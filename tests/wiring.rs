@@ -481,6 +481,30 @@ async fn a_principal_the_allowlist_cannot_read_is_refused_even_on_public_routes(
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn a_route_exempt_from_the_allowlist_notes_no_tenant_decision() {
+    use tower_ip_allowlist::principal::Principal;
+
+    // The TenantLayer misplaced inside the allowlist: where the allowlist decides, the
+    // tenant was decided twice; on its exempt route it decided nothing, and acme's
+    // tenant is the only one.
+    let app = Router::new()
+        .route("/", get(|| async { "in" }))
+        .route("/hooks", get(|| async { "hook" }))
+        .layer(acme_tenant())
+        .layer(AllowlistLayer::new(policies()).exempt("/hooks"));
+    let alice = |path: &str| {
+        http::Request::get(path)
+            .body(Body::empty())
+            .unwrap()
+            .with_peer("203.0.113.5")
+            .with_identity(Principal::new("alice"))
+    };
+    assert_tenant_refusal(app.clone().oneshot(alice("/")).await.unwrap()).await;
+    let response = app.oneshot(alice("/hooks")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn an_exempt_route_still_refuses_another_organizations_identity() {
     use tower_ip_allowlist::principal::Principal;
 
