@@ -485,22 +485,19 @@ async fn a_route_exempt_from_the_allowlist_notes_no_tenant_decision() {
     use tower_ip_allowlist::principal::Principal;
 
     // The TenantLayer misplaced inside the allowlist: where the allowlist decides, the
-    // tenant was decided twice; on its exempt route it decided nothing, and acme's
-    // tenant is the only one.
+    // tenant is decided twice (the test above); on its exempt route it decided nothing,
+    // and acme's tenant is the only one. (Not refused here: the refusal's WARN is
+    // limited per process, and the test above waits for it.)
     let app = Router::new()
-        .route("/", get(|| async { "in" }))
         .route("/hooks", get(|| async { "hook" }))
         .layer(acme_tenant())
         .layer(AllowlistLayer::new(policies()).exempt("/hooks"));
-    let alice = |path: &str| {
-        http::Request::get(path)
-            .body(Body::empty())
-            .unwrap()
-            .with_peer("203.0.113.5")
-            .with_identity(Principal::new("alice"))
-    };
-    assert_tenant_refusal(app.clone().oneshot(alice("/")).await.unwrap()).await;
-    let response = app.oneshot(alice("/hooks")).await.unwrap();
+    let alice = http::Request::get("/hooks")
+        .body(Body::empty())
+        .unwrap()
+        .with_peer("203.0.113.5")
+        .with_identity(Principal::new("alice"));
+    let response = app.oneshot(alice).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
 
