@@ -29,6 +29,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use axum::body::Body;
@@ -154,6 +155,43 @@ fn noop_layer() -> Fixture<Router> {
     fixture(bare().layer(noop), allowed(), StatusCode::OK)
 }
 
+/// A do-nothing layer that holds state, as every configured layer does (here an `Arc`,
+/// as the allowlist's configuration is): with `Router::layer` and no `with_state`, axum
+/// clones the layer into a new box on every request, which a zero-sized layer such as
+/// the one above does not pay. Its service hands the inner future on unwrapped.
+#[derive(Clone)]
+struct Stateful<S> {
+    inner: S,
+    _state: Arc<u64>,
+}
+
+impl<S: Service<Request<Body>>> Service<Request<Body>> for Stateful<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        self.inner.call(request)
+    }
+}
+
+fn stateful() -> impl Layer<axum::routing::Route, Service = Stateful<axum::routing::Route>> + Clone
+{
+    let state = Arc::new(0);
+    tower::layer::layer_fn(move |inner| Stateful {
+        inner,
+        _state: Arc::clone(&state),
+    })
+}
+
+fn stateful_layer() -> Fixture<Router> {
+    fixture(bare().layer(stateful()), allowed(), StatusCode::OK)
+}
+
 fn validate_layer() -> Fixture<Router> {
     #[allow(deprecated)] // `bearer` is deprecated in favour of a custom validator.
     let layer = ValidateRequestHeaderLayer::bearer("secret");
@@ -185,6 +223,16 @@ fn bare_served() -> Fixture<Router> {
 fn noop_layer_served() -> Fixture<Router> {
     let noop = tower::layer::layer_fn(|inner| inner);
     fixture(served(bare().layer(noop)), allowed(), StatusCode::OK)
+}
+
+fn stateful_layer_served() -> Fixture<Router> {
+    fixture(served(bare().layer(stateful())), allowed(), StatusCode::OK)
+}
+
+fn validate_layer_served() -> Fixture<Router> {
+    #[allow(deprecated)]
+    let layer = ValidateRequestHeaderLayer::bearer("secret");
+    fixture(served(bare().layer(layer)), allowed(), StatusCode::OK)
 }
 
 fn allowlist_layer_served() -> Fixture<Router> {
@@ -221,11 +269,14 @@ fn allowlist_around_denied() -> Fixture<Around<AllowlistLayer>> {
 #[library_benchmark]
 #[bench::bare_router(setup = bare_router)]
 #[bench::noop_layer(setup = noop_layer)]
+#[bench::stateful_layer(setup = stateful_layer)]
 #[bench::validate_layer(setup = validate_layer)]
 #[bench::allowlist_layer(setup = allowlist_layer)]
 #[bench::allowlist_layer_denied(setup = allowlist_layer_denied)]
 #[bench::bare_served(setup = bare_served)]
 #[bench::noop_layer_served(setup = noop_layer_served)]
+#[bench::stateful_layer_served(setup = stateful_layer_served)]
+#[bench::validate_layer_served(setup = validate_layer_served)]
 #[bench::allowlist_layer_served(setup = allowlist_layer_served)]
 fn router((service, requests): Fixture<Router>) -> StatusCode {
     send_all(service, requests)
