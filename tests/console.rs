@@ -120,6 +120,60 @@ async fn start_chromedriver(binary: &Path) -> Chromedriver {
     panic!("chromedriver exited at once five times: is the port range exhausted?");
 }
 
+/// Attempts at opening a browser session before the test fails: on a loaded machine,
+/// chromedriver has reset the connection of a first session request (CI saw it once),
+/// which says nothing about the console.
+const SESSION_ATTEMPTS: u32 = 3;
+
+/// A headless chromium session through a chromedriver of its own, with its own
+/// profile directory; tried again with a new chromedriver and profile when it fails.
+async fn open_session(
+    driver: &Path,
+    chromium: &Path,
+    name: &str,
+    window: (u32, u32),
+) -> (Chromedriver, Client, PathBuf) {
+    let mut attempt = 1;
+    loop {
+        let chromedriver = start_chromedriver(driver).await;
+        let profile = std::env::temp_dir().join(format!(
+            "allowlist-console-{}-{name}-{attempt}",
+            std::process::id()
+        ));
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert("browserName".into(), json!("chrome"));
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--no-first-run", "--no-default-browser-check", "--disable-extensions",
+                    "--disable-background-networking", "--disable-sync", "--disable-component-update",
+                    format!("--window-size={},{}", window.0, window.1),
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        match ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{}", chromedriver.port))
+            .await
+        {
+            Ok(client) => return (chromedriver, client, profile),
+            Err(err) if attempt < SESSION_ATTEMPTS => {
+                eprintln!("{name}: opening a chromium session failed ({err}); trying again with a new chromedriver");
+                drop(chromedriver);
+                let _ = std::fs::remove_dir_all(&profile);
+                attempt += 1;
+            }
+            Err(err) => panic!(
+                "cannot open a chromium session through chromedriver ({SESSION_ATTEMPTS} attempts): {err}"
+            ),
+        }
+    }
+}
+
 /// What a scenario gets: the browser and the demo server's address.
 #[derive(Clone)]
 struct Page {
@@ -152,29 +206,7 @@ where
     let _one_at_a_time = BROWSER.lock().await;
     // No `ALLOWLIST_JWT_SECRET`: the demo runs in development mode, with the button.
     let server = demo::start_with("memory", "", &[]);
-    let driver = start_chromedriver(&driver).await;
-    let profile =
-        std::env::temp_dir().join(format!("allowlist-console-{}-{name}", std::process::id()));
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert("browserName".into(), json!("chrome"));
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": chromium,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--no-first-run", "--no-default-browser-check", "--disable-extensions",
-                "--disable-background-networking", "--disable-sync", "--disable-component-update",
-                format!("--window-size={},{}", window.0, window.1),
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let client = ClientBuilder::new(HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&format!("http://127.0.0.1:{}", driver.port))
-        .await
-        .expect("cannot open a chromium session through chromedriver");
+    let (driver, client, profile) = open_session(&driver, &chromium, name, window).await;
     let page = Page {
         client: client.clone(),
         addr: server.addr,
