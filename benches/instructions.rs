@@ -256,6 +256,12 @@ fn validate_around() -> Fixture<Around<Validate>> {
     fixture(layer.layer(bare()), allowed(), StatusCode::OK)
 }
 
+fn validate_around_served() -> Fixture<Around<Validate>> {
+    #[allow(deprecated)]
+    let layer = ValidateRequestHeaderLayer::bearer("secret");
+    fixture(layer.layer(served(bare())), allowed(), StatusCode::OK)
+}
+
 fn allowlist_around() -> Fixture<Around<AllowlistLayer>> {
     let layer = AllowlistLayer::new(handle(100, 100));
     fixture(layer.layer(bare()), allowed(), StatusCode::OK)
@@ -284,6 +290,7 @@ fn router((service, requests): Fixture<Router>) -> StatusCode {
 
 #[library_benchmark]
 #[bench::validate_around(setup = validate_around)]
+#[bench::validate_around_served(setup = validate_around_served)]
 fn validate((service, requests): Fixture<Around<Validate>>) -> StatusCode {
     send_all(service, requests)
 }
