@@ -227,21 +227,23 @@ async fn two_stores_on_one_file_share_limits_and_versions() {
                 .await
         }));
     }
-    let mut created = 0;
-    for task in tasks {
+    let mut created = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
         match task.await.unwrap() {
-            Ok(_) => created += 1,
+            Ok(_) => created.push(format!("p{i}")),
             Err(err) => assert_eq!(err, StoreError::PolicyLimitExceeded { limit }),
         }
     }
-    assert_eq!(created, limit);
+    assert_eq!(created.len(), limit);
+    // Whichever creates won the race: any of them.
+    let first = created[0].as_str();
     // A stale version from one replica is refused by the other's write.
     a.reload_org(&org).await.unwrap();
     b.reload_org(&org).await.unwrap();
     a.add_targets(
         &Actor::system(),
         &org,
-        "p0",
+        first,
         Targets::default().users(["u"]),
     )
     .await
@@ -250,7 +252,7 @@ async fn two_stores_on_one_file_share_limits_and_versions() {
         .replace_policy(
             &Actor::system(),
             &org,
-            PolicyDraft::new("p0", ["192.0.2.2"]),
+            PolicyDraft::new(first, ["192.0.2.2"]),
             Some(1),
         )
         .await
@@ -263,6 +265,6 @@ async fn two_stores_on_one_file_share_limits_and_versions() {
         }
     );
     b.reload_org(&org).await.unwrap();
-    assert_eq!(b.get_policy(&org, "p0").unwrap().version, 2);
+    assert_eq!(b.get_policy(&org, first).unwrap().version, 2);
     assert_eq!(b.list_policies(&org).len(), limit);
 }
