@@ -82,7 +82,7 @@ enum Admission {
 
 /// Whether the request goes on to the inner service.
 fn admit<I: Identity, R: Rejection, B>(config: &Config<R>, request: &mut Request<B>) -> Admission {
-    let exempt = config.exempt.contains(request.uri().path());
+    let exempt = config.exempt.contains(request.uri());
     // Recorded before the exemption, so exempt routes' handlers see the same outcome;
     // noted as a decision with the tenant only where the policies are decided.
     let addr = resolve_addr_once(request, config.client_ip.as_ref(), !exempt);

@@ -91,7 +91,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &*self.config;
-        let exempt = config.exempt.contains(request.uri().path());
+        let exempt = config.exempt.contains(request.uri());
         // Recorded before the exemption, so exempt routes' handlers see the same
         // outcome; noted as a decision with the tenant only where this list makes one.
         let decides = config.organization.is_tenant() && !exempt;

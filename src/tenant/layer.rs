@@ -96,7 +96,7 @@ where
     }
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
-        if self.exempt.contains(request.uri().path()) {
+        if self.exempt.contains(request.uri()) {
             return ResponseFuture::future(self.inner.call(request));
         }
         match self.resolver.resolve(&RequestHead::of(&request)) {
