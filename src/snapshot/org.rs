@@ -325,8 +325,14 @@ impl CompiledOrg {
         let mut deferred = [""; DEFERRED_GROUPS];
         let mut waiting = 0;
         let mut applies = false;
+        // One admitting group (one policy of one group covering the address, the usual
+        // case) is compared without walking a list.
+        let admits = |group: &str| match admitting_groups {
+            [one] => same_name(one, group),
+            names => names.iter().any(|name| same_name(name, group)),
+        };
         for group in groups {
-            if admitting_groups.iter().any(|name| same_name(name, group)) {
+            if admits(group) {
                 return Decision::Allowed;
             }
             if let Some(slot) = deferred.get_mut(waiting) {
