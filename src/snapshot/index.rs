@@ -216,6 +216,7 @@ impl<K: Key> RangeIndex<K> {
         }
     }
 
+    /// The id of the policy set covering `key` (0, the empty set, when none does).
     #[inline]
     pub(crate) fn lookup(&self, key: K) -> u32 {
         // The starts to search: all of a small index's, or one bucket's.
@@ -230,6 +231,7 @@ impl<K: Key> RangeIndex<K> {
         }
     }
 
+    /// The ids of the sets a look-up can return, one per interval.
     pub(crate) fn set_ids(&self) -> &[u32] {
         &self.set_ids
     }
@@ -427,8 +429,8 @@ mod tests {
         }
         // Clusters: `size` starts `spread` apart, clusters `gap` apart, as one policy's
         // sources packed into a block, far from the next policy's. Crowded buckets get
-        // tables of their own; a cluster straddling two buckets, a lone start beyond
-        // the last cluster, and clusters within clusters too.
+        // tables of their own; clusters straddling two buckets, a denser run beside a
+        // cluster, and a lone start far beyond the last one are searched too.
         for (clusters, size, spread, gap) in [
             (100u32, 200u32, 8u32, 1u32 << 20),
             (3, 1000, 1, 1 << 12),
@@ -438,7 +440,7 @@ mod tests {
             let mut starts: Vec<u32> = (0..clusters)
                 .flat_map(|c| (0..size).map(move |i| 0x2000_0000 + c * gap + i * spread))
                 .collect();
-            // A dense run inside the first cluster's span, and a lone far start.
+            // A dense run just after the first cluster, and a lone far start.
             starts.extend((0..64).map(|i| 0x2000_0000 + spread * size + 1 + i));
             starts.push(0xF000_0000);
             starts.sort_unstable();
