@@ -112,6 +112,7 @@ use http::{HeaderMap, HeaderName, Request};
 pub use self::extract::ClientIpRejection;
 pub use self::layer::{ClientIpLayer, ClientIpService};
 pub use self::peer::peer_addr;
+use self::resolver::PEER_RESOLVER;
 pub use self::resolver::{ClientIpResolver, ForwardedHeader, TrustedProxies, DEFAULT_MAX_HOPS};
 use crate::source::{normalize_ip, SourceError};
 use crate::warn::RateLimited;
@@ -457,9 +458,11 @@ fn peer_or_own(
     own: Option<&ClientIpResolver>,
     decides: bool,
 ) -> ClientIpOutcome {
-    let default = ClientIpResolver::peer();
-    let resolver = own.unwrap_or(&default);
-    let result = resolver.resolve(extensions, headers);
+    // The default resolver's case without the call through it.
+    let result = match own {
+        Some(own) => own.resolve(extensions, headers),
+        None => resolver::peer_client(extensions),
+    };
     let addr = result.as_ref().ok().map(|ip| ip.addr);
     tracing::trace!(target: "tower_ip_allowlist::client_ip", client_ip = ?addr, "client address resolved");
     if own.is_none() {
@@ -477,7 +480,7 @@ fn peer_or_own(
     }
     ClientIpOutcome {
         result,
-        resolver: resolver.id(),
+        resolver: own.map_or(PEER_RESOLVER, ClientIpResolver::id),
         decided: decides,
     }
 }

@@ -202,14 +202,8 @@ impl ClientIpResolver {
         extensions: &Extensions,
         headers: &HeaderMap,
     ) -> Result<ClientIp, ClientIpError> {
-        // Not `ok_or`: it would make and drop the error on every request.
-        let Some(peer) = peer_addr(extensions) else {
-            return Err(ClientIpError::NoPeerAddress);
-        };
-        let as_peer = ClientIp {
-            addr: peer,
-            source: peer_source(extensions),
-        };
+        let as_peer = peer_client(extensions)?;
+        let peer = as_peer.addr;
         let Some(trusted) = &self.trusted else {
             return Ok(as_peer);
         };
@@ -250,6 +244,20 @@ impl ClientIpResolver {
             .as_ref()
             .map_or(PEER_RESOLVER, |trusted| trusted.id)
     }
+}
+
+/// The client as the default resolver ([`ClientIpResolver::peer`]) finds it: the peer,
+/// and how its address was found.
+#[inline]
+pub(super) fn peer_client(extensions: &Extensions) -> Result<ClientIp, ClientIpError> {
+    // Not `ok_or`: it would make and drop the error on every request.
+    let Some(addr) = peer_addr(extensions) else {
+        return Err(ClientIpError::NoPeerAddress);
+    };
+    Ok(ClientIp {
+        addr,
+        source: peer_source(extensions),
+    })
 }
 
 /// How the peer address was found: the TCP peer, or the client a trusted balancer's
@@ -406,7 +414,7 @@ impl TrustedProxies {
 }
 
 /// The [`id`](ClientIpResolver::id) of every peer resolver (they are all alike).
-const PEER_RESOLVER: usize = 0;
+pub(super) const PEER_RESOLVER: usize = 0;
 
 /// The next id of a resolver of trusted proxies.
 static NEXT_ID: AtomicUsize = AtomicUsize::new(PEER_RESOLVER + 1);
