@@ -412,6 +412,18 @@ async fn a_tenant_decided_after_a_layer_that_decided_with_the_default_is_refused
         "{:?}",
         log.events()
     );
+    // On a route exempt from the policies too: the caller's organization was checked
+    // against the default one.
+    let app = route()
+        .route("/hooks", get(|| async { "hook" }))
+        .layer(acme_tenant())
+        .layer(AllowlistLayer::new(policies()).exempt("/hooks"));
+    let hook = http::Request::get("/hooks")
+        .body(Body::empty())
+        .unwrap()
+        .with_peer("203.0.113.5")
+        .with_identity(Principal::new("alice"));
+    assert_tenant_refusal(app.oneshot(hook).await.unwrap()).await;
     // The same mistake where the tenant is the default organization anyway: nothing
     // was decided differently.
     let app = route()
@@ -481,24 +493,29 @@ async fn a_principal_the_allowlist_cannot_read_is_refused_even_on_public_routes(
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn a_route_exempt_from_the_allowlist_notes_no_tenant_decision() {
-    use tower_ip_allowlist::principal::Principal;
-
-    // The TenantLayer misplaced inside the allowlist: where the allowlist decides, the
-    // tenant is decided twice (the test above); on its exempt route it decided nothing,
-    // and acme's tenant is the only one. (Not refused here: the refusal's WARN is
+async fn an_anonymous_request_notes_no_tenant_decision() {
+    // The TenantLayer misplaced inside the allowlist: where the allowlist decides with
+    // the tenant (a caller's organization, exempt routes too: the test above), the
+    // tenant is decided twice; an anonymous request decided nothing with it, and
+    // acme's tenant is the only one. (Nothing here is refused: the refusal's WARN is
     // limited per process, and the test above waits for it.)
     let app = Router::new()
+        .route("/", get(|| async { "public" }))
         .route("/hooks", get(|| async { "hook" }))
         .layer(acme_tenant())
-        .layer(AllowlistLayer::new(policies()).exempt("/hooks"));
-    let alice = http::Request::get("/hooks")
-        .body(Body::empty())
-        .unwrap()
-        .with_peer("203.0.113.5")
-        .with_identity(Principal::new("alice"));
-    let response = app.oneshot(alice).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+        .layer(
+            AllowlistLayer::new(policies())
+                .exempt("/hooks")
+                .allow_anonymous(),
+        );
+    for path in ["/hooks", "/"] {
+        let anonymous = http::Request::get(path)
+            .body(Body::empty())
+            .unwrap()
+            .with_peer("203.0.113.5");
+        let response = app.clone().oneshot(anonymous).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -330,11 +330,11 @@ pub struct ClientIpOutcome {
     result: Result<ClientIp, ClientIpError>,
     /// Which resolver decided it ([`ClientIpResolver::id`]).
     resolver: usize,
-    /// Whether a layer that decides with the request's tenant (the allowlist, a list
-    /// of the tenant) has run: a `TenantLayer` after it would change the organization
-    /// it decided with (see [`decided_with_tenant`]). Kept here, in the record every
-    /// such layer already reads or writes, so that knowing it costs no look-up or
-    /// allocation of its own.
+    /// Whether a layer that decided with the request's tenant (the allowlist for a
+    /// caller, a list of the tenant) has run: a `TenantLayer` after it would change the
+    /// organization it decided with (see [`decided_with_tenant`]). Kept here, in the
+    /// record every such layer already reads or writes, so that noting it costs no
+    /// look-up or allocation of its own.
     decided: bool,
 }
 

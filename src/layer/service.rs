@@ -20,7 +20,7 @@ use crate::lists::Exempt;
 use crate::policy::OrgId;
 use crate::principal::{Identity, Principal};
 use crate::snapshot::{same_name, Decision, DenyReason, SnapshotHandle};
-use crate::tenant::Tenant;
+use crate::tenant::{self, Tenant};
 use crate::warn::RateLimited;
 use crate::{metrics, report};
 
@@ -83,9 +83,13 @@ enum Admission {
 /// Whether the request goes on to the inner service.
 fn admit<I: Identity, R: Rejection, B>(config: &Config<R>, request: &mut Request<B>) -> Admission {
     let exempt = config.exempt.contains(request.uri());
-    // Recorded before the exemption, so exempt routes' handlers see the same outcome;
-    // noted as a decision with the tenant only where the policies are decided.
-    let addr = resolve_addr_once(request, config.client_ip.as_ref(), !exempt);
+    // A caller is checked against the request's tenant (on exempt routes too), so the
+    // record notes a decision with the tenant for a `TenantLayer` that would run after
+    // this one; an anonymous request decides nothing with it. Asked only in a process
+    // that has a `TenantLayer` (one more look-up): elsewhere no one reads the note.
+    let decides = tenant::layer_made() && request.extensions().get::<I>().is_some();
+    // Recorded before the exemption, so exempt routes' handlers see the same outcome.
+    let addr = resolve_addr_once(request, config.client_ip.as_ref(), decides);
 
     let Some(caller) = request.extensions().get::<I>() else {
         if exempt {

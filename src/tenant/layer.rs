@@ -17,6 +17,7 @@ use crate::grpc;
 use crate::layer::{error_document, ResponseFuture, JSON_API};
 use crate::lists::{Exempt, RequestHead};
 use crate::policy::OrgId;
+use crate::seen::Seen;
 use crate::warn::RateLimited;
 
 /// Decides each request's [`Tenant`] with a [`TenantResolver`] and records it in the
@@ -30,9 +31,21 @@ pub struct TenantLayer {
     exempt: Exempt,
 }
 
+/// Whether this process has made a [`TenantLayer`]: until it has, no layer can run after
+/// one that decided with the default organization, and the allowlist need not note that
+/// it did (see [`layer_made`]).
+static LAYER_MADE: Seen = Seen::new();
+
+/// Whether a [`TenantLayer`] exists in this process. It is made before any request
+/// reaches it, so a request that a layer outside it handles finds this `true`.
+pub(crate) fn layer_made() -> bool {
+    LAYER_MADE.ever()
+}
+
 impl TenantLayer {
     /// Records what `resolver` decides.
     pub fn new(resolver: impl Into<TenantResolver>) -> Self {
+        LAYER_MADE.note();
         Self {
             resolver: resolver.into(),
             exempt: Exempt::default(),

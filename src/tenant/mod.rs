@@ -22,8 +22,9 @@
 //! decided otherwise refuses the request with 500 `tenantDecidedTwice` (gRPC 13
 //! `INTERNAL`) and a WARN on the `tower_ip_allowlist::wiring` target: another
 //! `TenantLayer` before it that decided another organization, or a list or allowlist
-//! placed outside it, which decided with the default organization. So a layer in the
-//! wrong place cannot leave the layers disagreeing about the tenant.
+//! placed outside it, which decided with the default organization (the allowlist
+//! decides with it for a request with a caller; an anonymous request decided nothing).
+//! So a layer in the wrong place cannot leave the layers disagreeing about the tenant.
 //!
 //! | resolver | the tenant is |
 //! |---|---|
@@ -97,6 +98,7 @@ use std::sync::Arc;
 
 use http::Extensions;
 
+pub(crate) use self::layer::layer_made;
 pub use self::layer::{TenantLayer, TenantService};
 use crate::lists::RequestHead;
 use crate::policy::OrgId;
