@@ -343,7 +343,6 @@ mod extract {
     use http::request::Parts;
 
     use super::Tenant;
-    use crate::policy::OrgId;
 
     /// The request's tenant: the one [`TenantLayer`](super::TenantLayer) recorded, or
     /// the default organization where none did (single-tenant), as every layer sees it.
@@ -357,9 +356,9 @@ mod extract {
             // The default is made without `Tenant::new`: "no tenant recorded" already
             // reads as the default organization, and noting one made here would make
             // every single-tenant server look its tenant up on every request.
-            Ok(Tenant::of(&parts.extensions).cloned().unwrap_or(Tenant {
-                org: OrgId::default(),
-            }))
+            Ok(Tenant {
+                org: Tenant::org_id_of(&parts.extensions),
+            })
         }
     }
 }
