@@ -639,7 +639,6 @@ impl Policy {
     }
 }
 
-/// `items` sorted, each once, without spare room: the form of a policy's targets.
 /// Edits a target set as a list, then sorts it and drops duplicates again.
 fn edit_set<T: Ord>(set: &mut Box<[T]>, edit: impl FnOnce(&mut Vec<T>)) {
     let mut items = std::mem::take(set).into_vec();
@@ -647,6 +646,7 @@ fn edit_set<T: Ord>(set: &mut Box<[T]>, edit: impl FnOnce(&mut Vec<T>)) {
     *set = into_set(items);
 }
 
+/// `items` sorted, each once, without spare room: the form of a policy's targets.
 fn into_set<T: Ord>(mut items: Vec<T>) -> Box<[T]> {
     items.sort_unstable();
     items.dedup();

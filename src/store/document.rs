@@ -153,11 +153,7 @@ pub(super) fn encode(record: &OrgRecord) -> Result<String, BackendError> {
                     .collect(),
                 users: policy.users().iter().map(ToString::to_string).collect(),
                 groups: policy.groups().iter().map(ToString::to_string).collect(),
-                version: record
-                    .policy_versions
-                    .get(policy.id())
-                    .copied()
-                    .unwrap_or(1),
+                version: record.policy_version(policy.id()),
                 enforcement: policy.enforcement().as_str().to_owned(),
             })
             .collect(),

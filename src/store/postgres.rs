@@ -472,11 +472,10 @@ impl PostgresBackend {
                 batch.push(row.map_err(|err| self.error(err))?);
             }
             if batch.len() == LOAD_BATCH || (end && !batch.is_empty()) {
-                while decoding.len() >= cores {
-                    let Some(oldest) = decoding.pop_front() else {
-                        break;
-                    };
-                    records.extend(decoded(oldest).await?);
+                if decoding.len() >= cores {
+                    if let Some(oldest) = decoding.pop_front() {
+                        records.extend(decoded(oldest).await?);
+                    }
                 }
                 let backend = self.clone();
                 let rows = std::mem::replace(&mut batch, Vec::with_capacity(LOAD_BATCH));

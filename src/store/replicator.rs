@@ -293,7 +293,7 @@ async fn session(
         // `PostgresBackend::load_all_waiting`).
         match backend.load_all_waiting(Some(limit)).await {
             Ok(records) => store.publish_first_load(records).await,
-            Err(err) => return (false, err),
+            Err(err) => Err(err),
         }
     };
     let reloaded = match resynced {
