@@ -47,6 +47,11 @@ const BUCKETS_FROM: usize = 16;
 /// A bucket holding more starts than this gets a table of its own.
 const NEST_FROM: usize = 16;
 
+/// Whether the bucket of starts `lo..hi` is crowded: it has a table of its own.
+fn crowded(lo: usize, hi: usize) -> bool {
+    hi - lo > NEST_FROM
+}
+
 /// Sorted interval starts; `set_ids[i]` is the policy set covering
 /// `starts[i]..starts[i + 1]`. Addresses before the first start are covered by nothing.
 ///
@@ -63,7 +68,8 @@ const NEST_FROM: usize = 16;
 /// (`Tables::nested`), so that a look-up there too searches a handful of starts: at 100
 /// policies of 100 addresses each, 16 apart, a search of 200 starts becomes one of
 /// about 4 (BENCHMARKS.md, "Instructions per request"). The nested tables cost up to
-/// about four more bytes per interval, and nothing where no bucket is crowded.
+/// about five more bytes per interval for IPv4 and seven for IPv6 (buckets of 17
+/// starts each, the worst case), and nothing where no bucket is crowded.
 #[derive(Debug, Clone)]
 pub(crate) struct RangeIndex<K> {
     starts: Box<[K]>,
@@ -162,7 +168,7 @@ impl<K: Key> Tables<K> {
         let mut nested = Vec::new();
         for (b, bounds) in buckets.bounds.windows(2).enumerate() {
             let (lo, hi) = (bounds[0] as usize, bounds[1] as usize);
-            if hi - lo > NEST_FROM {
+            if crowded(lo, hi) {
                 nested.push(Buckets::new(&starts[lo..hi], lo));
                 nested_of[b] = u32::try_from(nested.len()).unwrap_or(u32::MAX);
             }
@@ -181,7 +187,7 @@ impl<K: Key> Tables<K> {
     #[inline]
     fn find(&self, key: K) -> (usize, usize) {
         match self.buckets.find(key) {
-            (Some(bucket), lo, hi) if hi - lo > NEST_FROM => {
+            (Some(bucket), lo, hi) if crowded(lo, hi) => {
                 self.nested_find(bucket, key).unwrap_or((lo, hi))
             }
             (_, lo, hi) => (lo, hi),
@@ -429,10 +435,11 @@ mod tests {
         }
         // Clusters: `size` starts `spread` apart, clusters `gap` apart, as one policy's
         // sources packed into a block, far from the next policy's. Crowded buckets get
-        // tables of their own; clusters straddling two buckets, a denser run beside a
-        // cluster, and a lone start far beyond the last one are searched too.
+        // tables of their own; clusters on and off the buckets' boundaries, a denser run
+        // beside a cluster, and a lone start far beyond the last one are searched too.
         for (clusters, size, spread, gap) in [
             (100u32, 200u32, 8u32, 1u32 << 20),
+            (100, 200, 8, (1 << 20) + 12_345),
             (3, 1000, 1, 1 << 12),
             (7, 40, 3, 100_000),
             (2, 5000, 16, 1 << 26),
@@ -454,8 +461,12 @@ mod tests {
                     .is_some_and(|tables| !tables.nested.is_empty()),
                 "{clusters} clusters of {size}"
             );
-            let probes = starts.iter().flat_map(|s| [s.saturating_sub(1), *s, s + 1]);
-            for key in probes.chain([0, 0x1FFF_FFFF, u32::MAX]) {
+            // Every start and its neighbours, and halfway to the next start (so between
+            // clusters, and before and after each crowded bucket's own span).
+            let probes = starts.iter().zip(starts.iter().skip(1)).flat_map(|(s, next)| {
+                [s.saturating_sub(1), *s, s + 1, s + (next - s) / 2]
+            });
+            for key in probes.chain([0, 0x1FFF_FFFF, 0xF000_0000, u32::MAX]) {
                 let i = starts.partition_point(|s| *s <= key);
                 let want = i.checked_sub(1).map_or(0, |i| set_ids[i]);
                 assert_eq!(
