@@ -167,9 +167,12 @@ async fn open_session(
                 let _ = std::fs::remove_dir_all(&profile);
                 attempt += 1;
             }
-            Err(err) => panic!(
-                "cannot open a chromium session through chromedriver ({SESSION_ATTEMPTS} attempts): {err}"
-            ),
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&profile);
+                panic!(
+                    "cannot open a chromium session through chromedriver ({SESSION_ATTEMPTS} attempts): {err}"
+                )
+            }
         }
     }
 }
@@ -619,8 +622,12 @@ async fn a_report_only_policy_shows_whom_it_would_deny_and_warns_before_enforcin
         let row = page
             .text("#would-deny tr[data-user=carol]", "127.0.0.1")
             .await;
-        // The row names its caller (not "anonymous"); its count is in a cell of its own.
-        assert!(row.contains("carol"), "{row}");
+        // The row's first cell names its caller exactly (not "anonymous"); its count is
+        // in a cell of its own.
+        let name = page
+            .text("#would-deny tr[data-user=carol] td:first-child", "carol")
+            .await;
+        assert_eq!(name.trim(), "carol", "{row}");
         let count = page
             .text("#would-deny tr[data-user=carol] td.count", "1")
             .await;

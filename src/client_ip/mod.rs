@@ -338,7 +338,7 @@ pub struct ClientIpOutcome {
     decided: bool,
 }
 
-/// The same outcome: the same address or error, from a resolver configured alike;
+/// The same outcome: the same address or error, from the same resolver (or its clone);
 /// whether a layer has decided with it yet is bookkeeping, not part of it.
 impl PartialEq for ClientIpOutcome {
     fn eq(&self, other: &Self) -> bool {

@@ -237,8 +237,10 @@ impl ClientIpResolver {
         })
     }
 
-    /// An identity for "configured alike", cheap to compare: two clones of one
-    /// resolver share it, and no other resolver of the process has it.
+    /// The resolver's identity, cheap to compare: two clones of one resolver share it,
+    /// every peer resolver has the same, and no other resolver of the process has it
+    /// (two built apart differ even when configured alike; a later layer then resolves
+    /// again and compares the addresses).
     pub(super) fn id(&self) -> usize {
         self.trusted
             .as_ref()

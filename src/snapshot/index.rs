@@ -463,9 +463,10 @@ mod tests {
             );
             // Every start and its neighbours, and halfway to the next start (so between
             // clusters, and before and after each crowded bucket's own span).
-            let probes = starts.iter().zip(starts.iter().skip(1)).flat_map(|(s, next)| {
-                [s.saturating_sub(1), *s, s + 1, s + (next - s) / 2]
-            });
+            let probes = starts
+                .iter()
+                .zip(starts.iter().skip(1))
+                .flat_map(|(s, next)| [s.saturating_sub(1), *s, s + 1, s + (next - s) / 2]);
             for key in probes.chain([0, 0x1FFF_FFFF, 0xF000_0000, u32::MAX]) {
                 let i = starts.partition_point(|s| *s <= key);
                 let want = i.checked_sub(1).map_or(0, |i| set_ids[i]);
