@@ -516,6 +516,17 @@ async fn an_anonymous_request_notes_no_tenant_decision() {
         let response = app.clone().oneshot(anonymous).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
+    // A site list's exempt route decides nothing with the tenant either (its other
+    // routes do: the test above).
+    let app = Router::new()
+        .route("/hooks", get(|| async { "hook" }))
+        .layer(acme_tenant())
+        .layer(tower_ip_allowlist::lists::SiteAllowlistLayer::new(policies()).exempt("/hooks"));
+    let hook = http::Request::get("/hooks")
+        .body(Body::empty())
+        .unwrap()
+        .with_peer("203.0.113.5");
+    assert_eq!(app.oneshot(hook).await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "current_thread")]
