@@ -84,7 +84,12 @@ fn alice_from(peer: &str) -> http::Request<Body> {
 
 /// A request with no identity and no credentials.
 fn anonymous_from(peer: &str) -> http::Request<Body> {
-    http::Request::get("/")
+    anonymous_to("/", peer)
+}
+
+/// The same, for `path`.
+fn anonymous_to(path: &str, peer: &str) -> http::Request<Body> {
+    http::Request::get(path)
         .body(Body::empty())
         .unwrap()
         .with_peer(peer)
@@ -251,12 +256,7 @@ async fn shared_identities_and_the_generic_guard() {
                 .with_identity::<User>()
                 .allow_anonymous(),
         );
-    let get = |path: &str| {
-        http::Request::get(path)
-            .body(Body::empty())
-            .unwrap()
-            .with_peer("192.0.2.1")
-    };
+    let get = |path: &str| anonymous_to(path, "192.0.2.1");
     assert_eq!(
         app.clone().oneshot(get("/")).await.unwrap().status(),
         StatusCode::OK
@@ -418,11 +418,7 @@ async fn a_tenant_decided_after_a_layer_that_decided_with_the_default_is_refused
         .route("/hooks", get(|| async { "hook" }))
         .layer(acme_tenant())
         .layer(AllowlistLayer::new(policies()).exempt("/hooks"));
-    let hook = http::Request::get("/hooks")
-        .body(Body::empty())
-        .unwrap()
-        .with_peer("203.0.113.5")
-        .with_identity(Principal::new("alice"));
+    let hook = anonymous_to("/hooks", "203.0.113.5").with_identity(Principal::new("alice"));
     assert_tenant_refusal(app.oneshot(hook).await.unwrap()).await;
     // The same mistake where the tenant is the default organization anyway: nothing
     // was decided differently.
@@ -509,10 +505,7 @@ async fn an_anonymous_request_notes_no_tenant_decision() {
                 .allow_anonymous(),
         );
     for path in ["/hooks", "/"] {
-        let anonymous = http::Request::get(path)
-            .body(Body::empty())
-            .unwrap()
-            .with_peer("203.0.113.5");
+        let anonymous = anonymous_to(path, "203.0.113.5");
         let response = app.clone().oneshot(anonymous).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
@@ -522,10 +515,7 @@ async fn an_anonymous_request_notes_no_tenant_decision() {
         .route("/hooks", get(|| async { "hook" }))
         .layer(acme_tenant())
         .layer(tower_ip_allowlist::lists::SiteAllowlistLayer::new(policies()).exempt("/hooks"));
-    let hook = http::Request::get("/hooks")
-        .body(Body::empty())
-        .unwrap()
-        .with_peer("203.0.113.5");
+    let hook = anonymous_to("/hooks", "203.0.113.5");
     assert_eq!(app.oneshot(hook).await.unwrap().status(), StatusCode::OK);
 }
 
@@ -537,10 +527,7 @@ async fn an_exempt_route_still_refuses_another_organizations_identity() {
         .route("/hooks", get(|| async { "in" }))
         .layer(AllowlistLayer::new(policies()).exempt("/hooks"));
     let hook = |principal: Option<Principal>| {
-        let request = http::Request::get("/hooks")
-            .body(Body::empty())
-            .unwrap()
-            .with_peer("192.0.2.1");
+        let request = anonymous_to("/hooks", "192.0.2.1");
         match principal {
             Some(principal) => request.with_identity(principal),
             None => request,
